@@ -1,0 +1,60 @@
+"""Who may see and act on what (SPEC §1): channel access is membership, or being an admin."""
+from __future__ import annotations
+
+from models import Channel, ChannelMember, Conversation, User
+
+from .errors import Forbidden, NotFound
+
+
+def require_admin(viewer: User) -> None:
+    if not viewer.is_admin:
+        raise Forbidden("only admins change the messaging settings")
+
+
+def live_channels(company_id: int):
+    return Channel.filter(company_id=company_id, uninstalled_at__isnull=True)
+
+
+async def accessible_channel_ids(viewer: User) -> list[int]:
+    channels = live_channels(viewer.company_id)
+    if not viewer.is_admin:
+        channels = channels.filter(memberships__user_id=viewer.id)
+    return list(await channels.values_list("id", flat=True))
+
+
+async def has_access(user: User, channel_id: int) -> bool:
+    if user.is_admin:
+        return await live_channels(user.company_id).filter(id=channel_id).exists()
+    return await ChannelMember.filter(user_id=user.id, channel_id=channel_id,
+                                      channel__uninstalled_at__isnull=True).exists()
+
+
+async def audience(channel_id: int) -> tuple[int, ...]:
+    """Members of the channel: with admins, everyone an event of it may reach."""
+    return tuple(await ChannelMember.filter(channel_id=channel_id).values_list("user_id", flat=True))
+
+
+async def visible_channel(viewer: User, channel_id: int) -> Channel:
+    channel = await live_channels(viewer.company_id).get_or_none(id=channel_id)
+    if channel is None or not await has_access(viewer, channel.id):
+        raise NotFound("channel not found")
+    return channel
+
+
+async def visible_conversation(viewer: User, conversation_id: int, *, for_update: bool = False) -> Conversation:
+    """The conversation if the viewer may see it; NOT_FOUND otherwise, whatever the reason."""
+    query = Conversation.filter(id=conversation_id, company_id=viewer.company_id,
+                                deleted_at__isnull=True, channel__uninstalled_at__isnull=True)
+    if for_update:
+        query = query.select_for_update()
+    conversation = await query.first()
+    if conversation is None or not await has_access(viewer, conversation.channel_id):
+        raise NotFound("conversation not found")
+    return conversation
+
+
+async def company_user(viewer: User, user_id: int) -> User:
+    user = await User.get_or_none(id=user_id, company_id=viewer.company_id)
+    if user is None:
+        raise NotFound("user not found")
+    return user

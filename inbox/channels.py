@@ -1,0 +1,103 @@
+"""Messaging settings: installing, sharing, unsharing and uninstalling channels (admins only)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import urlparse
+
+from tortoise.transactions import in_transaction
+
+from models import Channel, ChannelKind, ChannelMember, Contact, Conversation, EventKind, User
+
+from . import validation
+from .access import audience, company_user, live_channels, require_admin
+from .errors import BadInput, Forbidden, NotFound
+from .events import record_event
+from .tokens import CHANNEL_PREFIX, new_token, token_hash
+from .transaction import action
+
+# What each kind needs, by the contract's field names: secrets stay on the server.
+REQUIRED_CONFIG = {
+    ChannelKind.MESSENGER: ("pageId", "appSecret", "verifyToken", "pageAccessToken"),
+    ChannelKind.WHATSAPP: ("accountSid", "authToken", "fromNumber"),
+    ChannelKind.CUSTOM: (),
+}
+
+
+@dataclass
+class Installed:
+    channel: Channel
+    channel_token: str | None
+
+
+def _checked_config(kind: ChannelKind, config: dict | None) -> dict:
+    if kind is not ChannelKind.CUSTOM and config is None:
+        raise BadInput(f"a {kind.value} channel needs its {kind.value.lower()} settings")
+    config = dict(config or {})
+    for key in REQUIRED_CONFIG[kind]:
+        config[key] = validation.text(config.get(key), key, 1024)
+    callback = config.get("callbackUrl")
+    if callback is not None:
+        parsed = urlparse(callback)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or len(callback) > 2048:
+            raise BadInput("callbackUrl must be an http(s) URL")
+    return config
+
+
+async def install(viewer: User, kind: ChannelKind, name: str, config: dict | None,
+                  *, whatsapp_new_installs: bool = True) -> Installed:
+    require_admin(viewer)
+    name = validation.text(name, "name")
+    config = _checked_config(kind, config)
+    if kind is ChannelKind.WHATSAPP and not whatsapp_new_installs:
+        has_whatsapp = await Channel.filter(company_id=viewer.company_id, kind=ChannelKind.WHATSAPP).exists()
+        if not has_whatsapp:
+            raise Forbidden("WhatsApp is closed to new customers")
+    token = new_token(CHANNEL_PREFIX) if kind is ChannelKind.CUSTOM else None
+    async with in_transaction():
+        channel = await Channel.create(company_id=viewer.company_id, kind=kind, name=name,
+                                       installed_by_id=viewer.id, config=config,
+                                       token_hash=token_hash(token) if token else None)
+        await ChannelMember.create(channel_id=channel.id, user_id=viewer.id)
+    return Installed(channel, token)
+
+
+async def _admin_channel(viewer: User, channel_id: int) -> Channel:
+    require_admin(viewer)
+    channel = await live_channels(viewer.company_id).get_or_none(id=channel_id)
+    if channel is None:
+        raise NotFound("channel not found")
+    return channel
+
+
+async def share(viewer: User, channel_id: int, user_ids: list[int]) -> Channel:
+    channel = await _admin_channel(viewer, channel_id)
+    users = [await company_user(viewer, user_id) for user_id in dict.fromkeys(user_ids)]
+    async with in_transaction():
+        for user in users:
+            await ChannelMember.get_or_create(channel_id=channel.id, user_id=user.id)
+    return channel
+
+
+async def unshare(viewer: User, channel_id: int, user_ids: list[int]) -> Channel:
+    channel = await _admin_channel(viewer, channel_id)
+    users = [await company_user(viewer, user_id) for user_id in dict.fromkeys(user_ids)]
+    if any(user.id == channel.installed_by_id for user in users):
+        raise BadInput("the installer always keeps access to the channel")
+    await ChannelMember.filter(channel_id=channel.id, user_id__in=[u.id for u in users]).delete()
+    return channel
+
+
+async def uninstall(viewer: User, channel_id: int) -> int:
+    """Removes the channel and its conversations from the inbox; live clients get DELETED events."""
+    channel = await _admin_channel(viewer, channel_id)
+    members = await audience(channel.id)
+    async with action() as act:
+        conversations = await Conversation.filter(channel_id=channel.id, deleted_at__isnull=True)
+        for conversation in conversations:
+            await record_event(act, conversation, EventKind.DELETED, actor=viewer, audience=members)
+        await Contact.filter(channel_id=channel.id).delete()  # cascades to conversations and messages
+        channel.uninstalled_at = datetime.now(timezone.utc)
+        channel.token_hash = None
+        await channel.save(update_fields=["uninstalled_at", "token_hash"])
+    return channel.id

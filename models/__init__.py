@@ -1,0 +1,200 @@
+"""Tortoise models of the inbox: companies, users, channels, contacts,
+conversations, messages, conversation events and per-user read state.
+
+Every row carries its company so that tenant filters are one column away.
+Schema changes go through the migrations in models/migrations.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class ChannelKind(str, Enum):
+    MESSENGER = "MESSENGER"
+    WHATSAPP = "WHATSAPP"
+    CUSTOM = "CUSTOM"
+
+
+class ConversationStatus(str, Enum):
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
+
+
+class MessageDirection(str, Enum):
+    INBOUND = "INBOUND"
+    OUTBOUND = "OUTBOUND"
+
+
+class DeliveryStatus(str, Enum):
+    RECEIVED = "RECEIVED"
+    PENDING = "PENDING"
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
+    READ = "READ"
+    FAILED = "FAILED"
+
+
+class EventKind(str, Enum):
+    CREATED = "CREATED"
+    MESSAGE_ADDED = "MESSAGE_ADDED"
+    ASSIGNED = "ASSIGNED"
+    UNASSIGNED = "UNASSIGNED"
+    CLOSED = "CLOSED"
+    REOPENED = "REOPENED"
+    DELETED = "DELETED"
+    RESTORED = "RESTORED"
+    LINKED = "LINKED"
+    UNLINKED = "UNLINKED"
+    READ = "READ"
+
+
+class Company(Model):
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=255)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "company"
+
+
+class User(Model):
+    id = fields.IntField(primary_key=True)
+    company = fields.ForeignKeyField("inbox.Company", related_name="users", on_delete=fields.CASCADE)
+    name = fields.CharField(max_length=255)
+    email = fields.CharField(max_length=320)
+    is_admin = fields.BooleanField(default=False)
+    available = fields.BooleanField(default=True)
+    # sha256 of the API token: tokens are 256-bit random, so a fast hash is safe
+    # and lets every request find its user by index.
+    token_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "user"
+        unique_together = (("company", "email"),)
+
+
+class Channel(Model):
+    id = fields.IntField(primary_key=True)
+    company = fields.ForeignKeyField("inbox.Company", related_name="channels", on_delete=fields.CASCADE)
+    kind = fields.CharEnumField(ChannelKind, max_length=16)
+    name = fields.CharField(max_length=255)
+    installed_by = fields.ForeignKeyField("inbox.User", related_name="installed_channels",
+                                          on_delete=fields.RESTRICT)
+    # Provider settings (page id, secrets, callback url...). Secrets never leave the server.
+    config = fields.JSONField(default=dict)
+    # CUSTOM channels: sha256 of the partner's bearer token.
+    token_hash = fields.CharField(max_length=64, unique=True, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    uninstalled_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "channel"
+
+
+class ChannelMember(Model):
+    id = fields.IntField(primary_key=True)
+    channel = fields.ForeignKeyField("inbox.Channel", related_name="memberships", on_delete=fields.CASCADE)
+    user = fields.ForeignKeyField("inbox.User", related_name="memberships", on_delete=fields.CASCADE)
+
+    class Meta:
+        table = "channel_member"
+        unique_together = (("channel", "user"),)
+
+
+class Contact(Model):
+    id = fields.IntField(primary_key=True)
+    company = fields.ForeignKeyField("inbox.Company", related_name="contacts", on_delete=fields.CASCADE)
+    channel = fields.ForeignKeyField("inbox.Channel", related_name="contacts", on_delete=fields.CASCADE)
+    external_id = fields.CharField(max_length=255)
+    name = fields.CharField(max_length=255)
+    avatar_url = fields.CharField(max_length=2048, null=True)
+
+    class Meta:
+        table = "contact"
+        unique_together = (("channel", "external_id"),)
+
+
+class Conversation(Model):
+    id = fields.IntField(primary_key=True)
+    company = fields.ForeignKeyField("inbox.Company", related_name="conversations", on_delete=fields.CASCADE)
+    channel = fields.ForeignKeyField("inbox.Channel", related_name="conversations", on_delete=fields.CASCADE)
+    # One conversation per contact per channel: a contact belongs to one channel.
+    contact = fields.OneToOneField("inbox.Contact", related_name="conversation", on_delete=fields.CASCADE)
+    status = fields.CharEnumField(ConversationStatus, max_length=8, default=ConversationStatus.OPEN)
+    assignee = fields.ForeignKeyField("inbox.User", related_name="assigned_conversations", null=True,
+                                      on_delete=fields.SET_NULL)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    # Ordering key of the inbox sections: when the server took the latest message.
+    activity_at = fields.DatetimeField()
+    last_message_id = fields.IntField(null=True)
+    deleted_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "conversation"
+        indexes = (("company", "status", "activity_at"),)
+
+
+class Message(Model):
+    # Ids are handed out in commit order per company (see inbox/messages.py), so
+    # the id is the cursor of `messageAdded(after:)` and of Conversation.messages.
+    id = fields.IntField(primary_key=True)
+    company = fields.ForeignKeyField("inbox.Company", related_name="messages", on_delete=fields.CASCADE)
+    channel = fields.ForeignKeyField("inbox.Channel", related_name="messages", on_delete=fields.CASCADE)
+    conversation = fields.ForeignKeyField("inbox.Conversation", related_name="messages",
+                                          on_delete=fields.CASCADE)
+    direction = fields.CharEnumField(MessageDirection, max_length=8)
+    body = fields.TextField()
+    sent_at = fields.DatetimeField()
+    status = fields.CharEnumField(DeliveryStatus, max_length=10)
+    author = fields.ForeignKeyField("inbox.User", related_name="messages", null=True, on_delete=fields.SET_NULL)
+    # The messaging app's id of the message: the idempotency key of every inbound path.
+    external_id = fields.CharField(max_length=255, null=True)
+    client_message_id = fields.CharField(max_length=255, null=True)
+    failure_reason = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "message"
+        unique_together = (("channel", "external_id"),)
+        indexes = (("conversation", "id"),)
+
+
+class ConversationEvent(Model):
+    id = fields.IntField(primary_key=True)
+    company = fields.ForeignKeyField("inbox.Company", related_name="events", on_delete=fields.CASCADE)
+    conversation = fields.ForeignKeyField("inbox.Conversation", related_name="events",
+                                          on_delete=fields.CASCADE)
+    kind = fields.CharEnumField(EventKind, max_length=16)
+    actor = fields.ForeignKeyField("inbox.User", related_name="acted_events", null=True, on_delete=fields.SET_NULL)
+    assignee = fields.ForeignKeyField("inbox.User", related_name="assignment_events", null=True, on_delete=fields.SET_NULL)
+    message_id = fields.IntField(null=True)
+    occurred_at = fields.DatetimeField()
+
+    class Meta:
+        table = "conversation_event"
+        indexes = (("conversation", "id"),)
+
+
+class ReadState(Model):
+    """How far one user has read one conversation."""
+
+    id = fields.IntField(primary_key=True)
+    user = fields.ForeignKeyField("inbox.User", related_name="read_states", on_delete=fields.CASCADE)
+    conversation = fields.ForeignKeyField("inbox.Conversation", related_name="read_states",
+                                          on_delete=fields.CASCADE)
+    last_read_message_id = fields.IntField(default=0)
+
+    class Meta:
+        table = "read_state"
+        unique_together = (("user", "conversation"),)
+
+
+__all__ = [
+    "ChannelKind", "ConversationStatus", "MessageDirection", "DeliveryStatus", "EventKind",
+    "Company", "User", "Channel", "ChannelMember", "Contact", "Conversation", "Message",
+    "ConversationEvent", "ReadState",
+]

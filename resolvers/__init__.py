@@ -1,0 +1,1 @@
+"""Resolvers: arguments in, one domain call, result out."""

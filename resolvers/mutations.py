@@ -1,0 +1,112 @@
+"""Resolvers of Mutation."""
+from __future__ import annotations
+
+from typing import Optional
+
+import strawberry
+from strawberry.types import Info
+
+import models
+from inbox import accounts, channels, conversations, messages
+from schema import types
+from schema.ids import global_id, pk_of
+from schema.inputs import CreateUserInput, InstallChannelInput, ReceiveMessageInput
+
+
+def _conversation_pk(value: str) -> int:
+    return pk_of(value, "Conversation")
+
+
+async def assign_conversation(info: Info, conversation_id: strawberry.ID,
+                              user_id: strawberry.ID) -> types.Conversation:
+    row = await conversations.assign(info.context.viewer, _conversation_pk(conversation_id), pk_of(user_id, "User"))
+    return types.Conversation.of(row)
+
+
+async def unassign_conversation(info: Info, conversation_id: strawberry.ID) -> types.Conversation:
+    return types.Conversation.of(await conversations.unassign(info.context.viewer, _conversation_pk(conversation_id)))
+
+
+async def close_conversation(info: Info, conversation_id: strawberry.ID) -> types.Conversation:
+    return types.Conversation.of(await conversations.close(info.context.viewer, _conversation_pk(conversation_id)))
+
+
+async def reopen_conversation(info: Info, conversation_id: strawberry.ID) -> types.Conversation:
+    return types.Conversation.of(await conversations.reopen(info.context.viewer, _conversation_pk(conversation_id)))
+
+
+async def delete_conversation(info: Info, conversation_id: strawberry.ID) -> strawberry.ID:
+    pk = await conversations.delete(info.context.viewer, _conversation_pk(conversation_id))
+    return strawberry.ID(global_id("Conversation", pk))
+
+
+async def mark_conversation_read(info: Info, conversation_id: strawberry.ID) -> types.Conversation:
+    row = await conversations.mark_read(info.context.viewer, _conversation_pk(conversation_id))
+    return types.Conversation.of(row)
+
+
+async def set_availability(info: Info, available: bool) -> types.User:
+    return types.User.of(await accounts.set_availability(info.context.viewer, available))
+
+
+async def create_user(info: Info, input: CreateUserInput) -> types.CreateUserPayload:
+    user, token = await accounts.create_user(info.context.viewer, input.name, input.email, bool(input.is_admin))
+    return types.CreateUserPayload(user=types.User.of(user), api_token=token)
+
+
+def _provider_config(input: InstallChannelInput) -> dict | None:
+    config = {models.ChannelKind.MESSENGER: input.messenger, models.ChannelKind.WHATSAPP: input.whatsapp,
+              models.ChannelKind.CUSTOM: input.custom}[models.ChannelKind(input.kind)]
+    if config is None:
+        return None
+    return {strawberry_name: getattr(config, python_name)
+            for python_name, strawberry_name in _CONFIG_NAMES.items() if hasattr(config, python_name)}
+
+
+_CONFIG_NAMES = {"page_id": "pageId", "app_secret": "appSecret", "verify_token": "verifyToken",
+                 "page_access_token": "pageAccessToken", "account_sid": "accountSid", "auth_token": "authToken",
+                 "from_number": "fromNumber", "callback_url": "callbackUrl"}
+
+WEBHOOK_PATHS = {models.ChannelKind.MESSENGER: "/webhooks/messenger/{}",
+                 models.ChannelKind.WHATSAPP: "/webhooks/twilio/{}"}
+
+
+async def install_channel(info: Info, input: InstallChannelInput) -> types.InstallChannelPayload:
+    kind = models.ChannelKind(input.kind)
+    installed = await channels.install(info.context.viewer, kind, input.name, _provider_config(input),
+                                       whatsapp_new_installs=info.context.settings.whatsapp_new_installs)
+    channel = types.Channel.of(installed.channel)
+    path = WEBHOOK_PATHS.get(kind)
+    return types.InstallChannelPayload(channel=channel, webhook_path=path.format(channel.id) if path else None,
+                                       channel_token=installed.channel_token)
+
+
+def _user_pks(user_ids: list[strawberry.ID]) -> list[int]:
+    return [pk_of(user_id, "User") for user_id in user_ids]
+
+
+async def share_channel(info: Info, channel_id: strawberry.ID, user_ids: list[strawberry.ID]) -> types.Channel:
+    row = await channels.share(info.context.viewer, pk_of(channel_id, "Channel"), _user_pks(user_ids))
+    return types.Channel.of(row)
+
+
+async def unshare_channel(info: Info, channel_id: strawberry.ID, user_ids: list[strawberry.ID]) -> types.Channel:
+    row = await channels.unshare(info.context.viewer, pk_of(channel_id, "Channel"), _user_pks(user_ids))
+    return types.Channel.of(row)
+
+
+async def uninstall_channel(info: Info, channel_id: strawberry.ID) -> strawberry.ID:
+    pk = await channels.uninstall(info.context.viewer, pk_of(channel_id, "Channel"))
+    return strawberry.ID(global_id("Channel", pk))
+
+
+async def receive_channel_message(info: Info, input: ReceiveMessageInput) -> types.Message:
+    channel = info.context.channel
+    message, _ = await messages.receive(channel, messages.Inbound(
+        external_message_id=input.external_message_id, sender_external_id=input.sender.external_id,
+        sender_name=input.sender.name, avatar_url=input.sender.avatar_url, body=input.body,
+        sent_at=input.sent_at))
+    return types.Message.of(message)
+
+
+__all__ = ["Optional"]

@@ -1,0 +1,89 @@
+"""The GraphQL schema: Query, Mutation and Subscription of the contract, with the
+limits of SPEC §8 and contract error codes."""
+from __future__ import annotations
+
+from typing import Optional
+
+import strawberry
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+
+from resolvers import mutations, queries
+from subscriptions import streams
+from subscriptions.executor_patch import apply as _flat_subscription_memory
+
+from . import types
+from .errors import ContractErrors
+
+_flat_subscription_memory()
+
+
+@strawberry.type
+class Query:
+    node: Optional[types.Node] = strawberry.field(resolver=queries.node)
+    me: types.User = strawberry.field(resolver=queries.me)
+    users: list[types.User] = strawberry.field(resolver=queries.users)
+    assignable_users: list[types.User] = strawberry.field(
+        resolver=queries.assignable_users,
+        description="Users to whom this conversation may be assigned now: available, with access to its channel.")
+    channels: list[types.Channel] = strawberry.field(
+        resolver=queries.channels,
+        description="Channels the viewer has access to (admins: every channel of the company).")
+    inbox: types.ConversationConnection = strawberry.field(
+        resolver=queries.inbox, description="One section of the inbox, most recent activity first.")
+    inbox_counts: types.InboxCounts = strawberry.field(resolver=queries.inbox_counts)
+    conversation: Optional[types.Conversation] = strawberry.field(resolver=queries.conversation)
+
+
+@strawberry.type
+class Mutation:
+    assign_conversation: types.Conversation = strawberry.mutation(resolver=mutations.assign_conversation)
+    unassign_conversation: types.Conversation = strawberry.mutation(resolver=mutations.unassign_conversation)
+    close_conversation: types.Conversation = strawberry.mutation(resolver=mutations.close_conversation)
+    reopen_conversation: types.Conversation = strawberry.mutation(resolver=mutations.reopen_conversation)
+    delete_conversation: strawberry.ID = strawberry.mutation(
+        resolver=mutations.delete_conversation,
+        description="Only the channel's installer. Returns the deleted conversation's id.")
+    mark_conversation_read: types.Conversation = strawberry.mutation(resolver=mutations.mark_conversation_read)
+    set_availability: types.User = strawberry.mutation(resolver=mutations.set_availability)
+    create_user: types.CreateUserPayload = strawberry.mutation(resolver=mutations.create_user,
+                                                               description="Admins only.")
+    install_channel: types.InstallChannelPayload = strawberry.mutation(
+        resolver=mutations.install_channel, description="Messaging settings: admins only.")
+    share_channel: types.Channel = strawberry.mutation(resolver=mutations.share_channel)
+    unshare_channel: types.Channel = strawberry.mutation(resolver=mutations.unshare_channel)
+    uninstall_channel: strawberry.ID = strawberry.mutation(resolver=mutations.uninstall_channel)
+    receive_channel_message: types.Message = strawberry.mutation(
+        resolver=mutations.receive_channel_message,
+        description="Partner integrations: authenticated by a CUSTOM channel's token, not a user's. A repeated "
+                    "externalMessageId returns the stored message unchanged.")
+
+
+@strawberry.type
+class Subscription:
+    message_added: types.Message = strawberry.subscription(
+        resolver=streams.message_added,
+        description="New messages, inbound and outbound, in conversations the viewer can see (one conversation "
+                    "when conversationId is given). With `after`, the server first replays every persisted "
+                    "message after that cursor, in order, then streams live ones, with no gap and no duplicate.")
+    conversation_changed: types.ConversationEvent = strawberry.subscription(
+        resolver=streams.conversation_changed,
+        description="Every change to conversations the viewer can see (one conversation when conversationId "
+                    "is given).")
+
+
+MAX_DEPTH = 12
+MAX_TOKENS = 1000
+MAX_ALIASES = 30
+
+schema = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    types=[types.User, types.Channel, types.Contact, types.Conversation, types.Message, types.ConversationEvent],
+    extensions=[
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        ContractErrors,
+    ],
+)

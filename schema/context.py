@@ -1,0 +1,73 @@
+"""Per-request context: the authenticated principal, settings and data loaders.
+
+Loaders batch within one tick and keep no cache, so a websocket connection (whose
+context lives as long as the socket) never serves stale rows nor grows."""
+from __future__ import annotations
+
+from typing import Any
+
+from strawberry.dataloader import DataLoader
+
+import models
+from inbox import sections
+from inbox.errors import Unauthenticated
+
+
+def _by_id(model):
+    async def load(ids: list[int]) -> list[Any]:
+        rows = {row.id: row for row in await model.filter(id__in=list(set(ids)))}
+        return [rows.get(i) for i in ids]
+
+    return DataLoader(load_fn=load, cache=False)
+
+
+class Loaders:
+    def __init__(self, viewer_id: int | None) -> None:
+        self.user = _by_id(models.User)
+        self.channel = _by_id(models.Channel)
+        self.contact = _by_id(models.Contact)
+        self.conversation = _by_id(models.Conversation)
+        self.message = _by_id(models.Message)
+
+        async def load_unread(ids: list[int]) -> list[int]:
+            if viewer_id is None:  # read state is a user's; a partner has none
+                return [0 for _ in ids]
+            found = await sections.unread_counts(viewer_id, list(set(ids)))
+            return [found.get(i, 0) for i in ids]
+
+        self.unread = DataLoader(load_fn=load_unread, cache=False)
+
+
+class Context:
+    def __init__(self, request: Any, response: Any, settings: Any, principal: Any = None) -> None:
+        self.request = request
+        self.response = response
+        self.settings = settings
+        self.connection_params: dict | None = None
+        self.principal = principal
+        self._loaders: Loaders | None = None
+
+    @property
+    def viewer(self) -> models.User:
+        """The signed-in user; a CUSTOM channel's token is not one."""
+        if not isinstance(self.principal, models.User):
+            raise Unauthenticated("a user token is required")
+        return self.principal
+
+    @property
+    def viewer_id(self) -> int | None:
+        """The signed-in user's id, or None for a partner integration."""
+        return self.principal.id if isinstance(self.principal, models.User) else None
+
+    @property
+    def channel(self) -> models.Channel:
+        """The CUSTOM channel whose token authenticated this request."""
+        if not isinstance(self.principal, models.Channel):
+            raise Unauthenticated("a CUSTOM channel token is required")
+        return self.principal
+
+    @property
+    def loaders(self) -> Loaders:
+        if self._loaders is None:
+            self._loaders = Loaders(self.viewer_id)
+        return self._loaders

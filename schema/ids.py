@@ -1,0 +1,81 @@
+"""Opaque global IDs ("Type:pk", URL-safe base64) and cursors."""
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+
+from inbox.errors import BadInput, NotFound
+from inbox.sections import ConversationKey
+
+NODE_TYPES = {"User", "Channel", "Contact", "Conversation", "Message", "ConversationEvent"}
+
+
+def _encode(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode(value: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > 200:
+        raise ValueError
+    padded = value + "=" * (-len(value) % 4)
+    return base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
+
+
+def global_id(type_name: str, pk: int) -> str:
+    return _encode(f"{type_name}:{pk}")
+
+
+def parse_global_id(value: str) -> tuple[str, int]:
+    """(type, pk) of a well-formed ID; BAD_USER_INPUT otherwise."""
+    try:
+        type_name, _, pk = _decode(value).partition(":")
+        if type_name not in NODE_TYPES or not pk.isdigit() or len(pk) > 18:
+            raise ValueError
+        return type_name, int(pk)
+    except (ValueError, binascii.Error, UnicodeError):
+        raise BadInput(f"malformed ID: {value!r}"[:120]) from None
+
+
+def pk_of(value: str, type_name: str) -> int:
+    """The pk behind an ID that must name a `type_name`; another type reads as NOT_FOUND."""
+    kind, pk = parse_global_id(value)
+    if kind != type_name:
+        raise NotFound(f"{type_name.lower()} not found")
+    return pk
+
+
+def message_cursor(message_id: int) -> str:
+    return _encode(f"m:{message_id}")
+
+
+def parse_message_cursor(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        tag, _, pk = _decode(value).partition(":")
+        if tag != "m" or not pk.isdigit():
+            raise ValueError
+        return int(pk)
+    except (ValueError, binascii.Error, UnicodeError):
+        raise BadInput("malformed cursor") from None
+
+
+def conversation_cursor(activity_at: datetime, pk: int) -> str:
+    return _encode(f"c:{activity_at.isoformat()}|{pk}")
+
+
+def parse_conversation_cursor(value: str | None) -> ConversationKey | None:
+    if value is None:
+        return None
+    try:
+        tag, _, rest = _decode(value).partition(":")
+        moment, _, pk = rest.rpartition("|")
+        if tag != "c" or not pk.isdigit():
+            raise ValueError
+        when = datetime.fromisoformat(moment)
+        if when.tzinfo is None:
+            raise ValueError
+        return ConversationKey(when, int(pk))
+    except (ValueError, binascii.Error, UnicodeError):
+        raise BadInput("malformed cursor") from None

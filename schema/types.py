@@ -1,0 +1,318 @@
+"""The GraphQL object types of the contract, built from model rows; relations
+resolve through the context's batching loaders (no N+1)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Optional
+
+import strawberry
+from strawberry.types import Info
+
+import models
+from inbox import sections
+from subscriptions.events import ConversationChanged
+
+from .ids import conversation_cursor, global_id, message_cursor
+
+ChannelKind = strawberry.enum(models.ChannelKind, name="ChannelKind")
+ConversationStatus = strawberry.enum(models.ConversationStatus, name="ConversationStatus")
+MessageDirection = strawberry.enum(models.MessageDirection, name="MessageDirection")
+DeliveryStatus = strawberry.enum(models.DeliveryStatus, name="DeliveryStatus")
+ConversationEventKind = strawberry.enum(models.EventKind, name="ConversationEventKind")
+InboxSection = strawberry.enum(sections.Section, name="InboxSection",
+                               description="The four lists of the inbox, as the viewer sees them.")
+
+
+@strawberry.interface
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: Optional[str] = None
+    end_cursor: Optional[str] = None
+
+
+@strawberry.type
+class User(Node):
+    name: str
+    email: str
+    is_admin: bool = strawberry.field(
+        description="Has access to the account settings, and so to the messaging settings.")
+    available: bool = strawberry.field(description="Whether new conversations may be assigned to this user.")
+
+    @classmethod
+    def of(cls, row: models.User) -> "User":
+        return cls(id=global_id("User", row.id), name=row.name, email=row.email, is_admin=row.is_admin,
+                   available=row.available)
+
+
+async def _user(info: Info, user_id: int | None) -> User | None:
+    if user_id is None:
+        return None
+    row = await info.context.loaders.user.load(user_id)
+    return User.of(row) if row else None
+
+
+@strawberry.type
+class Channel(Node):
+    kind: ChannelKind
+    name: str
+    created_at: datetime
+    row: strawberry.Private[models.Channel]
+
+    @classmethod
+    def of(cls, row: models.Channel) -> "Channel":
+        return cls(id=global_id("Channel", row.id), kind=row.kind, name=row.name, created_at=row.created_at,
+                   row=row)
+
+    @strawberry.field(description="The user who installed the messaging app; the only one who may delete "
+                                  "its conversations.")
+    async def installed_by(self, info: Info) -> User:
+        return await _user(info, self.row.installed_by_id)
+
+    @strawberry.field(description="Users with shared access to this channel's conversations "
+                                  "(the installer included).")
+    async def members(self) -> list[User]:
+        rows = await models.User.filter(memberships__channel_id=self.row.id).order_by("name", "id")
+        return [User.of(row) for row in rows]
+
+
+async def _channel(info: Info, channel_id: int) -> Channel:
+    return Channel.of(await info.context.loaders.channel.load(channel_id))
+
+
+@strawberry.type(description="The customer or prospect on the messaging app's side.")
+class Contact(Node):
+    name: str
+    external_id: str = strawberry.field(
+        description="The messaging app's own id of the contact (a phone number, a page-scoped id...).")
+    avatar_url: Optional[str]
+    row: strawberry.Private[models.Contact]
+
+    @classmethod
+    def of(cls, row: models.Contact) -> "Contact":
+        return cls(id=global_id("Contact", row.id), name=row.name, external_id=row.external_id,
+                   avatar_url=row.avatar_url, row=row)
+
+    @strawberry.field
+    async def channel(self, info: Info) -> Channel:
+        return await _channel(info, self.row.channel_id)
+
+
+@strawberry.type
+class Message(Node):
+    direction: MessageDirection
+    body: str
+    sent_at: datetime
+    status: DeliveryStatus
+    row: strawberry.Private[models.Message]
+
+    @classmethod
+    def of(cls, row: models.Message) -> "Message":
+        return cls(id=global_id("Message", row.id), direction=row.direction, body=row.body, sent_at=row.sent_at,
+                   status=row.status, row=row)
+
+    @strawberry.field
+    async def conversation(self, info: Info) -> Annotated["Conversation", strawberry.lazy("schema.types")]:
+        return Conversation.of(await info.context.loaders.conversation.load(self.row.conversation_id))
+
+    @strawberry.field(description="The contact's or the user's display name.")
+    async def sender_name(self, info: Info) -> str:
+        loaders = info.context.loaders
+        if self.row.direction is models.MessageDirection.OUTBOUND:
+            author = await loaders.user.load(self.row.author_id) if self.row.author_id else None
+            return author.name if author else "Deleted user"
+        conversation = await loaders.conversation.load(self.row.conversation_id)
+        contact = await loaders.contact.load(conversation.contact_id) if conversation else None
+        return contact.name if contact else "Unknown contact"
+
+    @strawberry.field(description="The user who sent an outbound message; null for inbound ones.")
+    async def author(self, info: Info) -> Optional[User]:
+        return await _user(info, self.row.author_id)
+
+    @strawberry.field(description="A cursor usable as `after` in `messageAdded` and `Conversation.messages`.")
+    def cursor(self) -> str:
+        return message_cursor(self.row.id)
+
+
+@strawberry.type
+class MessageEdge:
+    cursor: str
+    node: Message
+
+
+@strawberry.type
+class MessageConnection:
+    edges: list[MessageEdge]
+    page_info: PageInfo
+
+
+def message_connection(rows: list[models.Message], has_next: bool, has_previous: bool) -> MessageConnection:
+    edges = [MessageEdge(cursor=message_cursor(row.id), node=Message.of(row)) for row in rows]
+    return MessageConnection(edges=edges, page_info=PageInfo(
+        has_next_page=has_next, has_previous_page=has_previous,
+        start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
+
+
+@strawberry.type
+class ConversationEvent(Node):
+    kind: ConversationEventKind
+    conversation_id: strawberry.ID
+    occurred_at: datetime
+    conversation_pk: strawberry.Private[int]
+    actor_id: strawberry.Private[Optional[int]]
+    assignee_id: strawberry.Private[Optional[int]]
+    message_id: strawberry.Private[Optional[int]]
+
+    @classmethod
+    def of(cls, row: models.ConversationEvent) -> "ConversationEvent":
+        return cls(id=global_id("ConversationEvent", row.id), kind=row.kind,
+                   conversation_id=global_id("Conversation", row.conversation_id), occurred_at=row.occurred_at,
+                   conversation_pk=row.conversation_id, actor_id=row.actor_id, assignee_id=row.assignee_id,
+                   message_id=row.message_id)
+
+    @classmethod
+    def of_broadcast(cls, event: ConversationChanged) -> "ConversationEvent":
+        return cls(id=global_id("ConversationEvent", event.event_id), kind=models.EventKind(event.kind),
+                   conversation_id=global_id("Conversation", event.conversation_id),
+                   occurred_at=datetime.fromisoformat(event.occurred_at), conversation_pk=event.conversation_id,
+                   actor_id=event.actor_id, assignee_id=event.assignee_id, message_id=event.message_id)
+
+    @strawberry.field(description="Null once the conversation is deleted.")
+    async def conversation(self, info: Info) -> Optional[Annotated["Conversation", strawberry.lazy("schema.types")]]:
+        row = await info.context.loaders.conversation.load(self.conversation_pk)
+        if row is None or row.deleted_at is not None:
+            return None
+        return Conversation.of(row)
+
+    @strawberry.field(description="Who did it; null when the system did (an automatic reopen, a new "
+                                  "conversation).")
+    async def actor(self, info: Info) -> Optional[User]:
+        return await _user(info, self.actor_id)
+
+    @strawberry.field(description="The new assignee, for ASSIGNED.")
+    async def assignee(self, info: Info) -> Optional[User]:
+        return await _user(info, self.assignee_id)
+
+    @strawberry.field(description="The message, for MESSAGE_ADDED.")
+    async def message(self, info: Info) -> Optional[Message]:
+        if self.message_id is None:
+            return None
+        row = await info.context.loaders.message.load(self.message_id)
+        return Message.of(row) if row else None
+
+
+@strawberry.type
+class Conversation(Node):
+    status: ConversationStatus
+    created_at: datetime
+    row: strawberry.Private[models.Conversation]
+
+    @classmethod
+    def of(cls, row: models.Conversation) -> "Conversation":
+        return cls(id=global_id("Conversation", row.id), status=row.status, created_at=row.created_at, row=row)
+
+    @strawberry.field
+    async def channel(self, info: Info) -> Channel:
+        return await _channel(info, self.row.channel_id)
+
+    @strawberry.field
+    async def contact(self, info: Info) -> Contact:
+        return Contact.of(await info.context.loaders.contact.load(self.row.contact_id))
+
+    @strawberry.field(description="The section this conversation is in for the viewer.")
+    def section(self, info: Info) -> InboxSection:
+        return sections.section_of(self.row, info.context.viewer_id)
+
+    @strawberry.field
+    async def assignee(self, info: Info) -> Optional[User]:
+        return await _user(info, self.row.assignee_id)
+
+    async def _last_message(self, info: Info) -> models.Message | None:
+        if self.row.last_message_id is None:
+            return None
+        return await info.context.loaders.message.load(self.row.last_message_id)
+
+    @strawberry.field
+    async def last_message_at(self, info: Info) -> Optional[datetime]:
+        row = await self._last_message(info)
+        return row.sent_at if row else None
+
+    @strawberry.field
+    async def last_message(self, info: Info) -> Optional[Message]:
+        row = await self._last_message(info)
+        return Message.of(row) if row else None
+
+    @strawberry.field(description="Inbound messages the viewer has not read yet.")
+    async def unread_count(self, info: Info) -> int:
+        return await info.context.loaders.unread.load(self.row.id)
+
+    @strawberry.field(description="Where a person opens this conversation in the inbox.")
+    def url(self, info: Info) -> str:
+        return f"{info.context.settings.public_url}/inbox/conversations/{self.id}"
+
+    @strawberry.field(description="Oldest first within a page; `last`/`before` page backwards from the newest.")
+    async def messages(self, first: Optional[int] = None, after: Optional[str] = None,
+                       last: Optional[int] = None, before: Optional[str] = None) -> MessageConnection:
+        from .ids import parse_message_cursor
+
+        rows, has_next, has_previous = await sections.messages_page(
+            self.row.id, first=first, after=parse_message_cursor(after), last=last,
+            before=parse_message_cursor(before))
+        return message_connection(rows, has_next, has_previous)
+
+    @strawberry.field(description="What happened to the conversation, oldest first.")
+    async def events(self) -> list[ConversationEvent]:
+        rows = await models.ConversationEvent.filter(conversation_id=self.row.id).order_by("id")
+        return [ConversationEvent.of(row) for row in rows]
+
+
+@strawberry.type
+class ConversationEdge:
+    cursor: str
+    node: Conversation
+
+
+@strawberry.type
+class ConversationConnection:
+    edges: list[ConversationEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+def conversation_connection(page: sections.Page, has_previous: bool) -> ConversationConnection:
+    edges = [ConversationEdge(cursor=conversation_cursor(row.activity_at, row.id), node=Conversation.of(row))
+             for row in page.rows]
+    return ConversationConnection(edges=edges, total_count=page.total or 0, page_info=PageInfo(
+        has_next_page=page.has_next, has_previous_page=has_previous,
+        start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
+
+
+@strawberry.type
+class InboxCounts:
+    unassigned: int
+    assigned_to_me: int
+    assigned_to_others: int
+    closed: int
+    unread: int = strawberry.field(
+        description="Open conversations visible to the viewer that have unread inbound messages.")
+
+
+@strawberry.type
+class CreateUserPayload:
+    user: User
+    api_token: str = strawberry.field(description="Shown once; the server keeps only a hash of it.")
+
+
+@strawberry.type
+class InstallChannelPayload:
+    channel: Channel
+    webhook_path: Optional[str] = strawberry.field(
+        description="Path, on this server, where the messaging app posts its webhooks (null for CUSTOM).")
+    channel_token: Optional[str] = strawberry.field(
+        description="For CUSTOM channels: the bearer token a partner integration uses with "
+                    "receiveChannelMessage. Shown once.")

@@ -1,0 +1,188 @@
+"""The ASGI application: GraphQL over HTTP and websockets at /graphql, health,
+authentication, body limits, and the lifespan that opens the database and hub."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+
+import models
+from inbox.accounts import authenticate
+from schema import schema
+from schema.context import Context
+from subscriptions.hub import Hub
+from subscriptions.publish import current_hub, use_hub
+
+from .config import Settings
+from .db import close_database, database_reachable, open_database
+
+log = logging.getLogger("inbox")
+
+WS_REJECTED = 4403
+
+
+def bearer(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def unauthenticated(message: str = "missing or invalid bearer token") -> JSONResponse:
+    return JSONResponse({"data": None, "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
+                        status_code=401)
+
+
+class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):
+    """The legacy graphql-ws protocol closes a refused connection with 4403 too
+    (SPEC §1), where strawberry would close it with 1011."""
+
+    async def handle_connection_init(self, message) -> None:
+        payload = message.get("payload")
+        self.context.connection_params = payload if isinstance(payload, dict) else None
+        try:
+            await self.view.on_ws_connect(self.context)
+        except ConnectionRejectionError as error:
+            await self.send_message({"type": "connection_error", "payload": error.payload})
+            await self.websocket.close(code=WS_REJECTED, reason="Forbidden")
+            return
+        await self.send_message({"type": "connection_ack"})
+        self.connection_acknowledged = True
+        if self.keep_alive:
+            self.keep_alive_task = asyncio.create_task(self.handle_keep_alive())
+
+
+class InboxGraphQL(GraphQL):
+    graphql_ws_handler_class = LegacyGraphQLWSHandler
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(schema, graphql_ide="graphiql", allowed_origins=settings.allowed_origins)
+        self.settings = settings
+
+    async def get_context(self, request, response) -> Context:
+        principal = request.scope.get("state", {}).get("principal")
+        return Context(request, response, self.settings, principal)
+
+    async def on_ws_connect(self, context: Context):
+        params = context.connection_params or {}
+        token = None
+        if isinstance(params, dict):
+            token = bearer(params.get("authorization") or params.get("Authorization"))
+        token = token or bearer(context.request.headers.get("authorization"))
+        principal = await authenticate(token)
+        if not isinstance(principal, models.User):
+            raise ConnectionRejectionError({"message": "missing or invalid bearer token",
+                                            "extensions": {"code": "UNAUTHENTICATED"}})
+        context.principal = principal
+        return None
+
+
+class GraphQLEndpoint:
+    """Authenticates HTTP requests before strawberry runs them (401 on a missing or bad
+    token); the browser's GraphiQL page needs no token."""
+
+    def __init__(self, graphql: InboxGraphQL) -> None:
+        self.graphql = graphql
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            request = Request(scope, receive)
+            wants_ide = (request.method == "GET" and "text/html" in request.headers.get("accept", "")
+                         and "query" not in request.query_params)
+            if not wants_ide and request.method != "OPTIONS":
+                principal = await authenticate(bearer(request.headers.get("authorization")))
+                if principal is None:
+                    await unauthenticated()(scope, receive, send)
+                    return
+                scope.setdefault("state", {})["principal"] = principal
+        await self.graphql(scope, receive, send)
+
+
+class BodyLimit:
+    """413 for any HTTP body over the limit (webhooks included), before the app reads it."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay():
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope, receive, send) -> None:
+        response = JSONResponse({"errors": [{"message": "request body too large",
+                                             "extensions": {"code": "BAD_USER_INPUT"}}]}, status_code=413)
+        await response(scope, receive, send)
+
+
+async def healthz(request: Request) -> Response:
+    hub = current_hub()
+    database = await database_reachable()
+    broadcast = bool(hub) and await hub.ping()
+    status = 200 if database and broadcast else 503
+    return Response(json.dumps({"database": database, "broadcast": broadcast}), status_code=status,
+                    media_type="application/json")
+
+
+def create_app(settings: Settings | None = None) -> BodyLimit:
+    settings = settings or Settings.from_env()
+    graphql = GraphQLEndpoint(InboxGraphQL(settings))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await open_database(settings.database_url)
+        hub = Hub(settings.broadcast_url, buffer=settings.subscription_buffer)
+        await hub.start()
+        use_hub(hub)
+        try:
+            yield
+        finally:
+            use_hub(None)
+            await hub.stop()
+            await close_database()
+
+    routes = [
+        Route("/graphql", graphql, methods=["GET", "POST", "OPTIONS"]),
+        WebSocketRoute("/graphql", graphql),
+        Route("/healthz", healthz),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.settings = settings
+    return BodyLimit(app, settings.max_body_bytes)

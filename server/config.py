@@ -1,0 +1,87 @@
+"""Settings: every INBOX_* environment variable, its default and its meaning.
+
+`inbox --help` prints SETTINGS, so this table is the one place they are documented.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+# name, default, help
+SETTINGS: list[tuple[str, str, str]] = [
+    ("INBOX_DATABASE_URL", "sqlite://inbox.sqlite3",
+     "Tortoise database URL: sqlite://inbox.sqlite3 (relative), sqlite:///abs/path.sqlite3, "
+     "postgres://user:pw@host:5432/db"),
+    ("INBOX_BROADCAST_URL", "memory://",
+     "broadcaster URL for real-time events: memory:// (one process) or redis://host:6379"),
+    ("INBOX_PUBLIC_URL", "http://127.0.0.1:8000",
+     "Public base URL of this server (conversation urls, Twilio signature checks)"),
+    ("INBOX_SUBSCRIPTION_BUFFER", "1000",
+     "Events one subscription may buffer before its socket is closed with 1013"),
+    ("INBOX_MAX_BODY_BYTES", "1048576", "Largest HTTP body accepted (larger: 413)"),
+    ("INBOX_ALLOWED_ORIGINS", "",
+     "Comma-separated browser origins allowed for websockets and CORS ('*' for any)"),
+    ("INBOX_WS_PING_INTERVAL", "20", "Seconds between websocket protocol pings (dead-socket detection)"),
+    ("INBOX_LOG_LEVEL", "INFO", "Python logging level"),
+    ("INBOX_WHATSAPP_NEW_INSTALLS", "true",
+     "false: only companies that already have a WhatsApp channel may install another"),
+]
+
+
+def _env(name: str) -> str:
+    for key, default, _ in SETTINGS:
+        if key == name:
+            return os.environ.get(name, default)
+    raise KeyError(name)
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    broadcast_url: str
+    public_url: str
+    subscription_buffer: int
+    max_body_bytes: int
+    allowed_origins: tuple[str, ...]
+    ws_ping_interval: float
+    log_level: str
+    whatsapp_new_installs: bool
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        origins = tuple(o.strip() for o in _env("INBOX_ALLOWED_ORIGINS").split(",") if o.strip())
+        return cls(
+            database_url=_env("INBOX_DATABASE_URL"),
+            broadcast_url=_env("INBOX_BROADCAST_URL"),
+            public_url=_env("INBOX_PUBLIC_URL").rstrip("/"),
+            subscription_buffer=int(_env("INBOX_SUBSCRIPTION_BUFFER")),
+            max_body_bytes=int(_env("INBOX_MAX_BODY_BYTES")),
+            allowed_origins=origins,
+            ws_ping_interval=float(_env("INBOX_WS_PING_INTERVAL")),
+            log_level=_env("INBOX_LOG_LEVEL"),
+            whatsapp_new_installs=_flag(_env("INBOX_WHATSAPP_NEW_INSTALLS")),
+        )
+
+
+def tortoise_config(database_url: str) -> dict:
+    return {
+        "connections": {"default": database_url},
+        "apps": {
+            "inbox": {
+                "models": ["models"],
+                "migrations": "models.migrations",
+                "default_connection": "default",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+# For the `tortoise` command line (makemigrations), configured in pyproject.toml.
+TORTOISE_ORM = tortoise_config(_env("INBOX_DATABASE_URL"))

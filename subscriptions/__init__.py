@@ -1,0 +1,1 @@
+"""Real time: broadcast topics, publishing after commit, and the subscription generators."""

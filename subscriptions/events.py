@@ -1,0 +1,69 @@
+"""The catalogue of events that cross the broadcast backend: one typed definition
+each, serialised in one place so that publishers and subscribers cannot drift."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
+
+
+def company_topic(company_id: int) -> str:
+    """Every event of a company travels on one topic; subscribers filter per viewer."""
+    return f"inbox.company.{company_id}"
+
+
+@dataclass(frozen=True)
+class _Event:
+    type: ClassVar[str]
+    company_id: int
+    channel_id: int
+    conversation_id: int
+    # Members of the channel when the event happened; admins see every channel.
+    audience: tuple[int, ...]
+
+    def may_see(self, user_id: int, is_admin: bool) -> bool:
+        return is_admin or user_id in self.audience
+
+    def to_payload(self) -> dict:
+        payload = asdict(self)
+        payload["audience"] = list(self.audience)
+        payload["type"] = self.type
+        return payload
+
+
+@dataclass(frozen=True)
+class MessageAdded(_Event):
+    type: ClassVar[str] = "message_added"
+    message_id: int
+
+
+@dataclass(frozen=True)
+class MessageUpdated(_Event):
+    type: ClassVar[str] = "message_updated"
+    message_id: int
+
+
+@dataclass(frozen=True)
+class ConversationChanged(_Event):
+    """A conversation event, whole: a DELETED conversation's rows are gone when it arrives."""
+
+    type: ClassVar[str] = "conversation_changed"
+    event_id: int
+    kind: str
+    actor_id: int | None
+    assignee_id: int | None
+    message_id: int | None
+    occurred_at: str
+
+
+CATALOGUE: dict[str, type[_Event]] = {
+    cls.type: cls for cls in (MessageAdded, MessageUpdated, ConversationChanged)
+}
+
+
+def decode(payload: dict) -> _Event | None:
+    cls = CATALOGUE.get(payload.get("type"))
+    if cls is None:
+        return None
+    values = {f.name: payload[f.name] for f in fields(cls)}
+    values["audience"] = tuple(values["audience"])
+    return cls(**values)

@@ -1,0 +1,491 @@
+"""The process's connection to the broadcast backend: one upstream subscription per
+topic, fanned out to bounded local subscribers, with failure detection and reconnects."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from typing import Any, AsyncIterator
+from urllib.parse import urlparse
+
+from broadcaster import Broadcast, Event
+from broadcaster._backends.base import BroadcastBackend
+
+log = logging.getLogger(__name__)
+
+_CONNECT_TIMEOUT = 1.0
+_PING_TIMEOUT = 1.0
+_SUBSCRIBE_TIMEOUT = 2.0
+_PUBLISH_TIMEOUT = 2.0
+_CLOSE_TIMEOUT = 2.0
+_BACKOFF_INITIAL = 0.1
+_BACKOFF_MAX = 5.0
+_REDIS_SCHEMES = ("redis", "rediss")
+
+
+class SubscriptionEnded(Exception):
+    """The local subscription is over; the client resumes with `after`."""
+
+
+class Overflowed(SubscriptionEnded):
+    """This local subscriber fell more than `buffer` events behind."""
+
+
+class BackendLost(SubscriptionEnded):
+    """The upstream listener died or the backend is unreachable: events may have been missed."""
+
+
+def _redis_client(url: str, **options: Any):
+    from redis import asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    # redis-py's default reconnect-and-resubscribe hides outages: the events in the gap
+    # are lost silently. With no retriable errors every failure surfaces and the hub
+    # reconnects itself, ending the subscriptions that may have missed something.
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=_CONNECT_TIMEOUT,
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 0, supported_errors=()),
+        **options,
+    )
+
+
+class _RedisBackend(BroadcastBackend):
+    """broadcaster's RedisBackend, reworked where 0.3.1 falls short for us: its client
+    has no timeouts and reconnects silently; its listener drops SUBSCRIBE confirmations
+    (so a subscriber cannot know when it is really registered) and stops reading for
+    good if a channel is subscribed while the last one's UNSUBSCRIBE is confirmed."""
+
+    def __init__(self, url: str) -> None:
+        self._conn = _redis_client(url)
+        self._pubsub = self._conn.pubsub()
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._confirmations: dict[str, deque[asyncio.Future[None]]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self.closed = False
+
+    async def connect(self) -> None:
+        await self._pubsub.connect()
+        self._listener = asyncio.create_task(self._pubsub_listener(), name="hub-redis-listener")
+
+    async def disconnect(self) -> None:
+        self.closed = True
+        if self._listener is not None:
+            self._listener.cancel()
+        for waiters in self._confirmations.values():
+            for waiter in waiters:
+                waiter.cancel()
+        self._confirmations.clear()
+        await self._pubsub.aclose()
+        await self._conn.aclose()
+
+    async def subscribe(self, channel: str) -> None:
+        if self.closed:
+            raise ConnectionError("backend closed")
+        waiter = asyncio.get_running_loop().create_future()
+        self._confirmations.setdefault(channel, deque()).append(waiter)
+        try:
+            async with asyncio.timeout(_SUBSCRIBE_TIMEOUT):
+                await self._pubsub.subscribe(channel)
+                # Returning only once Redis confirmed guarantees every later PUBLISH reaches us.
+                await waiter
+        finally:
+            waiters = self._confirmations.get(channel)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._confirmations[channel]
+
+    async def unsubscribe(self, channel: str) -> None:
+        # A dropped backend must not reconnect just to unsubscribe.
+        if not self.closed:
+            await self._pubsub.unsubscribe(channel)
+
+    async def publish(self, channel: str, message: Any) -> None:
+        await self._conn.publish(channel, message)
+
+    async def next_published(self) -> Event:
+        return await self._queue.get()
+
+    async def _pubsub_listener(self) -> None:
+        # Reads until the connection fails; the exception is how the hub learns of it.
+        while True:
+            message = await self._pubsub.get_message(timeout=None)
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind == "message":
+                await self._queue.put(Event(channel=message["channel"].decode(), message=message["data"].decode()))
+            elif kind == "subscribe":
+                waiters = self._confirmations.get(message["channel"].decode())
+                while waiters:
+                    waiter = waiters.popleft()
+                    if not waiter.done():
+                        waiter.set_result(None)
+                        break
+
+
+class _Topic:
+    __slots__ = ("name", "subscribers", "ready", "pump")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.subscribers: set[LocalSubscription] = set()
+        # Result: None once the upstream subscription is confirmed, else why it failed.
+        self.ready: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self.pump: asyncio.Task[None] | None = None
+
+
+def _settle(ready: asyncio.Future[str | None], failure: str | None) -> None:
+    if not ready.done():
+        ready.set_result(failure)
+
+
+class LocalSubscription:
+    """One local reader of a topic. `get()` returns the next payload (shared, read-only)
+    or raises `Overflowed` / `BackendLost`; registration is complete once entered."""
+
+    def __init__(self, hub: Hub, topic: str) -> None:
+        self._hub = hub
+        self.topic = topic
+        self._items: deque[dict] = deque()
+        self._error: tuple[type[SubscriptionEnded], str] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._state: _Topic | None = None
+        self._used = False
+
+    async def __aenter__(self) -> LocalSubscription:
+        if self._used:
+            raise RuntimeError("a LocalSubscription can be entered once")
+        self._used = True
+        state = self._hub._attach(self)
+        try:
+            failure = await asyncio.shield(state.ready)
+            if failure is not None:
+                raise BackendLost(failure)
+            if self._error is not None:
+                raise self._error[0](self._error[1])
+        except BaseException:
+            self._hub._detach(self)
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._hub._detach(self)
+        self._items.clear()
+        self._wake()
+
+    async def get(self) -> dict:
+        while True:
+            if self._error is not None:
+                raise self._error[0](self._error[1])
+            if self._items:
+                return self._items.popleft()
+            if self._state is None:
+                raise SubscriptionEnded("subscription is not active")
+            if self._waiter is not None:
+                raise RuntimeError("get() is already awaited by another task")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def __aiter__(self) -> AsyncIterator[dict]:
+        return self
+
+    async def __anext__(self) -> dict:
+        # Overflowed / BackendLost propagate out of `async for`: the caller must end its stream.
+        if self._state is None and not self._items and self._error is None:
+            raise StopAsyncIteration
+        return await self.get()
+
+    def _offer(self, payload: dict) -> bool:
+        """Non-blocking delivery; False once this subscriber is out of the fan-out."""
+        if self._error is not None:
+            return False
+        if len(self._items) >= self._hub._buffer:
+            self._end(Overflowed, f"fell more than {self._hub._buffer} events behind on {self.topic!r}")
+            return False
+        self._items.append(payload)
+        self._wake()
+        return True
+
+    def _end(self, kind: type[SubscriptionEnded], reason: str) -> None:
+        if self._error is None:
+            self._error = (kind, reason)
+        self._items.clear()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class Hub:
+    def __init__(self, url: str, buffer: int = 1000) -> None:
+        if buffer < 1:
+            raise ValueError("buffer must be at least 1")
+        self.url = url
+        self._buffer = buffer
+        scheme = urlparse(url).scheme
+        self._is_redis = scheme in _REDIS_SCHEMES
+        self._is_memory = scheme == "memory"
+        self._broadcast: Broadcast | None = None
+        self._healthy = False
+        self._topics: dict[str, _Topic] = {}
+        self._pumps: set[asyncio.Task[None]] = set()
+        # Pumps of released topics that are still unsubscribing, by topic.
+        self._draining: dict[str, asyncio.Task[None]] = {}
+        self._retired: list[Broadcast] = []
+        self._lost = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._ping_client: Any = None
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    async def start(self) -> None:
+        if self._supervisor is not None:
+            return
+        try:
+            await self._connect()
+        except Exception as exc:
+            log.warning("broadcast backend %s unavailable at start, retrying in background: %r", self._safe_url(), exc)
+        self._supervisor = asyncio.create_task(self._supervise(), name="hub-supervisor")
+
+    async def stop(self) -> None:
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
+        broadcast, self._broadcast = self._broadcast, None
+        self._healthy = False
+        if broadcast is not None:
+            self._retire(broadcast)
+        self._end_all("hub stopped")
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        await self._close_retired()
+        client, self._ping_client = self._ping_client, None
+        if client is not None:
+            await self._quietly(client.aclose())
+
+    async def publish(self, topic: str, payload: dict) -> bool:
+        """False when the event did not reach the backend; never raises for backend failures
+        (a payload that is not JSON-serialisable is a bug and raises TypeError)."""
+        message = json.dumps(payload)
+        broadcast = self._broadcast
+        if broadcast is None:
+            log.warning("publish to %s dropped: broadcast backend unavailable", topic)
+            return False
+        try:
+            async with asyncio.timeout(_PUBLISH_TIMEOUT):
+                await broadcast.publish(topic, message)
+        except Exception as exc:
+            log.warning("publish to %s failed: %r", topic, exc)
+            if broadcast is self._broadcast:
+                self._end_topic(topic, f"publish to {topic!r} failed: {exc!r}")
+                self._lose(broadcast, f"publish failed: {exc!r}")
+            return False
+        return True
+
+    def subscribe(self, topic: str) -> LocalSubscription:
+        return LocalSubscription(self, topic)
+
+    async def ping(self) -> bool:
+        if not self._is_redis:
+            return self._is_memory or self._broadcast is not None
+        if self._ping_client is None:
+            # Its own connection with a read timeout: the pub/sub one must block forever.
+            self._ping_client = _redis_client(self.url, socket_timeout=_PING_TIMEOUT)
+        try:
+            async with asyncio.timeout(_PING_TIMEOUT):
+                return bool(await self._ping_client.ping())
+        except Exception:
+            return False
+
+    # -- local subscribers -------------------------------------------------------------
+
+    def _attach(self, sub: LocalSubscription) -> _Topic:
+        broadcast = self._broadcast
+        if broadcast is None:
+            raise BackendLost("broadcast backend unavailable")
+        state = self._topics.get(sub.topic)
+        if state is None:
+            state = self._topics[sub.topic] = _Topic(sub.topic)
+            previous = self._draining.get(sub.topic)
+            pump = state.pump = asyncio.create_task(self._pump(state, broadcast, previous), name=f"hub-pump:{sub.topic}")
+            self._pumps.add(pump)
+            pump.add_done_callback(lambda task, topic=sub.topic: self._forget_pump(topic, task))
+        # Registered before the upstream subscription is confirmed: nothing after it is missed.
+        state.subscribers.add(sub)
+        sub._state = state
+        return state
+
+    def _detach(self, sub: LocalSubscription) -> None:
+        state, sub._state = sub._state, None
+        if state is None or self._topics.get(sub.topic) is not state:
+            return
+        state.subscribers.discard(sub)
+        if not state.subscribers:
+            self._release(state)
+
+    def _release(self, state: _Topic) -> None:
+        del self._topics[state.name]
+        if state.pump is None:
+            return
+        self._draining[state.name] = state.pump
+        # A pump still subscribing finishes that and then leaves by itself: cancelling it
+        # mid-SUBSCRIBE could leave the channel subscribed upstream with no owner.
+        if state.ready.done():
+            state.pump.cancel()
+
+    def _forget_pump(self, topic: str, pump: asyncio.Task[None]) -> None:
+        self._pumps.discard(pump)
+        if self._draining.get(topic) is pump:
+            del self._draining[topic]
+
+    def _end_topic(self, topic: str, reason: str) -> None:
+        state = self._topics.pop(topic, None)
+        if state is None:
+            return
+        _settle(state.ready, reason)
+        for sub in state.subscribers:
+            sub._end(BackendLost, reason)
+        if state.pump is not None:
+            state.pump.cancel()
+
+    def _end_all(self, reason: str) -> None:
+        for topic in list(self._topics):
+            self._end_topic(topic, reason)
+
+    async def _pump(self, state: _Topic, broadcast: Broadcast, previous: asyncio.Task[None] | None) -> None:
+        topic = state.name
+        if previous is not None:
+            # broadcaster keeps one queue set per channel and its subscribe/unsubscribe are
+            # not safe to interleave for the same channel: let the old pump finish leaving.
+            await asyncio.wait([previous])
+        try:
+            async with broadcast.subscribe(topic) as upstream:
+                _settle(state.ready, None)
+                if self._topics.get(topic) is not state:
+                    return
+                while True:
+                    event = await upstream.get()
+                    try:
+                        payload = json.loads(event.message)
+                    except ValueError:
+                        log.warning("dropping a non-JSON message on %s", topic)
+                        continue
+                    for sub in list(state.subscribers):
+                        if not sub._offer(payload):
+                            state.subscribers.discard(sub)
+                    if not state.subscribers and self._topics.get(topic) is state:
+                        self._release(state)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Includes a failed SUBSCRIBE/UNSUBSCRIBE: the shared pub/sub connection is now
+            # in an unknown state, so the whole backend is replaced.
+            # broadcaster's cleanup can mask the real error with a KeyError: report both.
+            cause = exc.__cause__ or exc.__context__
+            reason = f"upstream subscription to {topic!r} failed: {exc!r}" + (f" after {cause!r}" if cause else "")
+            _settle(state.ready, reason)
+            self._lose(broadcast, reason)
+
+    # -- backend lifecycle -------------------------------------------------------------
+
+    def _make_broadcast(self) -> Broadcast:
+        if self._is_redis:
+            return Broadcast(backend=_RedisBackend(self.url))
+        return Broadcast(self.url)
+
+    async def _connect(self) -> None:
+        broadcast = self._make_broadcast()
+        try:
+            async with asyncio.timeout(_CONNECT_TIMEOUT * 2):
+                await broadcast.connect()
+            if not await self.ping():
+                raise ConnectionError("PING failed")
+        except BaseException:
+            await self._close(broadcast)
+            raise
+        self._broadcast = broadcast
+        self._healthy = True
+        self._watch(broadcast)
+        log.info("broadcast backend %s connected", self._safe_url())
+
+    def _watch(self, broadcast: Broadcast) -> None:
+        # Private attributes of broadcaster 0.3.1: when the backend's reader dies,
+        # Broadcast._listener_task waits forever and nothing else notices.
+        def on_done(task: asyncio.Task[Any]) -> None:
+            error = None if task.cancelled() else task.exception()
+            self._lose(broadcast, f"{task.get_name()} ended: {error!r}")
+
+        for task in (getattr(broadcast, "_listener_task", None), getattr(broadcast._backend, "_listener", None)):
+            if task is not None:
+                task.add_done_callback(on_done)
+
+    def _lose(self, broadcast: Broadcast, reason: str) -> None:
+        """Synchronous, so no subscriber can attach to a backend that is known dead."""
+        if broadcast is not self._broadcast:
+            return
+        log.warning("broadcast backend %s lost (%s); reconnecting", self._safe_url(), reason)
+        self._broadcast = None
+        self._healthy = False
+        self._retire(broadcast)
+        self._end_all(f"broadcast backend lost: {reason}")
+        self._lost.set()
+
+    def _retire(self, broadcast: Broadcast) -> None:
+        backend = broadcast._backend
+        if isinstance(backend, _RedisBackend):
+            backend.closed = True
+        self._retired.append(broadcast)
+
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = _BACKOFF_INITIAL
+        while True:
+            if self._broadcast is not None:
+                connected_at = loop.time()
+                await self._lost.wait()
+                if loop.time() - connected_at >= _BACKOFF_MAX:
+                    delay = _BACKOFF_INITIAL  # it was stable: a single drop is not flapping
+            self._lost.clear()
+            await self._close_retired()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _BACKOFF_MAX)
+            try:
+                await self._connect()
+            except Exception as exc:
+                log.warning("reconnecting to %s failed, next try in %.1fs: %r", self._safe_url(), delay, exc)
+
+    async def _close_retired(self) -> None:
+        while self._retired:
+            await self._close(self._retired.pop())
+
+    async def _close(self, broadcast: Broadcast) -> None:
+        # Not Broadcast.disconnect(): it re-raises a dead listener's error before
+        # disconnecting the backend.
+        tasks = [t for t in (getattr(broadcast, "_listener_task", None), getattr(broadcast._backend, "_listener", None)) if t]
+        for task in tasks:
+            task.cancel()
+        await self._quietly(broadcast._backend.disconnect())
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @staticmethod
+    async def _quietly(closing: Any) -> None:
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await closing
+        except Exception as exc:
+            log.debug("error while closing the broadcast backend: %r", exc)
+
+    def _safe_url(self) -> str:
+        parsed = urlparse(self.url)
+        return f"{parsed.scheme}://{parsed.hostname or ''}{':' + str(parsed.port) if parsed.port else ''}{parsed.path}"

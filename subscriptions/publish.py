@@ -1,0 +1,28 @@
+"""Publishing events after commit through the process's hub."""
+from __future__ import annotations
+
+import logging
+
+from .events import _Event, company_topic
+
+log = logging.getLogger(__name__)
+
+_hub = None
+
+
+def use_hub(hub) -> None:
+    global _hub
+    _hub = hub
+
+
+def current_hub():
+    return _hub
+
+
+async def publish(events: list[_Event]) -> None:
+    """Never raises: the rows are committed, and subscribers that may have missed an
+    event are ended by the hub so that they resume with `after`."""
+    if _hub is None:
+        return
+    for event in events:
+        await _hub.publish(company_topic(event.company_id), event.to_payload())

@@ -1,0 +1,112 @@
+"""The subscription generators: replay after a cursor, then the live stream of the
+viewer's company topic, filtered to what the viewer may see."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncGenerator, Optional
+
+import strawberry
+from strawberry.types import Info
+
+import models
+from inbox import access, sections
+from schema import types
+from schema.ids import parse_message_cursor, pk_of
+
+from .events import ConversationChanged, MessageAdded, company_topic, decode
+from .hub import BackendLost, Overflowed
+from .publish import current_hub
+
+log = logging.getLogger(__name__)
+
+REPLAY_BATCH = 500
+# Close code of a subscriber that fell too far behind: "try again later" (SPEC §6).
+TRY_AGAIN_LATER = 1013
+
+
+async def _shared_row(payload: dict, model, pk: int):
+    """One database read per event per process, shared by every local subscriber:
+    the hub hands the same payload object to all of them."""
+    task = payload.get("_row")
+    if task is None:
+        task = payload["_row"] = asyncio.ensure_future(model.get_or_none(id=pk))
+    return await asyncio.shield(task)
+
+
+async def _live(info: Info, topic: str, sub, event_type, accept) -> AsyncGenerator:
+    viewer = info.context.viewer
+    try:
+        while True:
+            payload = await sub.get()
+            event = decode(payload)
+            if isinstance(event, event_type) and event.may_see(viewer.id, viewer.is_admin) and accept(event):
+                yield payload, event
+    except Overflowed:
+        log.info("subscriber of %s overflowed its buffer; closing with %s", topic, TRY_AGAIN_LATER)
+        websocket = info.context.request
+        if hasattr(websocket, "close"):
+            await websocket.close(code=TRY_AGAIN_LATER)
+    except BackendLost:
+        # It may have missed events: ending it makes the client resume with `after`.
+        log.info("broadcast backend lost; ending a subscription of %s", topic)
+
+
+async def _visible_conversation_pk(viewer: models.User, conversation_id: Optional[strawberry.ID]) -> int | None:
+    if conversation_id is None:
+        return None
+    pk = pk_of(conversation_id, "Conversation")
+    await access.visible_conversation(viewer, pk)
+    return pk
+
+
+async def message_added(info: Info, conversation_id: Optional[strawberry.ID] = None,
+                        after: Optional[str] = None) -> AsyncGenerator[types.Message, None]:
+    viewer = info.context.viewer
+    conversation_pk = await _visible_conversation_pk(viewer, conversation_id)
+    after_pk = parse_message_cursor(after)
+    return _message_stream(info, viewer, conversation_pk, after_pk)
+
+
+async def _message_stream(info: Info, viewer: models.User, conversation_pk: int | None,
+                          after_pk: int | None) -> AsyncGenerator[types.Message, None]:
+    topic = company_topic(viewer.company_id)
+    async with current_hub().subscribe(topic) as sub:
+        # Subscribed first, then replayed: a message committed meanwhile is in one or
+        # both, and ids commit in order (inbox/messages.py), so `<= replayed` is a duplicate.
+        replayed = 0
+        if after_pk is not None:
+            replayed = after_pk
+            while True:
+                rows = await sections.replay_messages(viewer, replayed, conversation_pk, REPLAY_BATCH)
+                for row in rows:
+                    yield types.Message.of(row)
+                    replayed = row.id
+                if len(rows) < REPLAY_BATCH:
+                    break
+
+        def accept(event: MessageAdded) -> bool:
+            return event.message_id > replayed and conversation_pk in (None, event.conversation_id)
+
+        async for payload, event in _live(info, topic, sub, MessageAdded, accept):
+            row = await _shared_row(payload, models.Message, event.message_id)
+            if row is not None:
+                yield types.Message.of(row)
+
+
+async def conversation_changed(info: Info, conversation_id: Optional[strawberry.ID] = None
+                               ) -> AsyncGenerator[types.ConversationEvent, None]:
+    viewer = info.context.viewer
+    conversation_pk = await _visible_conversation_pk(viewer, conversation_id)
+    return _conversation_stream(info, viewer, conversation_pk)
+
+
+async def _conversation_stream(info: Info, viewer: models.User, conversation_pk: int | None
+                               ) -> AsyncGenerator[types.ConversationEvent, None]:
+    topic = company_topic(viewer.company_id)
+    async with current_hub().subscribe(topic) as sub:
+        def accept(event: ConversationChanged) -> bool:
+            return conversation_pk in (None, event.conversation_id)
+
+        async for _, event in _live(info, topic, sub, ConversationChanged, accept):
+            yield types.ConversationEvent.of_broadcast(event)

@@ -1,0 +1,303 @@
+"""Test harness: a real `inbox` server (uvicorn on 127.0.0.1) on a real SQLite file,
+or PostgreSQL + Redis when INBOX_TEST_DATABASE_URL / INBOX_TEST_BROADCAST_URL are
+set; HTTP and websocket clients that speak to it as any client would.
+
+Each test makes its own company: tenants never see each other, so tests share
+one server and database without resetting them."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import socket
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+import uvicorn
+import websockets
+
+from server.app import create_app
+from server.config import Settings
+
+TEST_DATABASE_URL = os.environ.get("INBOX_TEST_DATABASE_URL")
+TEST_BROADCAST_URL = os.environ.get("INBOX_TEST_BROADCAST_URL")
+DEADLINE = 10.0
+
+
+def backend_names() -> str:
+    return f"{'postgres' if TEST_DATABASE_URL else 'sqlite'}+{'redis' if TEST_BROADCAST_URL else 'memory'}"
+
+
+def pytest_report_header(config):
+    return f"inbox backends: {backend_names()}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def reset_postgres(url: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+    try:
+        await connection.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await connection.close()
+
+
+def make_settings(**overrides) -> Settings:
+    base = Settings.from_env()
+    values = dict(base.__dict__)
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class RunningServer:
+    url: str
+    settings: Settings
+    server: uvicorn.Server
+    task: asyncio.Task
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/graphql"
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await asyncio.wait_for(self.task, DEADLINE)
+
+
+async def start_server(settings: Settings) -> RunningServer:
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
+                            ws_ping_interval=settings.ws_ping_interval, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started:
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    else:
+        raise RuntimeError("server did not start")
+    return RunningServer(f"http://127.0.0.1:{port}", settings, server, task)
+
+
+@pytest.fixture(scope="session")
+async def server():
+    tmp = tempfile.mkdtemp(prefix="inbox-test-")
+    database_url = TEST_DATABASE_URL or f"sqlite://{tmp}/inbox.sqlite3"
+    if TEST_DATABASE_URL:
+        await reset_postgres(TEST_DATABASE_URL)
+    settings = make_settings(database_url=database_url, broadcast_url=TEST_BROADCAST_URL or "memory://",
+                             public_url="http://inbox.test", subscription_buffer=50)
+    running = await start_server(settings)
+    yield running
+    await running.stop()
+
+
+class GraphQLError(AssertionError):
+    pass
+
+
+@dataclass
+class Client:
+    """A GraphQL client with one bearer token."""
+
+    base_url: str
+    token: str | None
+    http: httpx.AsyncClient
+
+    async def post(self, query: str, variables: dict | None = None, **kwargs) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return await self.http.post(f"{self.base_url}/graphql", json={"query": query, "variables": variables or {}},
+                                    headers=headers, **kwargs)
+
+    async def execute(self, query: str, variables: dict | None = None) -> dict:
+        """The response body (data and errors)."""
+        response = await self.post(query, variables)
+        return response.json()
+
+    async def data(self, query: str, variables: dict | None = None) -> dict:
+        """The data of a query that must succeed."""
+        body = await self.execute(query, variables)
+        if body.get("errors"):
+            raise GraphQLError(json.dumps(body["errors"], indent=1))
+        return body["data"]
+
+    async def error_code(self, query: str, variables: dict | None = None) -> str:
+        """The code of the first error of a query that must fail."""
+        body = await self.execute(query, variables)
+        assert body.get("errors"), f"expected an error, got {body}"
+        return body["errors"][0]["extensions"]["code"]
+
+
+_counter = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{next(_counter)}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Company:
+    """A company with an admin, two members and a CUSTOM channel shared with `ann`."""
+
+    admin: Client
+    ann: Client
+    bob: Client
+    ids: dict = field(default_factory=dict)
+    channel_id: str = ""
+    partner: Client | None = None
+    _message_counter: itertools.count = field(default_factory=itertools.count)
+
+    async def inbound(self, body: str = "hello", contact: str = "c1", name: str | None = None,
+                      external_id: str | None = None, sent_at: str | None = None,
+                      partner: Client | None = None) -> dict:
+        """An inbound message from a contact, pushed the way a partner integration does."""
+        variables = {"input": {
+            "externalMessageId": external_id or f"m-{next(self._message_counter)}-{uuid.uuid4().hex[:8]}",
+            "sender": {"externalId": contact, "name": name or f"Contact {contact}"},
+            "body": body, **({"sentAt": sent_at} if sent_at else {})}}
+        data = await (partner or self.partner).data(RECEIVE, variables)
+        return data["receiveChannelMessage"]
+
+    async def conversation_of(self, message: dict) -> str:
+        return message["conversation"]["id"]
+
+
+RECEIVE = """
+mutation($input: ReceiveMessageInput!) {
+  receiveChannelMessage(input: $input) { id body cursor direction status sentAt senderName
+    conversation { id status section assignee { id } } }
+}"""
+
+
+@pytest.fixture
+async def http():
+    async with httpx.AsyncClient(timeout=DEADLINE) as client:
+        yield client
+
+
+async def new_company(server: RunningServer, http: httpx.AsyncClient) -> Company:
+    from inbox.accounts import bootstrap
+
+    _, admin_row, admin_token = await bootstrap(unique("Acme"), "Ada Admin", f"{unique('ada')}@example.com")
+    admin = Client(server.url, admin_token, http)
+    company = Company(admin=admin, ann=admin, bob=admin)
+    for key, name in (("ann", "Ann Agent"), ("bob", "Bob Agent")):
+        data = await admin.data(
+            "mutation($i: CreateUserInput!) { createUser(input: $i) { user { id } apiToken } }",
+            {"i": {"name": name, "email": f"{unique(key)}@example.com"}})
+        setattr(company, key, Client(server.url, data["createUser"]["apiToken"], http))
+        company.ids[key] = data["createUser"]["user"]["id"]
+    company.ids["admin"] = (await admin.data("{ me { id } }"))["me"]["id"]
+    data = await admin.data(
+        "mutation($i: InstallChannelInput!) { installChannel(input: $i) { channel { id } channelToken } }",
+        {"i": {"kind": "CUSTOM", "name": "Partner app"}})
+    company.channel_id = data["installChannel"]["channel"]["id"]
+    company.partner = Client(server.url, data["installChannel"]["channelToken"], http)
+    await admin.data("mutation($c: ID!, $u: [ID!]!) { shareChannel(channelId: $c, userIds: $u) { id } }",
+                     {"c": company.channel_id, "u": [company.ids["ann"]]})
+    return company
+
+
+@pytest.fixture
+async def company(server, http) -> Company:
+    return await new_company(server, http)
+
+
+@pytest.fixture
+async def other_company(server, http) -> Company:
+    return await new_company(server, http)
+
+
+class Subscriber:
+    """A graphql-transport-ws client holding one or more subscriptions."""
+
+    def __init__(self, socket) -> None:
+        self.socket = socket
+        self._ids = itertools.count(1)
+
+    @classmethod
+    async def connect(cls, server: RunningServer, token: str | None, protocol: str = "graphql-transport-ws"):
+        socket = await websockets.connect(server.ws_url, subprotocols=[protocol])
+        await socket.send(json.dumps({"type": "connection_init",
+                                      "payload": {"authorization": f"Bearer {token}"} if token else {}}))
+        reply = json.loads(await asyncio.wait_for(socket.recv(), DEADLINE))
+        assert reply["type"] == "connection_ack", reply
+        return cls(socket)
+
+    async def subscribe(self, query: str, variables: dict | None = None) -> str:
+        op_id = str(next(self._ids))
+        await self.socket.send(json.dumps({"id": op_id, "type": "subscribe",
+                                           "payload": {"query": query, "variables": variables or {}}}))
+        return op_id
+
+    async def receive(self, timeout: float = DEADLINE) -> dict:
+        while True:
+            message = json.loads(await asyncio.wait_for(self.socket.recv(), timeout))
+            if message["type"] not in ("ping", "pong", "ka"):
+                return message
+
+    async def next_data(self, timeout: float = DEADLINE) -> dict:
+        message = await self.receive(timeout)
+        assert message["type"] == "next", message
+        assert not message["payload"].get("errors"), message
+        return message["payload"]["data"]
+
+    async def nothing_within(self, seconds: float = 0.3) -> bool:
+        try:
+            message = await self.receive(seconds)
+        except asyncio.TimeoutError:
+            return True
+        raise AssertionError(f"unexpected message {message}")
+
+    async def close(self) -> None:
+        await self.socket.close()
+
+
+@pytest.fixture
+async def subscribers(server):
+    opened: list[Subscriber] = []
+
+    async def open_one(token, protocol="graphql-transport-ws") -> Subscriber:
+        sub = await Subscriber.connect(server, token, protocol)
+        opened.append(sub)
+        return sub
+
+    yield open_one
+    for sub in opened:
+        await sub.close()
+
+
+class QueryCounter(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+def count_queries():
+    """Counts the SQL statements the in-process server runs (tortoise logs each one)."""
+    logger = logging.getLogger("tortoise.db_client")
+    counter = QueryCounter()
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(counter)
+    yield counter
+    logger.removeHandler(counter)
+    logger.setLevel(previous)
