@@ -135,7 +135,7 @@ class Conversation(Model):
 
     class Meta:
         table = "conversation"
-        indexes = (("company", "status", "activity_at"),)
+        indexes = (("company_id", "status", "activity_at"),)
 
 
 class Message(Model):
@@ -160,7 +160,7 @@ class Message(Model):
     class Meta:
         table = "message"
         unique_together = (("channel", "external_id"),)
-        indexes = (("conversation", "id"),)
+        indexes = (("conversation_id", "id"),)
 
 
 class ConversationEvent(Model):
@@ -176,7 +176,7 @@ class ConversationEvent(Model):
 
     class Meta:
         table = "conversation_event"
-        indexes = (("conversation", "id"),)
+        indexes = (("conversation_id", "id"),)
 
 
 class ReadState(Model):

@@ -12,7 +12,7 @@ from subscriptions import streams
 from subscriptions.executor_patch import apply as _flat_subscription_memory
 
 from . import types
-from .errors import ContractErrors
+from .errors import ContractErrors, InboxSchema
 
 _flat_subscription_memory()
 
@@ -75,7 +75,7 @@ MAX_DEPTH = 12
 MAX_TOKENS = 1000
 MAX_ALIASES = 30
 
-schema = strawberry.Schema(
+schema = InboxSchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,

@@ -1,35 +1,56 @@
 """Every error leaves with a contract code: expected ones keep theirs, document and
-input errors become BAD_USER_INPUT, anything else is masked as INTERNAL."""
+input errors become BAD_USER_INPUT, anything else is masked as INTERNAL.
+
+Strawberry reaches errors through `Schema.process_errors` on some paths and through
+extensions on others (subscription events), so both apply the same in-place rule."""
 from __future__ import annotations
 
 import logging
 
+import strawberry
 from graphql.error import GraphQLError
+from starlette.responses import Response
 from strawberry.extensions import MaskErrors
 
 from inbox.errors import InboxError
 
 log = logging.getLogger("inbox.errors")
 
+INTERNAL_MESSAGE = "Internal server error"
+
+
+def with_contract_code(error: GraphQLError) -> GraphQLError:
+    original = error.original_error
+    extensions = dict(error.extensions or {})
+    if isinstance(original, InboxError):
+        extensions["code"] = original.code
+    elif original is None:
+        # Parse and validation errors, limits, variables of the wrong type or enum.
+        extensions.setdefault("code", "BAD_USER_INPUT")
+    else:
+        log.error("internal error at %s", error.path, exc_info=original)
+        error.message = INTERNAL_MESSAGE
+        error.original_error = None
+        extensions = {"code": "INTERNAL"}
+    error.extensions = extensions
+    return error
+
 
 class ContractErrors(MaskErrors):
     def __init__(self) -> None:
-        super().__init__(error_message="Internal server error")
+        super().__init__(error_message=INTERNAL_MESSAGE)
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        return [_with_code(error) for error in errors]
+        processed = [with_contract_code(error) for error in errors]
+        if any(error.extensions.get("code") == "UNAUTHENTICATED" for error in processed):
+            response = getattr(self.execution_context.context, "response", None)
+            if isinstance(response, Response):  # HTTP, not a websocket
+                response.status_code = 401
+        return processed
 
 
-def _with_code(error: GraphQLError) -> GraphQLError:
-    original = error.original_error
-    if isinstance(original, InboxError):
-        error.extensions = {**(error.extensions or {}), "code": original.code}
-        return error
-    if original is None:
-        # Parse and validation errors, limits, variables of the wrong type or enum.
-        if not (error.extensions or {}).get("code"):
-            error.extensions = {**(error.extensions or {}), "code": "BAD_USER_INPUT"}
-        return error
-    log.error("internal error at %s", error.path, exc_info=original)
-    return GraphQLError("Internal server error", nodes=error.nodes, source=error.source,
-                        positions=error.positions, path=error.path, extensions={"code": "INTERNAL"})
+class InboxSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context=None) -> None:
+        # Expected errors are answers, not incidents: only unexpected ones are logged.
+        for error in errors:
+            with_contract_code(error)

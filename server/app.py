@@ -161,7 +161,9 @@ async def healthz(request: Request) -> Response:
                     media_type="application/json")
 
 
-def create_app(settings: Settings | None = None) -> BodyLimit:
+def create_app(settings: Settings | None = None, *, on_start=None) -> BodyLimit:
+    """`on_start`: an optional coroutine function run once the database and hub are up
+    (the demo seeds its company there)."""
     settings = settings or Settings.from_env()
     graphql = GraphQLEndpoint(InboxGraphQL(settings))
 
@@ -171,6 +173,8 @@ def create_app(settings: Settings | None = None) -> BodyLimit:
         hub = Hub(settings.broadcast_url, buffer=settings.subscription_buffer)
         await hub.start()
         use_hub(hub)
+        if on_start is not None:
+            await on_start()
         try:
             yield
         finally:

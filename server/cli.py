@@ -90,7 +90,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     if args.command == "demo":
+        import dataclasses
+        import os
+
         from .demo import run_demo
+
+        if "INBOX_DATABASE_URL" not in os.environ:  # keep demo data out of the real inbox
+            settings = dataclasses.replace(settings, database_url="sqlite://inbox-demo.sqlite3")
 
         run_demo(settings, args.host, args.port)
         return 0

@@ -89,7 +89,7 @@ class Migration(migrations.Migration):
                 ('last_message_id', fields.IntField(null=True)),
                 ('deleted_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'conversation', 'app': 'inbox', 'indexes': [Index(fields=['company', 'status', 'activity_at'])], 'pk_attr': 'id'},
+            options={'table': 'conversation', 'app': 'inbox', 'indexes': [Index(fields=['company_id', 'status', 'activity_at'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -104,7 +104,7 @@ class Migration(migrations.Migration):
                 ('message_id', fields.IntField(null=True)),
                 ('occurred_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'conversation_event', 'app': 'inbox', 'indexes': [Index(fields=['conversation', 'id'])], 'pk_attr': 'id'},
+            options={'table': 'conversation_event', 'app': 'inbox', 'indexes': [Index(fields=['conversation_id', 'id'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -124,7 +124,7 @@ class Migration(migrations.Migration):
                 ('failure_reason', fields.TextField(null=True, unique=False)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'message', 'app': 'inbox', 'unique_together': (('channel', 'external_id'),), 'indexes': [Index(fields=['conversation', 'id'])], 'pk_attr': 'id'},
+            options={'table': 'message', 'app': 'inbox', 'unique_together': (('channel', 'external_id'),), 'indexes': [Index(fields=['conversation_id', 'id'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(
