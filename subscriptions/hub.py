@@ -41,8 +41,8 @@ def _redis_client(url: str, **options: Any):
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
-    # redis-py's default reconnect-and-resubscribe hides outages: the events in the gap
-    # are lost silently. With no retriable errors every failure surfaces and the hub
+    # No retriable errors: redis-py's retry handler would otherwise reconnect (and for
+    # pub/sub resubscribe) before re-raising. Failures surface at once and the hub
     # reconnects itself, ending the subscriptions that may have missed something.
     return aioredis.Redis.from_url(
         url,
@@ -53,11 +53,15 @@ def _redis_client(url: str, **options: Any):
     )
 
 
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 class _RedisBackend(BroadcastBackend):
-    """broadcaster's RedisBackend, reworked where 0.3.1 falls short for us: its client
-    has no timeouts and reconnects silently; its listener drops SUBSCRIBE confirmations
-    (so a subscriber cannot know when it is really registered) and stops reading for
-    good if a channel is subscribed while the last one's UNSUBSCRIBE is confirmed."""
+    """broadcaster's RedisBackend, reworked where 0.3.1 falls short for us: its client has
+    no connect timeout; its listener drops SUBSCRIBE confirmations, so subscribe() returns
+    before Redis has registered the channel; and it stops reading whenever no channel is
+    left, behind a ready flag that a concurrent subscribe can race."""
 
     def __init__(self, url: str) -> None:
         self._conn = _redis_client(url)
@@ -226,6 +230,8 @@ class LocalSubscription:
 
 
 class Hub:
+    """One per process. `publish` after commit; `subscribe` per GraphQL subscription."""
+
     def __init__(self, url: str, buffer: int = 1000) -> None:
         if buffer < 1:
             raise ValueError("buffer must be at least 1")
@@ -255,7 +261,7 @@ class Hub:
         try:
             await self._connect()
         except Exception as exc:
-            log.warning("broadcast backend %s unavailable at start, retrying in background: %r", self._safe_url(), exc)
+            log.warning("broadcast backend %s unavailable at start, retrying in background: %s", self._safe_url(), _describe(exc))
         self._supervisor = asyncio.create_task(self._supervise(), name="hub-supervisor")
 
     async def stop(self) -> None:
@@ -286,10 +292,10 @@ class Hub:
             async with asyncio.timeout(_PUBLISH_TIMEOUT):
                 await broadcast.publish(topic, message)
         except Exception as exc:
-            log.warning("publish to %s failed: %r", topic, exc)
+            log.warning("publish to %s failed: %s", topic, _describe(exc))
             if broadcast is self._broadcast:
-                self._end_topic(topic, f"publish to {topic!r} failed: {exc!r}")
-                self._lose(broadcast, f"publish failed: {exc!r}")
+                self._end_topic(topic, f"publish to {topic!r} failed: {_describe(exc)}")
+                self._lose(broadcast, f"publish failed: {_describe(exc)}")
             return False
         return True
 
@@ -393,7 +399,9 @@ class Hub:
             # in an unknown state, so the whole backend is replaced.
             # broadcaster's cleanup can mask the real error with a KeyError: report both.
             cause = exc.__cause__ or exc.__context__
-            reason = f"upstream subscription to {topic!r} failed: {exc!r}" + (f" after {cause!r}" if cause else "")
+            reason = f"upstream subscription to {topic!r} failed: {_describe(exc)}"
+            if cause is not None:
+                reason += f" after {_describe(cause)}"
             _settle(state.ready, reason)
             self._lose(broadcast, reason)
 
@@ -420,11 +428,11 @@ class Hub:
         log.info("broadcast backend %s connected", self._safe_url())
 
     def _watch(self, broadcast: Broadcast) -> None:
-        # Private attributes of broadcaster 0.3.1: when the backend's reader dies,
-        # Broadcast._listener_task waits forever and nothing else notices.
+        # Broadcast._listener_task is private to broadcaster 0.3.1, but when the backend's
+        # reader dies it waits forever and nothing else would notice.
         def on_done(task: asyncio.Task[Any]) -> None:
             error = None if task.cancelled() else task.exception()
-            self._lose(broadcast, f"{task.get_name()} ended: {error!r}")
+            self._lose(broadcast, f"{task.get_name()} ended: {_describe(error) if error else 'cancelled'}")
 
         for task in (getattr(broadcast, "_listener_task", None), getattr(broadcast._backend, "_listener", None)):
             if task is not None:
@@ -463,7 +471,7 @@ class Hub:
             try:
                 await self._connect()
             except Exception as exc:
-                log.warning("reconnecting to %s failed, next try in %.1fs: %r", self._safe_url(), delay, exc)
+                log.warning("reconnecting to %s failed, next try in %.1fs: %s", self._safe_url(), delay, _describe(exc))
 
     async def _close_retired(self) -> None:
         while self._retired:

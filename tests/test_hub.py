@@ -24,12 +24,11 @@ def url(request) -> str:
     return request.param
 
 
-@pytest.fixture
-async def make_hub(url):
+async def _hub_factory(url: str):
     hubs: list[Hub] = []
 
-    async def make(buffer: int = 100, hub_url: str | None = None) -> Hub:
-        hub = Hub(hub_url or url, buffer=buffer)
+    async def make(buffer: int = 100) -> Hub:
+        hub = Hub(url, buffer=buffer)
         await hub.start()
         hubs.append(hub)
         return hub
@@ -37,6 +36,18 @@ async def make_hub(url):
     yield make
     for hub in hubs:
         await hub.stop()
+
+
+@pytest.fixture
+async def make_hub(url):
+    async for make in _hub_factory(url):
+        yield make
+
+
+@pytest.fixture
+async def redis_hub():
+    async for make in _hub_factory(REDIS_URL):
+        yield await make()
 
 
 @pytest.fixture
@@ -74,6 +85,11 @@ async def eventually(predicate, what: str) -> None:
         pytest.fail(f"timed out waiting for {what}")
 
 
+async def pumps_finished(hub: Hub) -> None:
+    if hub._pumps:
+        await asyncio.wait_for(asyncio.wait(list(hub._pumps)), DEADLINE)
+
+
 async def upstream_count(hub: Hub, topic: str) -> int:
     """Local broadcaster subscriptions of the topic (one per upstream subscription)."""
     return len(hub._broadcast._subscribers.get(topic, ()))
@@ -105,12 +121,29 @@ async def test_an_event_published_right_after_entering_is_received(hub, topic):
 
 
 @requires_redis
-async def test_an_event_published_by_another_process_right_after_entering_is_received(make_hub, topic, redis_client):
-    hub = await make_hub(hub_url=REDIS_URL)
+async def test_an_event_published_by_another_process_right_after_entering_is_received(redis_hub, topic, redis_client):
+    hub = redis_hub
     for n in range(5):
         async with hub.subscribe(f"{topic}.{n}") as sub:
             await redis_client.publish(f"{topic}.{n}", json.dumps({"n": n}))
             assert await get(sub) == {"n": n}
+
+
+@requires_redis
+async def test_entering_waits_until_redis_has_confirmed_the_subscription(redis_hub, topic, redis_client):
+    hub = redis_hub
+    pubsub = hub._broadcast._backend._pubsub
+    real_subscribe = pubsub.subscribe
+
+    async def subscribe_with_latency(*channels):
+        # As if the SUBSCRIBE were still on the wire when the call returns.
+        asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(real_subscribe(*channels)))
+
+    pubsub.subscribe = subscribe_with_latency
+    async with hub.subscribe(topic) as sub:
+        assert await redis_numsub(redis_client, topic) == 1
+        await redis_client.publish(topic, json.dumps({"n": 1}))
+        assert await get(sub) == {"n": 1}
 
 
 async def test_async_for_yields_payloads_in_order(hub, topic):
@@ -189,7 +222,7 @@ async def test_no_state_is_left_after_the_last_subscriber_leaves(make_hub, topic
             await b.get()
 
     assert hub._topics == {}
-    await asyncio.wait_for(asyncio.gather(*hub._pumps), DEADLINE)
+    await pumps_finished(hub)
     assert hub._pumps == set()
     assert hub._draining == {}
     assert hub._broadcast._subscribers == {}
@@ -214,13 +247,28 @@ async def test_leaving_while_the_upstream_subscription_is_being_made_leaves_no_s
     with pytest.raises(asyncio.CancelledError):
         await entering
     assert hub._topics == {}
-    await asyncio.wait_for(asyncio.gather(*hub._pumps), DEADLINE)
+    await pumps_finished(hub)
     assert hub._broadcast._subscribers == {}
 
     # The topic works again afterwards.
     async with hub.subscribe(topic) as sub:
         await hub.publish(topic, {"n": 1})
         assert await get(sub) == {"n": 1}
+
+
+async def test_resubscribing_while_the_previous_upstream_subscription_is_still_being_made(hub, topic):
+    broadcast = hub._broadcast
+    entering = asyncio.ensure_future(hub.subscribe(topic).__aenter__())
+    await asyncio.sleep(0)
+    entering.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await entering
+    assert hub._topics == {}
+    async with hub.subscribe(topic) as sub:
+        await hub.publish(topic, {"n": 1})
+        assert await get(sub) == {"n": 1}
+        assert await upstream_count(hub, topic) == 1
+    assert hub._broadcast is broadcast and hub.healthy
 
 
 async def test_resubscribing_right_after_the_last_subscriber_left_still_receives(hub, topic):
@@ -299,8 +347,8 @@ async def test_an_unreachable_redis_does_not_fail_start_and_reports_unhealthy(to
 
 
 @requires_redis
-async def test_a_killed_redis_connection_ends_subscribers_and_the_hub_reconnects(make_hub, topic, redis_client):
-    hub = await make_hub(hub_url=REDIS_URL)
+async def test_a_killed_redis_connection_ends_subscribers_and_the_hub_reconnects(redis_hub, topic, redis_client):
+    hub = redis_hub
     async with hub.subscribe(topic) as a, hub.subscribe(topic + ".b") as b:
         await hub.publish(topic, {"n": 0})
         assert await get(a) == {"n": 0}
