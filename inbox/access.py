@@ -46,7 +46,9 @@ async def visible_conversation(viewer: User, conversation_id: int, *, for_update
     query = Conversation.filter(id=conversation_id, company_id=viewer.company_id,
                                 deleted_at__isnull=True, channel__uninstalled_at__isnull=True)
     if for_update:
-        query = query.select_for_update()
+        # Only the conversation's row: PostgreSQL refuses FOR UPDATE on the channel,
+        # the nullable side of the join that checks it is still installed.
+        query = query.select_for_update(of=("conversation",))
     conversation = await query.first()
     if conversation is None or not await has_access(viewer, conversation.channel_id):
         raise NotFound("conversation not found")

@@ -54,6 +54,9 @@ async def install(viewer: User, kind: ChannelKind, name: str, config: dict | Non
         if not has_whatsapp:
             raise Forbidden("WhatsApp is closed to new customers")
     token = new_token(CHANNEL_PREFIX) if kind is ChannelKind.CUSTOM else None
+    if token:
+        # Kept, unlike user tokens: replies to the partner are signed with it (SPEC §3).
+        config["channelToken"] = token
     async with in_transaction():
         channel = await Channel.create(company_id=viewer.company_id, kind=kind, name=name,
                                        installed_by_id=viewer.id, config=config,

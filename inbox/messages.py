@@ -24,10 +24,13 @@ from .transaction import Action, action
 class Inbound:
     external_message_id: str
     sender_external_id: str
-    sender_name: str
+    # None when the messaging app does not say (Messenger): a new contact is then
+    # called `default_name` until its profile arrives.
+    sender_name: str | None
     body: str
     sent_at: datetime | None = None
     avatar_url: str | None = None
+    default_name: str = "Unknown contact"
 
 
 async def lock_message_order(company_id: int) -> None:
@@ -64,7 +67,7 @@ async def receive(channel: Channel, inbound: Inbound) -> tuple[Message, bool]:
     """Stores an inbound message once; returns it and whether it is new."""
     external_id = validation.text(inbound.external_message_id, "externalMessageId")
     sender_id = validation.text(inbound.sender_external_id, "sender.externalId")
-    name = validation.text(inbound.sender_name, "sender.name")
+    name = validation.text(inbound.sender_name, "sender.name", required=inbound.sender_name is not None)
     body = validation.body(inbound.body)
     avatar = validation.text(inbound.avatar_url, "sender.avatarUrl", 2048, required=False)
     sent_at = inbound.sent_at or datetime.now(timezone.utc)
@@ -83,9 +86,10 @@ async def receive(channel: Channel, inbound: Inbound) -> tuple[Message, bool]:
                 return existing, False
             contact, created = await Contact.get_or_create(
                 channel_id=channel.id, external_id=sender_id,
-                defaults={"company_id": channel.company_id, "name": name, "avatar_url": avatar})
-            if not created and (contact.name != name or (avatar and contact.avatar_url != avatar)):
-                contact.name = name
+                defaults={"company_id": channel.company_id, "name": name or inbound.default_name,
+                          "avatar_url": avatar})
+            if not created and ((name and contact.name != name) or (avatar and contact.avatar_url != avatar)):
+                contact.name = name or contact.name
                 contact.avatar_url = avatar or contact.avatar_url
                 await contact.save(update_fields=["name", "avatar_url"])
             conversation = await _conversation_for(act, channel, contact, members)

@@ -159,7 +159,8 @@ class Message(Model):
 
     class Meta:
         table = "message"
-        unique_together = (("channel", "external_id"),)
+        # A retried sendMessage with the same clientMessageId by the same user is one message.
+        unique_together = (("channel", "external_id"), ("author", "client_message_id"))
         indexes = (("conversation_id", "id"),)
 
 
@@ -179,6 +180,26 @@ class ConversationEvent(Model):
         indexes = (("conversation_id", "id"),)
 
 
+class Delivery(Model):
+    """The durable send queue: one row per outbound message until the messaging app
+    has accepted or finally refused it. A worker leases a row before sending, so that
+    every process may run a sender and each message is handed to the app once."""
+
+    id = fields.IntField(primary_key=True)
+    message = fields.OneToOneField("inbox.Message", related_name="delivery", on_delete=fields.CASCADE)
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField()
+    # When the first attempt was made: retries stop after the retry window from it.
+    first_attempt_at = fields.DatetimeField(null=True)
+    leased_until = fields.DatetimeField(null=True)
+    last_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "delivery"
+        indexes = (("next_attempt_at",),)
+
+
 class ReadState(Model):
     """How far one user has read one conversation."""
 
@@ -196,5 +217,5 @@ class ReadState(Model):
 __all__ = [
     "ChannelKind", "ConversationStatus", "MessageDirection", "DeliveryStatus", "EventKind",
     "Company", "User", "Channel", "ChannelMember", "Contact", "Conversation", "Message",
-    "ConversationEvent", "ReadState",
+    "ConversationEvent", "Delivery", "ReadState",
 ]

@@ -7,7 +7,8 @@ import strawberry
 from strawberry.types import Info
 
 import models
-from inbox import accounts, channels, conversations, messages
+from inbox import accounts, channels, conversations, messages, sending
+from inbox.errors import BadInput, NotFound
 from schema import types
 from schema.ids import global_id, pk_of
 from schema.inputs import CreateUserInput, InstallChannelInput, ReceiveMessageInput
@@ -55,8 +56,13 @@ async def create_user(info: Info, input: CreateUserInput) -> types.CreateUserPay
 
 
 def _provider_config(input: InstallChannelInput) -> dict | None:
-    config = {models.ChannelKind.MESSENGER: input.messenger, models.ChannelKind.WHATSAPP: input.whatsapp,
-              models.ChannelKind.CUSTOM: input.custom}[models.ChannelKind(input.kind)]
+    configs = {models.ChannelKind.MESSENGER: input.messenger, models.ChannelKind.WHATSAPP: input.whatsapp,
+               models.ChannelKind.CUSTOM: input.custom}
+    kind = models.ChannelKind(input.kind)
+    # A config for another kind is a client's mistake (wrong kind or wrong form), not something to ignore.
+    if any(other is not kind and given is not None for other, given in configs.items()):
+        raise BadInput(f"a {kind.value} channel takes only the {kind.value.lower()} settings")
+    config = configs[kind]
     if config is None:
         return None
     return {strawberry_name: getattr(config, python_name)
@@ -98,6 +104,25 @@ async def unshare_channel(info: Info, channel_id: strawberry.ID, user_ids: list[
 async def uninstall_channel(info: Info, channel_id: strawberry.ID) -> strawberry.ID:
     pk = await channels.uninstall(info.context.viewer, pk_of(channel_id, "Channel"))
     return strawberry.ID(global_id("Channel", pk))
+
+
+async def send_message(info: Info, conversation_id: strawberry.ID, body: str,
+                       client_message_id: Optional[str] = None) -> types.Message:
+    message = await sending.send_message(info.context.viewer, _conversation_pk(conversation_id), body,
+                                         client_message_id, on_queued=info.context.wake_sender)
+    return types.Message.of(message)
+
+
+async def update_channel_message_status(info: Info, external_message_id: str, status: types.DeliveryStatus,
+                                        failure_reason: Optional[str] = None) -> types.Message:
+    channel = info.context.channel
+    status = models.DeliveryStatus(status)
+    if status in (models.DeliveryStatus.PENDING, models.DeliveryStatus.RECEIVED):
+        raise BadInput("a partner reports SENT, DELIVERED, READ or FAILED")
+    message = await sending.update_status_by_external_id(channel, external_message_id, status, failure_reason)
+    if message is None:
+        raise NotFound("no message with this externalMessageId on this channel")
+    return types.Message.of(message)
 
 
 async def receive_channel_message(info: Info, input: ReceiveMessageInput) -> types.Message:

@@ -52,6 +52,13 @@ class Mutation:
     share_channel: types.Channel = strawberry.mutation(resolver=mutations.share_channel)
     unshare_channel: types.Channel = strawberry.mutation(resolver=mutations.unshare_channel)
     uninstall_channel: strawberry.ID = strawberry.mutation(resolver=mutations.uninstall_channel)
+    send_message: types.Message = strawberry.mutation(
+        resolver=mutations.send_message,
+        description="Reply to the contact through the messaging app. A retry with the same clientMessageId (by "
+                    "the same user) returns the first message and sends nothing again.")
+    update_channel_message_status: types.Message = strawberry.mutation(
+        resolver=mutations.update_channel_message_status,
+        description="Partner integrations: the delivery status of an outbound message the partner was given.")
     receive_channel_message: types.Message = strawberry.mutation(
         resolver=mutations.receive_channel_message,
         description="Partner integrations: authenticated by a CUSTOM channel's token, not a user's. A repeated "
@@ -65,6 +72,10 @@ class Subscription:
         description="New messages, inbound and outbound, in conversations the viewer can see (one conversation "
                     "when conversationId is given). With `after`, the server first replays every persisted "
                     "message after that cursor, in order, then streams live ones, with no gap and no duplicate.")
+    message_updated: types.Message = strawberry.subscription(
+        resolver=streams.message_updated,
+        description="Changes to existing messages the viewer can see: delivery status (SENT, DELIVERED, READ, "
+                    "FAILED).")
     conversation_changed: types.ConversationEvent = strawberry.subscription(
         resolver=streams.conversation_changed,
         description="Every change to conversations the viewer can see (one conversation when conversationId "

@@ -46,6 +46,8 @@ class Context:
         self.connection_params: dict | None = None
         self.principal = principal
         self._loaders: Loaders | None = None
+        # Set by the app: wakes this process's sender when a reply is queued.
+        self.wake_sender = None
 
     @property
     def viewer(self) -> models.User:

@@ -24,8 +24,10 @@ def with_contract_code(error: GraphQLError) -> GraphQLError:
     extensions = dict(error.extensions or {})
     if isinstance(original, InboxError):
         extensions["code"] = original.code
-    elif original is None:
-        # Parse and validation errors, limits, variables of the wrong type or enum.
+    elif not error.path and (original is None or isinstance(original, GraphQLError)):
+        # Errors of the request itself, before any field runs: parse and validation errors,
+        # limits, variables of the wrong type or enum (graphql-core wraps the coercion error).
+        # A field's error without an InboxError (a null for a non-null field...) is ours: INTERNAL.
         extensions.setdefault("code", "BAD_USER_INPUT")
     else:
         log.error("internal error at %s", error.path, exc_info=original)

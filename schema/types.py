@@ -134,6 +134,10 @@ class Message(Node):
     async def author(self, info: Info) -> Optional[User]:
         return await _user(info, self.row.author_id)
 
+    @strawberry.field(description="Why the messaging app refused it, for FAILED outbound messages.")
+    def failure_reason(self) -> Optional[str]:
+        return self.row.failure_reason
+
     @strawberry.field(description="A cursor usable as `after` in `messageAdded` and `Conversation.messages`.")
     def cursor(self) -> str:
         return message_cursor(self.row.id)

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -16,7 +17,9 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 import models
+from channels.outbound import Providers
 from inbox.accounts import authenticate
+from inbox.sending import Sender
 from schema import schema
 from schema.context import Context
 from subscriptions.hub import Hub
@@ -67,10 +70,25 @@ class InboxGraphQL(GraphQL):
     def __init__(self, settings: Settings) -> None:
         super().__init__(schema, graphql_ide="graphiql", allowed_origins=settings.allowed_origins)
         self.settings = settings
+        self.wake_sender = None
+
+    async def run(self, request, *args, **kwargs):
+        # Strawberry answers a request it cannot read (bad JSON, no query, a mutation over
+        # GET...) in plain text; clients get a GraphQL error with a contract code instead.
+        try:
+            return await super().run(request, *args, **kwargs)
+        except HTTPException as error:
+            if not isinstance(request, Request):
+                raise
+            return JSONResponse({"data": None, "errors": [{"message": error.reason,
+                                                           "extensions": {"code": "BAD_USER_INPUT"}}]},
+                                status_code=error.status_code)
 
     async def get_context(self, request, response) -> Context:
         principal = request.scope.get("state", {}).get("principal")
-        return Context(request, response, self.settings, principal)
+        context = Context(request, response, self.settings, principal)
+        context.wake_sender = self.wake_sender
+        return context
 
     async def on_ws_connect(self, context: Context):
         params = context.connection_params or {}
@@ -165,7 +183,8 @@ def create_app(settings: Settings | None = None, *, on_start=None) -> BodyLimit:
     """`on_start`: an optional coroutine function run once the database and hub are up
     (the demo seeds its company there)."""
     settings = settings or Settings.from_env()
-    graphql = GraphQLEndpoint(InboxGraphQL(settings))
+    view = InboxGraphQL(settings)
+    graphql = GraphQLEndpoint(view)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -173,11 +192,20 @@ def create_app(settings: Settings | None = None, *, on_start=None) -> BodyLimit:
         hub = Hub(settings.broadcast_url, buffer=settings.subscription_buffer)
         await hub.start()
         use_hub(hub)
+        providers = Providers(settings)
+        sender = Sender(providers.deliver, timeout=settings.send_timeout,
+                        retry_seconds=settings.send_retry_seconds, backoff_seconds=settings.send_backoff_seconds)
+        sender.start()  # also resumes what an earlier run left pending
+        view.wake_sender = sender.wake
+        app.state.sender = sender
         if on_start is not None:
             await on_start()
         try:
             yield
         finally:
+            view.wake_sender = None
+            await sender.stop()
+            await providers.aclose()
             use_hub(None)
             await hub.stop()
             await close_database()

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # name, default, help
 SETTINGS: list[tuple[str, str, str]] = [
@@ -25,6 +25,13 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("INBOX_LOG_LEVEL", "INFO", "Python logging level"),
     ("INBOX_WHATSAPP_NEW_INSTALLS", "true",
      "false: only companies that already have a WhatsApp channel may install another"),
+    ("INBOX_MESSENGER_API_BASE", "https://graph.facebook.com/v19.0",
+     "Meta Graph API base, version included (profiles and the Send API)"),
+    ("INBOX_TWILIO_API_BASE", "https://api.twilio.com", "Twilio REST API base (Messages API)"),
+    ("INBOX_SEND_TIMEOUT", "10", "Seconds one call to a messaging app's API may take before it is retried"),
+    ("INBOX_SEND_RETRY_SECONDS", "600",
+     "How long failed sends (network, timeout, 429, 5xx) are retried before the message is FAILED"),
+    ("INBOX_SEND_BACKOFF_SECONDS", "1", "First retry delay; doubles per attempt (capped at 60 s)"),
 ]
 
 
@@ -50,7 +57,11 @@ class Settings:
     ws_ping_interval: float
     log_level: str
     whatsapp_new_installs: bool
-    extra: dict = field(default_factory=dict)
+    messenger_api_base: str = "https://graph.facebook.com/v19.0"
+    twilio_api_base: str = "https://api.twilio.com"
+    send_timeout: float = 10.0
+    send_retry_seconds: float = 600.0
+    send_backoff_seconds: float = 1.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -65,6 +76,11 @@ class Settings:
             ws_ping_interval=float(_env("INBOX_WS_PING_INTERVAL")),
             log_level=_env("INBOX_LOG_LEVEL"),
             whatsapp_new_installs=_flag(_env("INBOX_WHATSAPP_NEW_INSTALLS")),
+            messenger_api_base=_env("INBOX_MESSENGER_API_BASE").rstrip("/"),
+            twilio_api_base=_env("INBOX_TWILIO_API_BASE").rstrip("/"),
+            send_timeout=float(_env("INBOX_SEND_TIMEOUT")),
+            send_retry_seconds=float(_env("INBOX_SEND_RETRY_SECONDS")),
+            send_backoff_seconds=float(_env("INBOX_SEND_BACKOFF_SECONDS")),
         )
 
 

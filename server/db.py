@@ -18,6 +18,21 @@ async def open_database(database_url: str) -> None:
     # Global fallback: uvicorn runs the lifespan in one task and requests in others
     # (tortoise 1.x keeps its state in a context variable otherwise).
     await Tortoise.init(config=config, _enable_global_fallback=True)
+    await _unicode_case_folding(connections.get("default"))
+
+
+def _upper(value):
+    return value.upper() if isinstance(value, str) else value
+
+
+async def _unicode_case_folding(connection) -> None:
+    """`search` is case-insensitive (SPEC §8) and the ORM's icontains compares UPPER()s,
+    but SQLite's UPPER folds ASCII only ("Élodie" would not match "élodie"): override
+    it with Python's, on the one connection the SQLite client keeps per process."""
+    if connection.capabilities.dialect != "sqlite":
+        return
+    await connection.create_connection(with_db=True)
+    await connection._connection.create_function("upper", 1, _upper, deterministic=True)
 
 
 async def close_database() -> None:

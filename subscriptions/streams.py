@@ -14,7 +14,7 @@ from inbox import access, sections
 from schema import types
 from schema.ids import parse_message_cursor, pk_of
 
-from .events import ConversationChanged, MessageAdded, company_topic, decode
+from .events import ConversationChanged, MessageAdded, MessageUpdated, company_topic, decode
 from .hub import BackendLost, Overflowed
 from .publish import current_hub
 
@@ -47,6 +47,9 @@ async def _live(info: Info, topic: str, sub, event_type, accept) -> AsyncGenerat
         websocket = info.context.request
         if hasattr(websocket, "close"):
             await websocket.close(code=TRY_AGAIN_LATER)
+            # Ending the stream would make strawberry send `complete` on the closed socket
+            # (an error in the log): wait to be cancelled when the connection shuts down.
+            await asyncio.Future()
     except BackendLost:
         # It may have missed events: ending it makes the client resume with `after`.
         log.info("broadcast backend lost; ending a subscription of %s", topic)
@@ -89,6 +92,26 @@ async def _message_stream(info: Info, viewer: models.User, conversation_pk: int 
             return event.message_id > replayed and conversation_pk in (None, event.conversation_id)
 
         async for payload, event in _live(info, topic, sub, MessageAdded, accept):
+            row = await _shared_row(payload, models.Message, event.message_id)
+            if row is not None:
+                yield types.Message.of(row)
+
+
+async def message_updated(info: Info, conversation_id: Optional[strawberry.ID] = None
+                          ) -> AsyncGenerator[types.Message, None]:
+    viewer = info.context.viewer
+    conversation_pk = await _visible_conversation_pk(viewer, conversation_id)
+    return _message_update_stream(info, viewer, conversation_pk)
+
+
+async def _message_update_stream(info: Info, viewer: models.User, conversation_pk: int | None
+                                 ) -> AsyncGenerator[types.Message, None]:
+    topic = company_topic(viewer.company_id)
+    async with current_hub().subscribe(topic) as sub:
+        def accept(event: MessageUpdated) -> bool:
+            return conversation_pk in (None, event.conversation_id)
+
+        async for payload, event in _live(info, topic, sub, MessageUpdated, accept):
             row = await _shared_row(payload, models.Message, event.message_id)
             if row is not None:
                 yield types.Message.of(row)

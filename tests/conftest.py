@@ -94,13 +94,28 @@ async def start_server(settings: Settings) -> RunningServer:
 
 
 @pytest.fixture(scope="session")
-async def server():
+async def fakes():
+    """Fake Meta Graph API, Twilio API and partner callbacks (tests/fakes.py)."""
+    from fakes import start_fakes
+
+    providers, fake_server, task = await start_fakes()
+    yield providers
+    fake_server.should_exit = True
+    await asyncio.wait_for(task, DEADLINE)
+
+
+@pytest.fixture(scope="session")
+async def server(fakes):
     tmp = tempfile.mkdtemp(prefix="inbox-test-")
     database_url = TEST_DATABASE_URL or f"sqlite://{tmp}/inbox.sqlite3"
     if TEST_DATABASE_URL:
         await reset_postgres(TEST_DATABASE_URL)
+    # Sends time out after 1 s and are retried for 3 s from 50 ms on, so that retry
+    # and give-up paths run in a test's time.
     settings = make_settings(database_url=database_url, broadcast_url=TEST_BROADCAST_URL or "memory://",
-                             public_url="http://inbox.test", subscription_buffer=50)
+                             public_url="http://inbox.test", subscription_buffer=50,
+                             messenger_api_base=fakes.messenger_base, twilio_api_base=fakes.twilio_base,
+                             send_timeout=1.0, send_retry_seconds=3.0, send_backoff_seconds=0.05)
     running = await start_server(settings)
     yield running
     await running.stop()

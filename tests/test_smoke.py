@@ -15,3 +15,20 @@ async def test_first_inbound_message_opens_an_unassigned_conversation(company):
     assert message["senderName"] == "Alice"
     assert message["conversation"]["status"] == "OPEN"
     assert message["conversation"]["assignee"] is None
+
+
+async def test_reply_on_a_custom_channel_is_posted_to_the_partner_callback(company, fakes):
+    data = await company.admin.data(
+        "mutation($i: InstallChannelInput!) { installChannel(input: $i) { channel { id } channelToken } }",
+        {"i": {"kind": "CUSTOM", "name": "Callback app", "custom": {"callbackUrl": fakes.callback_url("smoke")}}})
+    from conftest import Client
+
+    partner = Client(company.admin.base_url, data["installChannel"]["channelToken"], company.admin.http)
+    inbound = await company.inbound("Need help", contact="zed", partner=partner)
+    sent = await company.admin.data(
+        'mutation($c: ID!) { sendMessage(conversationId: $c, body: "On it") { id status direction } }',
+        {"c": inbound["conversation"]["id"]})
+    assert sent["sendMessage"]["status"] == "PENDING"
+    [request] = await fakes.wait_for("partner", "smoke")
+    assert request.json()["body"] == "On it"
+    assert request.json()["recipient"] == {"externalId": "zed"}

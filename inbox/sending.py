@@ -1,0 +1,259 @@
+"""Replies (SPEC §2): `sendMessage` stores a PENDING message and queues it; the
+sender hands it to the messaging app, retrying what may succeed later, and every
+status change moves forward only and is published on `messageUpdated`."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Awaitable, Callable
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from models import (Channel, ChannelKind, Contact, Conversation, Delivery, DeliveryStatus, EventKind, Message,
+                    MessageDirection, User)
+from subscriptions.events import MessageAdded, MessageUpdated
+from subscriptions.publish import publish
+
+from . import validation
+from .access import audience, visible_conversation
+from .errors import BadInput
+from .events import record_event
+from .messages import lock_message_order
+from .transaction import action
+
+log = logging.getLogger(__name__)
+
+# Statuses move forward only: a late DELIVERED never follows READ.
+RANK = {DeliveryStatus.PENDING: 0, DeliveryStatus.SENT: 1, DeliveryStatus.DELIVERED: 2, DeliveryStatus.READ: 3}
+
+
+class SendError(Exception):
+    """A messaging app did not take a message; `reason` is shown as failureReason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Retryable(SendError):
+    """Network errors, timeouts, 429 and 5xx: it may go through later."""
+
+
+class Rejected(SendError):
+    """Any other 4xx: final."""
+
+
+def can_reply(channel: Channel) -> None:
+    if channel.kind is ChannelKind.CUSTOM and not (channel.config or {}).get("callbackUrl"):
+        raise BadInput("this channel has no callbackUrl: it only receives messages")
+
+
+async def send_message(viewer: User, conversation_id: int, body: str, client_message_id: str | None,
+                       on_queued: Callable[[], None] | None = None) -> Message:
+    body = validation.body(body)
+    client_message_id = validation.text(client_message_id, "clientMessageId", required=False)
+    conversation = await visible_conversation(viewer, conversation_id)
+    if client_message_id:
+        earlier = await Message.get_or_none(author_id=viewer.id, client_message_id=client_message_id)
+        if earlier is not None:
+            return earlier
+    channel = await Channel.get(id=conversation.channel_id)
+    can_reply(channel)
+    members = await audience(channel.id)
+    try:
+        async with action() as act:
+            await lock_message_order(channel.company_id)
+            conversation = await visible_conversation(viewer, conversation_id, for_update=True)
+            now = datetime.now(timezone.utc)
+            message = await Message.create(
+                company_id=channel.company_id, channel_id=channel.id, conversation_id=conversation.id,
+                direction=MessageDirection.OUTBOUND, body=body, sent_at=now, status=DeliveryStatus.PENDING,
+                author_id=viewer.id, client_message_id=client_message_id)
+            await Delivery.create(message_id=message.id, next_attempt_at=now)
+            conversation.last_message_id = message.id
+            conversation.activity_at = now
+            await conversation.save(update_fields=["last_message_id", "activity_at"])
+            act.emit(MessageAdded(company_id=channel.company_id, channel_id=channel.id,
+                                  conversation_id=conversation.id, audience=members, message_id=message.id))
+            await record_event(act, conversation, EventKind.MESSAGE_ADDED, actor=viewer, audience=members,
+                               message_id=message.id)
+    except IntegrityError:
+        # The same clientMessageId sent twice at once: the first one stands.
+        earlier = await Message.get_or_none(author_id=viewer.id, client_message_id=client_message_id)
+        if earlier is None:
+            raise
+        return earlier
+    if on_queued is not None:
+        on_queued()
+    return message
+
+
+def _moves_forward(current: DeliveryStatus, new: DeliveryStatus) -> bool:
+    if current is DeliveryStatus.FAILED or current is DeliveryStatus.RECEIVED:
+        return False
+    if new is DeliveryStatus.FAILED:
+        return current in (DeliveryStatus.PENDING, DeliveryStatus.SENT)
+    return new in RANK and RANK[new] > RANK[current]
+
+
+async def update_status(message_id: int, status: DeliveryStatus, *, failure_reason: str | None = None,
+                        external_id: str | None = None) -> Message | None:
+    """Moves an outbound message's status forward (never back) and publishes the change.
+    Returns the message when it changed."""
+    async with in_transaction():
+        message = await Message.filter(id=message_id).select_for_update().first()
+        if message is None or message.direction is not MessageDirection.OUTBOUND:
+            return None
+        if not _moves_forward(message.status, status):
+            return None
+        message.status = status
+        fields = ["status"]
+        if status is DeliveryStatus.FAILED:
+            message.failure_reason = (failure_reason or "refused by the messaging app")[:2000]
+            fields.append("failure_reason")
+        if external_id and not message.external_id:
+            message.external_id = external_id[:255]
+            fields.append("external_id")
+        await message.save(update_fields=fields)
+    await publish([MessageUpdated(company_id=message.company_id, channel_id=message.channel_id,
+                                  conversation_id=message.conversation_id,
+                                  audience=await audience(message.channel_id), message_id=message.id)])
+    return message
+
+
+async def update_status_by_external_id(channel: Channel, external_id: str, status: DeliveryStatus,
+                                       failure_reason: str | None = None) -> Message | None:
+    """For status reports that name the messaging app's id. None when no such message."""
+    message = await Message.get_or_none(channel_id=channel.id, external_id=external_id,
+                                        direction=MessageDirection.OUTBOUND)
+    if message is None:
+        return None
+    return await update_status(message.id, status, failure_reason=failure_reason) or message
+
+
+@dataclass
+class Outgoing:
+    """What a messaging app needs to deliver one reply."""
+
+    message: Message
+    channel: Channel
+    contact: Contact
+
+
+Deliver = Callable[[Outgoing], Awaitable[str | None]]
+
+
+class Sender:
+    """Works the send queue: every process may run one. A row is leased before its
+    attempt (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite is one process), and the
+    lease outlasts the attempt's timeout, so no message is handed over twice."""
+
+    def __init__(self, deliver: Deliver, *, timeout: float, retry_seconds: float, backoff_seconds: float,
+                 poll_seconds: float = 1.0, batch: int = 20) -> None:
+        self.deliver = deliver
+        self.timeout = timeout
+        self.retry_window = timedelta(seconds=retry_seconds)
+        self.backoff = backoff_seconds
+        self.lease = timedelta(seconds=timeout + 30)
+        self.poll_seconds = poll_seconds
+        self.batch = batch
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._attempts: set[asyncio.Task] = set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="inbox-sender")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        for task in list(self._attempts):
+            task.cancel()
+        await asyncio.gather(*self._attempts, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                claimed = await self.claim()
+                for delivery_id in claimed:
+                    task = asyncio.create_task(self.attempt(delivery_id))
+                    self._attempts.add(task)
+                    task.add_done_callback(self._attempts.discard)
+                if len(claimed) == self.batch:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database may be away for a moment: keep the worker alive
+                log.exception("send queue: claiming failed; retrying")
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def claim(self) -> list[int]:
+        now = datetime.now(timezone.utc)
+        async with in_transaction():
+            due = await (Delivery.filter(next_attempt_at__lte=now)
+                         .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now))
+                         .select_for_update(skip_locked=True)
+                         .order_by("next_attempt_at", "id").limit(self.batch))
+            ids = [delivery.id for delivery in due]
+            if ids:
+                await Delivery.filter(id__in=ids).update(leased_until=now + self.lease)
+        return ids
+
+    async def attempt(self, delivery_id: int) -> None:
+        delivery = await Delivery.get_or_none(id=delivery_id)
+        if delivery is None:
+            return
+        message = await Message.get_or_none(id=delivery.message_id)
+        if message is None or message.status is not DeliveryStatus.PENDING:
+            await Delivery.filter(id=delivery_id).delete()
+            return
+        now = datetime.now(timezone.utc)
+        if delivery.first_attempt_at is None:
+            delivery.first_attempt_at = now
+        delivery.attempts += 1
+        await delivery.save(update_fields=["first_attempt_at", "attempts"])
+        channel = await Channel.get(id=message.channel_id)
+        conversation = await Conversation.get(id=message.conversation_id)
+        contact = await Contact.get(id=conversation.contact_id)
+        try:
+            external_id = await asyncio.wait_for(self.deliver(Outgoing(message, channel, contact)), self.timeout)
+        except Rejected as error:
+            await self._finish(delivery, message, DeliveryStatus.FAILED, failure_reason=error.reason)
+        except (Retryable, asyncio.TimeoutError, OSError) as error:
+            reason = error.reason if isinstance(error, SendError) else f"timed out after {self.timeout:g} s"
+            await self._retry_or_fail(delivery, message, reason)
+        except Exception as error:  # a bug must not lose the message: treat it as retryable
+            log.exception("send queue: unexpected error delivering message %s", message.id)
+            await self._retry_or_fail(delivery, message, f"internal error: {type(error).__name__}")
+        else:
+            await self._finish(delivery, message, DeliveryStatus.SENT, external_id=external_id)
+
+    async def _finish(self, delivery: Delivery, message: Message, status: DeliveryStatus, **details) -> None:
+        await update_status(message.id, status, **details)
+        await Delivery.filter(id=delivery.id).delete()
+
+    async def _retry_or_fail(self, delivery: Delivery, message: Message, reason: str) -> None:
+        now = datetime.now(timezone.utc)
+        if now - delivery.first_attempt_at >= self.retry_window:
+            await self._finish(delivery, message, DeliveryStatus.FAILED,
+                               failure_reason=f"gave up after {delivery.attempts} attempts: {reason}")
+            return
+        delay = min(60.0, self.backoff * 2 ** (delivery.attempts - 1)) * random.uniform(0.8, 1.2)
+        await Delivery.filter(id=delivery.id).update(next_attempt_at=now + timedelta(seconds=delay),
+                                                     leased_until=None, last_error=reason[:2000])
+        log.info("send queue: message %s attempt %s failed (%s); retrying in %.1f s",
+                 message.id, delivery.attempts, reason, delay)

@@ -1,0 +1,160 @@
+"""Local stand-ins for Meta's Graph API, Twilio's REST API and a partner's callback
+endpoint, on 127.0.0.1, speaking their real formats. They record every request and
+can be scripted, per recipient, to fail (500, 429, 400...) or hang.
+
+Scripts are keyed by what a test owns (a PSID, a phone number, a callback path), so
+tests sharing the one fake server never see each other's failures."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+HANG = "hang"
+
+
+@dataclass
+class Recorded:
+    kind: str  # "messenger_send" | "messenger_profile" | "twilio_send" | "partner"
+    key: str
+    method: str
+    path: str
+    query: dict
+    headers: dict
+    body: bytes
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+    def form(self) -> dict:
+        return {k: v[0] for k, v in parse_qs(self.body.decode(), keep_blank_values=True).items()}
+
+
+@dataclass
+class FakeProviders:
+    url: str = ""
+    requests: list[Recorded] = field(default_factory=list)
+    scripts: dict[str, list] = field(default_factory=dict)
+    profiles: dict[str, dict] = field(default_factory=dict)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _arrived: asyncio.Event | None = None
+
+    # Base URLs to configure the server with.
+    @property
+    def messenger_base(self) -> str:
+        return f"{self.url}/graph/v19.0"
+
+    @property
+    def twilio_base(self) -> str:
+        return f"{self.url}/twilio"
+
+    def callback_url(self, name: str) -> str:
+        return f"{self.url}/partner/{name}"
+
+    def script(self, key: str, *responses) -> None:
+        """The next answers for `key`: (status, json body) tuples, or HANG; then the default."""
+        self.scripts.setdefault(key, []).extend(responses)
+
+    def seen(self, kind: str, key: str) -> list[Recorded]:
+        return [r for r in self.requests if r.kind == kind and r.key == key]
+
+    async def wait_for(self, kind: str, key: str, count: int = 1, timeout: float = 10.0) -> list[Recorded]:
+        """Waits until `count` requests of that kind and key arrived; returns them."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.seen(kind, key)) < count:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"{kind}/{key}: {len(self.seen(kind, key))} of {count} requests arrived")
+            self._arrived = self._arrived or asyncio.Event()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+            self._arrived.clear()
+        return self.seen(kind, key)
+
+    async def _record(self, request: Request, kind: str, key: str) -> Response | None:
+        body = await request.body()
+        self.requests.append(Recorded(kind, key, request.method, request.url.path, dict(request.query_params),
+                                      {k.lower(): v for k, v in request.headers.items()}, body))
+        if self._arrived is not None:
+            self._arrived.set()
+        queue = self.scripts.get(key)
+        if queue:
+            answer = queue.pop(0)
+            if answer == HANG:
+                await asyncio.sleep(3600)
+            status, payload = answer
+            return JSONResponse(payload, status_code=status)
+        return None
+
+    # Meta Graph API
+    async def messenger_send(self, request: Request) -> Response:
+        payload = json.loads(await request.body() or b"{}")
+        psid = str(payload.get("recipient", {}).get("id"))
+        scripted = await self._record(request, "messenger_send", psid)
+        if scripted is not None:
+            return scripted
+        return JSONResponse({"recipient_id": psid, "message_id": f"m_fake{next(self._ids)}"})
+
+    async def messenger_profile(self, request: Request) -> Response:
+        psid = request.path_params["psid"]
+        scripted = await self._record(request, "messenger_profile", psid)
+        if scripted is not None:
+            return scripted
+        profile = self.profiles.get(psid)
+        if profile is None:
+            return JSONResponse({"error": {"message": "Unsupported get request.", "type": "GraphMethodException",
+                                           "code": 100}}, status_code=400)
+        return JSONResponse({"id": psid, **profile})
+
+    # Twilio REST API
+    async def twilio_send(self, request: Request) -> Response:
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+        to = form.get("To", "").removeprefix("whatsapp:")
+        scripted = await self._record(request, "twilio_send", to)
+        if scripted is not None:
+            return scripted
+        sid = f"SM{next(self._ids):032x}"
+        return JSONResponse({"sid": sid, "status": "queued", "to": form.get("To"), "from": form.get("From"),
+                             "body": form.get("Body"), "account_sid": request.path_params["account"]},
+                            status_code=201)
+
+    # A partner's callback endpoint
+    async def partner(self, request: Request) -> Response:
+        scripted = await self._record(request, "partner", request.path_params["name"])
+        if scripted is not None:
+            return scripted
+        return JSONResponse({"externalMessageId": f"partner-{next(self._ids)}"})
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[
+            Route("/graph/v19.0/me/messages", self.messenger_send, methods=["POST"]),
+            Route("/graph/v19.0/{psid}", self.messenger_profile, methods=["GET"]),
+            Route("/twilio/2010-04-01/Accounts/{account}/Messages.json", self.twilio_send, methods=["POST"]),
+            Route("/partner/{name}", self.partner, methods=["POST"]),
+        ])
+
+
+async def start_fakes() -> tuple[FakeProviders, uvicorn.Server, asyncio.Task]:
+    fakes = FakeProviders()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(fakes.app(), host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    fakes.url = f"http://127.0.0.1:{port}"
+    return fakes, server, task
