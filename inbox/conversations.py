@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from models import (Channel, Conversation, ConversationEvent, ConversationStatus, EventKind, Message,
-                    ReadState, User)
+from models import (Channel, Conversation, ConversationEvent, ConversationLink, ConversationStatus, EventKind,
+                    Message, ReadState, User)
 
+from . import notes
 from .access import audience, company_user, has_access, visible_conversation
 from .errors import Forbidden, UserUnavailable
 from .events import record_event
@@ -26,6 +27,7 @@ async def assign(viewer: User, conversation_id: int, user_id: int) -> Conversati
             raise UserUnavailable(f"{assignee.name} is unavailable")
         conversation.assignee_id = assignee.id
         await conversation.save(update_fields=["assignee_id"])
+        await notes.on_assignment(conversation)
         await record_event(act, conversation, EventKind.ASSIGNED, actor=viewer, assignee=assignee,
                            audience=await audience(conversation.channel_id))
     return conversation
@@ -37,6 +39,7 @@ async def unassign(viewer: User, conversation_id: int) -> Conversation:
         if conversation.assignee_id is not None:
             conversation.assignee_id = None
             await conversation.save(update_fields=["assignee_id"])
+            await notes.on_assignment(conversation)
             await record_event(act, conversation, EventKind.UNASSIGNED, actor=viewer,
                                audience=await audience(conversation.channel_id))
     return conversation
@@ -64,7 +67,9 @@ async def reopen(viewer: User, conversation_id: int) -> Conversation:
 
 
 async def erase_history(conversation: Conversation) -> None:
-    """What delete erases for good: messages, events and read state (notes in the CRM stay)."""
+    """What delete erases for good: messages, events, read state and links (notes in the
+    CRM stay)."""
+    await ConversationLink.filter(conversation_id=conversation.id).delete()
     await Message.filter(conversation_id=conversation.id).delete()
     await ConversationEvent.filter(conversation_id=conversation.id).delete()
     await ReadState.filter(conversation_id=conversation.id).delete()

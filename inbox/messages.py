@@ -12,7 +12,7 @@ from models import (Channel, Contact, Conversation, ConversationStatus, Delivery
                     MessageDirection)
 from subscriptions.events import MessageAdded
 
-from . import sql, validation
+from . import notes, sql, validation
 from .access import audience
 from .conversations import erase_history
 from .errors import BadInput
@@ -100,6 +100,7 @@ async def receive(channel: Channel, inbound: Inbound) -> tuple[Message, bool]:
             conversation.last_message_id = message.id
             conversation.activity_at = datetime.now(timezone.utc)
             await conversation.save(update_fields=["last_message_id", "activity_at"])
+            await notes.on_message(conversation, message)
             act.emit(MessageAdded(company_id=channel.company_id, channel_id=channel.id,
                                   conversation_id=conversation.id, audience=members, message_id=message.id))
             await record_event(act, conversation, EventKind.MESSAGE_ADDED, audience=members,

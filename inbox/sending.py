@@ -19,7 +19,7 @@ from models import (Channel, ChannelKind, Contact, Conversation, Delivery, Deliv
 from subscriptions.events import MessageAdded, MessageUpdated
 from subscriptions.publish import publish
 
-from . import validation
+from . import notes, validation
 from .access import audience, visible_conversation
 from .errors import BadInput
 from .events import record_event
@@ -78,6 +78,7 @@ async def send_message(viewer: User, conversation_id: int, body: str, client_mes
             conversation.last_message_id = message.id
             conversation.activity_at = now
             await conversation.save(update_fields=["last_message_id", "activity_at"])
+            await notes.on_message(conversation, message)
             act.emit(MessageAdded(company_id=channel.company_id, channel_id=channel.id,
                                   conversation_id=conversation.id, audience=members, message_id=message.id))
             await record_event(act, conversation, EventKind.MESSAGE_ADDED, actor=viewer, audience=members,
@@ -117,8 +118,13 @@ async def update_status(message_id: int, status: DeliveryStatus, *, failure_reas
             message.failure_reason = (failure_reason or "refused by the messaging app")[:2000]
             fields.append("failure_reason")
         if external_id and not message.external_id:
-            message.external_id = external_id[:255]
-            fields.append("external_id")
+            # An id the app already gave another message of the channel cannot be kept
+            # (unique per channel); failing here would leave the reply to be sent again.
+            if await Message.filter(channel_id=message.channel_id, external_id=external_id[:255]).exists():
+                log.warning("message %s: external id %r is taken on its channel; not kept", message.id, external_id)
+            else:
+                message.external_id = external_id[:255]
+                fields.append("external_id")
         await message.save(update_fields=fields)
     await publish([MessageUpdated(company_id=message.company_id, channel_id=message.channel_id,
                                   conversation_id=message.conversation_id,
@@ -255,5 +261,29 @@ class Sender:
         delay = min(60.0, self.backoff * 2 ** (delivery.attempts - 1)) * random.uniform(0.8, 1.2)
         await Delivery.filter(id=delivery.id).update(next_attempt_at=now + timedelta(seconds=delay),
                                                      leased_until=None, last_error=reason[:2000])
+        if delay < self.poll_seconds:  # retry on time, not at the next poll
+            asyncio.get_running_loop().call_later(delay, self.wake)
         log.info("send queue: message %s attempt %s failed (%s); retrying in %.1f s",
                  message.id, delivery.attempts, reason, delay)
+
+
+async def update_statuses_up_to(channel: Channel, contact_external_id: str, status: DeliveryStatus,
+                                until: datetime, external_ids: list[str] = ()) -> int:
+    """Receipts that name a watermark (Messenger's `delivery` and `read`): every reply
+    to that contact sent at or before `until`, plus the ones named by id, moves forward
+    to `status`. PENDING replies are left to the sender: the contact cannot have seen
+    them, and a reply that left the queue would never be sent. Returns how many moved."""
+    conversation = await Conversation.get_or_none(channel_id=channel.id,
+                                                  contact__external_id=contact_external_id)
+    if conversation is None:
+        return 0
+    replies = Message.filter(conversation_id=conversation.id, direction=MessageDirection.OUTBOUND)
+    behind = [s for s in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED) if RANK[s] < RANK[status]]
+    ids = set(await replies.filter(sent_at__lte=until, status__in=behind).values_list("id", flat=True))
+    if external_ids:
+        ids |= set(await replies.filter(external_id__in=list(external_ids), status__in=behind)
+                   .values_list("id", flat=True))
+    moved = 0
+    for message_id in sorted(ids):
+        moved += await update_status(message_id, status) is not None
+    return moved

@@ -1,5 +1,6 @@
 """Tortoise models of the inbox: companies, users, channels, contacts,
-conversations, messages, conversation events and per-user read state.
+conversations, messages, conversation events, per-user read state, and the CRM
+side: persons, leads, deals, conversation links and notes.
 
 Every row carries its company so that tenant filters are one column away.
 Schema changes go through the migrations in models/migrations.
@@ -214,8 +215,99 @@ class ReadState(Model):
         unique_together = (("user", "conversation"),)
 
 
+class LinkTargetKind(str, Enum):
+    PERSON = "PERSON"
+    LEAD = "LEAD"
+    DEAL = "DEAL"
+
+
+class Person(Model):
+    """A person of the CRM: what a conversation is most often linked to."""
+
+    id = fields.IntField(primary_key=True)
+    company = fields.ForeignKeyField("inbox.Company", related_name="persons", on_delete=fields.CASCADE)
+    name = fields.CharField(max_length=255)
+    email = fields.CharField(max_length=320, null=True)
+    phone = fields.CharField(max_length=64, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "person"
+        indexes = (("company_id", "id"),)
+
+
+class Lead(Model):
+    id = fields.IntField(primary_key=True)
+    company = fields.ForeignKeyField("inbox.Company", related_name="leads", on_delete=fields.CASCADE)
+    title = fields.CharField(max_length=255)
+    person = fields.ForeignKeyField("inbox.Person", related_name="leads", null=True, on_delete=fields.SET_NULL)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "lead"
+
+
+class Deal(Model):
+    id = fields.IntField(primary_key=True)
+    company = fields.ForeignKeyField("inbox.Company", related_name="deals", on_delete=fields.CASCADE)
+    title = fields.CharField(max_length=255)
+    value = fields.FloatField(null=True)
+    currency = fields.CharField(max_length=3, null=True)
+    person = fields.ForeignKeyField("inbox.Person", related_name="deals", null=True, on_delete=fields.SET_NULL)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "deal"
+
+
+class Note(Model):
+    """A note on a person, lead or deal. The inbox writes one per link and 24-hour
+    note window; it outlives the conversation (delete, uninstall) and the link."""
+
+    id = fields.IntField(primary_key=True)
+    company = fields.ForeignKeyField("inbox.Company", related_name="notes", on_delete=fields.CASCADE)
+    target_kind = fields.CharEnumField(LinkTargetKind, max_length=8)
+    target_id = fields.IntField()
+    conversation = fields.ForeignKeyField("inbox.Conversation", related_name="notes", null=True,
+                                          on_delete=fields.SET_NULL)
+    content = fields.TextField()
+    # The messages written into it (sender, time, body), so that each new one re-renders it whole.
+    entries = fields.JSONField(default=list)
+    # The note window: messages sent before window_start + 24 h go into this note.
+    window_start = fields.DatetimeField(null=True)
+    # Set by updateNote: a note a user edited is never written by the inbox again.
+    edited_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "note"
+        indexes = (("target_kind", "target_id", "id"),)
+
+
+class ConversationLink(Model):
+    """A conversation linked to a person, lead or deal: its messages go into notes there."""
+
+    id = fields.IntField(primary_key=True)
+    company = fields.ForeignKeyField("inbox.Company", related_name="conversation_links", on_delete=fields.CASCADE)
+    conversation = fields.ForeignKeyField("inbox.Conversation", related_name="links", on_delete=fields.CASCADE)
+    target_kind = fields.CharEnumField(LinkTargetKind, max_length=8)
+    target_id = fields.IntField()
+    # The conversation's url in the inbox, for the notes' header (the domain knows no public URL).
+    conversation_url = fields.CharField(max_length=2048)
+    # The note the next message goes into while its window lasts; null once deleted.
+    current_note = fields.ForeignKeyField("inbox.Note", related_name="writing_links", null=True,
+                                          on_delete=fields.SET_NULL)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "conversation_link"
+        unique_together = (("conversation", "target_kind", "target_id"),)
+
+
 __all__ = [
     "ChannelKind", "ConversationStatus", "MessageDirection", "DeliveryStatus", "EventKind",
     "Company", "User", "Channel", "ChannelMember", "Contact", "Conversation", "Message",
     "ConversationEvent", "Delivery", "ReadState",
+    "LinkTargetKind", "Person", "Lead", "Deal", "Note", "ConversationLink",
 ]

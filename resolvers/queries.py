@@ -9,7 +9,7 @@ from strawberry.types import Info
 import models
 from inbox import access, sections
 from inbox.errors import InboxError
-from schema import types
+from schema import crm as crm_types, types
 from schema.ids import parse_conversation_cursor, parse_global_id, pk_of
 
 
@@ -50,7 +50,21 @@ async def _visible_node(viewer: models.User, type_name: str, pk: int):
             return None
         await access.visible_conversation(viewer, row.conversation_id)
         return types.ConversationEvent.of(row)
+    if type_name in ("Person", "Lead", "Deal", "Note", "ConversationLink"):
+        return await _visible_crm_node(viewer, type_name, pk)
     return None
+
+
+async def _visible_crm_node(viewer: models.User, type_name: str, pk: int):
+    """The CRM is the company's: persons, leads, deals and notes are visible to all of its
+    users; a link, like its conversation, only with access to the conversation's channel."""
+    model = getattr(models, type_name)
+    row = await model.get_or_none(id=pk, company_id=viewer.company_id)
+    if row is None:
+        return None
+    if type_name == "ConversationLink":
+        await access.visible_conversation(viewer, row.conversation_id)
+    return getattr(crm_types, type_name).of(row)
 
 
 def me(info: Info) -> types.User:

@@ -7,11 +7,11 @@ from typing import Optional
 import strawberry
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 
-from resolvers import mutations, queries
+from resolvers import crm as crm_resolvers, mutations, queries
 from subscriptions import streams
 from subscriptions.executor_patch import apply as _flat_subscription_memory
 
-from . import types
+from . import crm, types
 from .errors import ContractErrors, InboxSchema
 
 _flat_subscription_memory()
@@ -32,6 +32,9 @@ class Query:
         resolver=queries.inbox, description="One section of the inbox, most recent activity first.")
     inbox_counts: types.InboxCounts = strawberry.field(resolver=queries.inbox_counts)
     conversation: Optional[types.Conversation] = strawberry.field(resolver=queries.conversation)
+    persons: crm.PersonConnection = strawberry.field(
+        resolver=crm_resolvers.persons,
+        description="The company's persons, newest first; `search` matches name, email or phone.")
 
 
 @strawberry.type
@@ -56,6 +59,21 @@ class Mutation:
         resolver=mutations.send_message,
         description="Reply to the contact through the messaging app. A retry with the same clientMessageId (by "
                     "the same user) returns the first message and sends nothing again.")
+    link_conversation: crm.ConversationLink = strawberry.mutation(
+        resolver=crm_resolvers.link_conversation,
+        description="Links a conversation to a person, lead or deal (an existing one, or one made now) and "
+                    "writes a note there at once; later messages go into notes there too.")
+    unlink_conversation: strawberry.ID = strawberry.mutation(
+        resolver=crm_resolvers.unlink_conversation,
+        description="Stops further notes; the notes written so far stay. Returns the link's id.")
+    create_person: crm.Person = strawberry.mutation(resolver=crm_resolvers.create_person)
+    create_lead: crm.Lead = strawberry.mutation(resolver=crm_resolvers.create_lead)
+    create_deal: crm.Deal = strawberry.mutation(resolver=crm_resolvers.create_deal)
+    update_note: crm.Note = strawberry.mutation(
+        resolver=crm_resolvers.update_note,
+        description="A note the user edited is never written by the inbox again: the next message opens a new "
+                    "one.")
+    delete_note: strawberry.ID = strawberry.mutation(resolver=crm_resolvers.delete_note)
     update_channel_message_status: types.Message = strawberry.mutation(
         resolver=mutations.update_channel_message_status,
         description="Partner integrations: the delivery status of an outbound message the partner was given.")
@@ -90,7 +108,8 @@ schema = InboxSchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    types=[types.User, types.Channel, types.Contact, types.Conversation, types.Message, types.ConversationEvent],
+    types=[types.User, types.Channel, types.Contact, types.Conversation, types.Message, types.ConversationEvent,
+           crm.Person, crm.Lead, crm.Deal, crm.Note, crm.ConversationLink],
     extensions=[
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),

@@ -28,6 +28,9 @@ class Loaders:
         self.contact = _by_id(models.Contact)
         self.conversation = _by_id(models.Conversation)
         self.message = _by_id(models.Message)
+        self.person = _by_id(models.Person)
+        self.lead = _by_id(models.Lead)
+        self.deal = _by_id(models.Deal)
 
         async def load_unread(ids: list[int]) -> list[int]:
             if viewer_id is None:  # read state is a user's; a partner has none

@@ -8,7 +8,8 @@ from datetime import datetime
 from inbox.errors import BadInput, NotFound
 from inbox.sections import ConversationKey
 
-NODE_TYPES = {"User", "Channel", "Contact", "Conversation", "Message", "ConversationEvent"}
+NODE_TYPES = {"User", "Channel", "Contact", "Conversation", "Message", "ConversationEvent",
+              "Person", "Lead", "Deal", "Note", "ConversationLink"}
 
 
 def _encode(text: str) -> str:
@@ -45,20 +46,30 @@ def pk_of(value: str, type_name: str) -> int:
     return pk
 
 
+def conversation_url(public_url: str, conversation_pk: int) -> str:
+    """Where a person opens a conversation in the inbox."""
+    return f"{public_url}/inbox/conversations/{global_id('Conversation', conversation_pk)}"
+
+
 def message_cursor(message_id: int) -> str:
     return _encode(f"m:{message_id}")
 
 
-def parse_message_cursor(value: str | None) -> int | None:
+def _parse_pk_cursor(value: str | None, expected_tag: str) -> int | None:
+    """The pk of a cursor "tag:pk"; BAD_USER_INPUT when it is not one."""
     if value is None:
         return None
     try:
         tag, _, pk = _decode(value).partition(":")
-        if tag != "m" or not pk.isdigit():
+        if tag != expected_tag or not pk.isdigit() or len(pk) > 18:
             raise ValueError
         return int(pk)
     except (ValueError, binascii.Error, UnicodeError):
         raise BadInput("malformed cursor") from None
+
+
+def parse_message_cursor(value: str | None) -> int | None:
+    return _parse_pk_cursor(value, "m")
 
 
 def conversation_cursor(activity_at: datetime, pk: int) -> str:
@@ -79,3 +90,11 @@ def parse_conversation_cursor(value: str | None) -> ConversationKey | None:
         return ConversationKey(when, int(pk))
     except (ValueError, binascii.Error, UnicodeError):
         raise BadInput("malformed cursor") from None
+
+
+def person_cursor(person_id: int) -> str:
+    return _encode(f"p:{person_id}")
+
+
+def parse_person_cursor(value: str | None) -> int | None:
+    return _parse_pk_cursor(value, "p")

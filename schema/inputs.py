@@ -63,3 +63,35 @@ class ReceiveMessageInput:
     sender: ReceivedSenderInput
     body: str
     sent_at: Optional[datetime] = None
+
+
+@strawberry.input
+class PersonInput:
+    name: str
+    email: Optional[str] = None
+    phone: Optional[str] = None
+
+
+@strawberry.input
+class LeadInput:
+    title: str
+    person_id: Optional[strawberry.ID] = None
+
+
+@strawberry.input
+class DealInput:
+    title: str
+    value: Optional[float] = None
+    currency: Optional[str] = None
+    person_id: Optional[strawberry.ID] = None
+
+
+@strawberry.input(description="Exactly one field must be set: an existing item, or a new one made from the "
+                              "conversation.")
+class LinkTargetInput:
+    person_id: Optional[strawberry.ID] = None
+    lead_id: Optional[strawberry.ID] = None
+    deal_id: Optional[strawberry.ID] = None
+    new_person: Optional[PersonInput] = None
+    new_lead: Optional[LeadInput] = None
+    new_deal: Optional[DealInput] = None

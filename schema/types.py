@@ -12,7 +12,7 @@ import models
 from inbox import sections
 from subscriptions.events import ConversationChanged
 
-from .ids import conversation_cursor, global_id, message_cursor
+from .ids import conversation_cursor, conversation_url, global_id, message_cursor
 
 ChannelKind = strawberry.enum(models.ChannelKind, name="ChannelKind")
 ConversationStatus = strawberry.enum(models.ConversationStatus, name="ConversationStatus")
@@ -257,7 +257,7 @@ class Conversation(Node):
 
     @strawberry.field(description="Where a person opens this conversation in the inbox.")
     def url(self, info: Info) -> str:
-        return f"{info.context.settings.public_url}/inbox/conversations/{self.id}"
+        return conversation_url(info.context.settings.public_url, self.row.id)
 
     @strawberry.field(description="Oldest first within a page; `last`/`before` page backwards from the newest.")
     async def messages(self, first: Optional[int] = None, after: Optional[str] = None,
@@ -268,6 +268,15 @@ class Conversation(Node):
             self.row.id, first=first, after=parse_message_cursor(after), last=last,
             before=parse_message_cursor(before))
         return message_connection(rows, has_next, has_previous)
+
+    @strawberry.field
+    async def links(self, info: Info) -> list[Annotated["ConversationLink", strawberry.lazy("schema.crm")]]:
+        from .crm import ConversationLink
+
+        if info.context.viewer_id is None:  # the CRM is for users, not for a partner's messaging app
+            return []
+        rows = await models.ConversationLink.filter(conversation_id=self.row.id).order_by("id")
+        return [ConversationLink.of(row) for row in rows]
 
     @strawberry.field(description="What happened to the conversation, oldest first.")
     async def events(self) -> list[ConversationEvent]:
