@@ -92,7 +92,10 @@ class FakeProviders:
         if queue:
             answer = queue.pop(0)
             if answer == HANG:
-                await asyncio.sleep(3600)
+                # Hangs until the client gives up (a sleep would hold the fake server's shutdown).
+                while not await request.is_disconnected():
+                    await asyncio.sleep(0.05)
+                return Response(status_code=499)
             status, payload = answer
             return JSONResponse(payload, status_code=status)
         return None
