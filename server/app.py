@@ -17,6 +17,8 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 import models
+from channels import webhooks
+from channels.messenger import Profiles
 from channels.outbound import Providers
 from inbox.accounts import authenticate
 from inbox.sending import Sender
@@ -189,10 +191,12 @@ def create_app(settings: Settings | None = None, *, on_start=None) -> BodyLimit:
     @contextlib.asynccontextmanager
     async def lifespan(app):
         await open_database(settings.database_url)
-        hub = Hub(settings.broadcast_url, buffer=settings.subscription_buffer)
+        hub = Hub(settings.broadcast_url, buffer=settings.subscription_buffer,
+                  namespace=settings.broadcast_namespace)
         await hub.start()
         use_hub(hub)
         providers = Providers(settings)
+        app.state.profiles = Profiles(settings.messenger_api_base, providers.http)
         sender = Sender(providers.deliver, timeout=settings.send_timeout,
                         retry_seconds=settings.send_retry_seconds, backoff_seconds=settings.send_backoff_seconds)
         sender.start()  # also resumes what an earlier run left pending
@@ -205,6 +209,7 @@ def create_app(settings: Settings | None = None, *, on_start=None) -> BodyLimit:
         finally:
             view.wake_sender = None
             await sender.stop()
+            await app.state.profiles.aclose()
             await providers.aclose()
             use_hub(None)
             await hub.stop()
@@ -214,6 +219,7 @@ def create_app(settings: Settings | None = None, *, on_start=None) -> BodyLimit:
         Route("/graphql", graphql, methods=["GET", "POST", "OPTIONS"]),
         WebSocketRoute("/graphql", graphql),
         Route("/healthz", healthz),
+        *webhooks.routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings

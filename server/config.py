@@ -16,6 +16,8 @@ SETTINGS: list[tuple[str, str, str]] = [
      "broadcaster URL for real-time events: memory:// (one process) or redis://host:6379"),
     ("INBOX_PUBLIC_URL", "http://127.0.0.1:8000",
      "Public base URL of this server (conversation urls, Twilio signature checks)"),
+    ("INBOX_BROADCAST_NAMESPACE", "inbox",
+     "Prefix of every broadcast channel: give each deployment sharing one Redis its own"),
     ("INBOX_SUBSCRIPTION_BUFFER", "1000",
      "Events one subscription may buffer before its socket is closed with 1013"),
     ("INBOX_MAX_BODY_BYTES", "1048576", "Largest HTTP body accepted (larger: 413)"),
@@ -62,6 +64,7 @@ class Settings:
     send_timeout: float = 10.0
     send_retry_seconds: float = 600.0
     send_backoff_seconds: float = 1.0
+    broadcast_namespace: str = "inbox"
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -81,6 +84,7 @@ class Settings:
             send_timeout=float(_env("INBOX_SEND_TIMEOUT")),
             send_retry_seconds=float(_env("INBOX_SEND_RETRY_SECONDS")),
             send_backoff_seconds=float(_env("INBOX_SEND_BACKOFF_SECONDS")),
+            broadcast_namespace=_env("INBOX_BROADCAST_NAMESPACE"),
         )
 
 

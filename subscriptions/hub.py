@@ -232,11 +232,12 @@ class LocalSubscription:
 class Hub:
     """One per process. `publish` after commit; `subscribe` per GraphQL subscription."""
 
-    def __init__(self, url: str, buffer: int = 1000) -> None:
+    def __init__(self, url: str, buffer: int = 1000, namespace: str = "") -> None:
         if buffer < 1:
             raise ValueError("buffer must be at least 1")
         self.url = url
         self._buffer = buffer
+        self._namespace = namespace
         scheme = urlparse(url).scheme
         self._is_redis = scheme in _REDIS_SCHEMES
         self._is_memory = scheme == "memory"
@@ -290,7 +291,7 @@ class Hub:
             return False
         try:
             async with asyncio.timeout(_PUBLISH_TIMEOUT):
-                await broadcast.publish(topic, message)
+                await broadcast.publish(self._channel(topic), message)
         except Exception as exc:
             log.warning("publish to %s failed: %s", topic, _describe(exc))
             if broadcast is self._broadcast:
@@ -301,6 +302,11 @@ class Hub:
 
     def subscribe(self, topic: str) -> LocalSubscription:
         return LocalSubscription(self, topic)
+
+    def _channel(self, topic: str) -> str:
+        """The backend's channel of a topic: deployments sharing one Redis must never
+        hear each other (a company id means another company in another database)."""
+        return f"{self._namespace}:{topic}" if self._namespace else topic
 
     async def ping(self) -> bool:
         if not self._is_redis:
@@ -376,7 +382,7 @@ class Hub:
             # not safe to interleave for the same channel: let the old pump finish leaving.
             await asyncio.wait([previous])
         try:
-            async with broadcast.subscribe(topic) as upstream:
+            async with broadcast.subscribe(self._channel(topic)) as upstream:
                 _settle(state.ready, None)
                 if self._topics.get(topic) is not state:
                     return

@@ -3,6 +3,8 @@ viewer's company topic, filtered to what the viewer may see."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from typing import AsyncGenerator, Optional
 
@@ -30,7 +32,8 @@ async def _shared_row(payload: dict, model, pk: int):
     the hub hands the same payload object to all of them."""
     task = payload.get("_row")
     if task is None:
-        task = payload["_row"] = asyncio.ensure_future(model.get_or_none(id=pk))
+        # Scoped to the event's company: a stray event can never surface another tenant's row.
+        task = payload["_row"] = asyncio.ensure_future(model.get_or_none(id=pk, company_id=payload["company_id"]))
     return await asyncio.shield(task)
 
 
@@ -55,6 +58,22 @@ async def _live(info: Info, topic: str, sub, event_type, accept) -> AsyncGenerat
         log.info("broadcast backend lost; ending a subscription of %s", topic)
 
 
+def _ends_if_backend_unavailable(stream):
+    """A subscription that cannot start because the broadcast backend is down ends at once
+    with `complete`, as one that loses it does (SPEC §8), rather than with an INTERNAL
+    error: the client resumes with `after`."""
+    @functools.wraps(stream)
+    async def guarded(*args):
+        async with contextlib.aclosing(stream(*args)) as items:
+            try:
+                async for item in items:
+                    yield item
+            except BackendLost:
+                log.info("broadcast backend unavailable; ending a subscription at its start")
+
+    return guarded
+
+
 async def _visible_conversation_pk(viewer: models.User, conversation_id: Optional[strawberry.ID]) -> int | None:
     if conversation_id is None:
         return None
@@ -71,6 +90,7 @@ async def message_added(info: Info, conversation_id: Optional[strawberry.ID] = N
     return _message_stream(info, viewer, conversation_pk, after_pk)
 
 
+@_ends_if_backend_unavailable
 async def _message_stream(info: Info, viewer: models.User, conversation_pk: int | None,
                           after_pk: int | None) -> AsyncGenerator[types.Message, None]:
     topic = company_topic(viewer.company_id)
@@ -104,6 +124,7 @@ async def message_updated(info: Info, conversation_id: Optional[strawberry.ID] =
     return _message_update_stream(info, viewer, conversation_pk)
 
 
+@_ends_if_backend_unavailable
 async def _message_update_stream(info: Info, viewer: models.User, conversation_pk: int | None
                                  ) -> AsyncGenerator[types.Message, None]:
     topic = company_topic(viewer.company_id)
@@ -124,6 +145,7 @@ async def conversation_changed(info: Info, conversation_id: Optional[strawberry.
     return _conversation_stream(info, viewer, conversation_pk)
 
 
+@_ends_if_backend_unavailable
 async def _conversation_stream(info: Info, viewer: models.User, conversation_pk: int | None
                                ) -> AsyncGenerator[types.ConversationEvent, None]:
     topic = company_topic(viewer.company_id)

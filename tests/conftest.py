@@ -114,6 +114,9 @@ async def server(fakes):
     # and give-up paths run in a test's time.
     settings = make_settings(database_url=database_url, broadcast_url=TEST_BROADCAST_URL or "memory://",
                              public_url="http://inbox.test", subscription_buffer=50,
+                             # Its own broadcast channels: another test session on the same
+                             # Redis (another database) must not be heard here.
+                             broadcast_namespace=f"inbox-test-{uuid.uuid4().hex[:8]}",
                              messenger_api_base=fakes.messenger_base, twilio_api_base=fakes.twilio_base,
                              send_timeout=1.0, send_retry_seconds=3.0, send_backoff_seconds=0.05)
     running = await start_server(settings)
@@ -316,3 +319,104 @@ def count_queries():
     yield counter
     logger.removeHandler(counter)
     logger.setLevel(previous)
+
+
+async def eventually(probe, done, timeout: float = DEADLINE, interval: float = 0.05):
+    """Polls `await probe()` until `done(result)` holds and returns that result; fails at
+    the deadline with the last result. For state with no event to wait on (a status
+    reached through a background sender or a webhook)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await probe()
+        if done(result):
+            return result
+        if asyncio.get_running_loop().time() >= deadline:
+            raise AssertionError(f"still not there after {timeout:g} s: {result!r}")
+        await asyncio.sleep(interval)
+
+
+async def company_pk(company: Company) -> int:
+    from schema.ids import pk_of
+
+    import models
+    return (await models.Channel.get(id=pk_of(company.channel_id, "Channel"))).company_id
+
+
+async def subscriptions_live(company: Company, count: int = 1) -> None:
+    """Waits until `count` subscriptions of the company are in the hub's fan-out with the
+    upstream (Redis) subscription confirmed: a subscription starts asynchronously after
+    the client's `subscribe` (the protocol has no acknowledgement), and only from then
+    on is no event missed. The test server runs in this process, so its hub is this one."""
+    from subscriptions.events import company_topic
+    from subscriptions.publish import current_hub
+
+    topic = company_topic(await company_pk(company))
+
+    async def state():
+        return current_hub()._topics.get(topic)
+
+    await eventually(state, lambda s: s is not None and len(s.subscribers) >= count
+                     and s.ready.done() and s.ready.result() is None, interval=0.01)
+
+
+_direct_event_ids = itertools.count(10**12)
+
+
+@dataclass(frozen=True)
+class DirectEvents:
+    """Publishes a conversation's ConversationChanged events straight through the hub, as
+    the domain does after a commit but with no event row behind them (selections of
+    `id kind conversationId occurredAt message` read none): for volume tests."""
+
+    company_id: int
+    channel_id: int
+    conversation_id: int
+    audience: tuple[int, ...]
+
+    @classmethod
+    async def of(cls, message: dict) -> "DirectEvents":
+        """For the conversation of a message returned by `Company.inbound`."""
+        import models
+        from inbox.access import audience
+        from schema.ids import pk_of
+
+        conversation = await models.Conversation.get(id=pk_of(message["conversation"]["id"], "Conversation"))
+        return cls(conversation.company_id, conversation.channel_id, conversation.id,
+                   await audience(conversation.channel_id))
+
+    def payload(self, kind: str = "ASSIGNED", message_id: int | None = None) -> dict:
+        from datetime import datetime, timezone
+
+        from subscriptions.events import ConversationChanged
+
+        return ConversationChanged(
+            company_id=self.company_id, channel_id=self.channel_id, conversation_id=self.conversation_id,
+            audience=self.audience, event_id=next(_direct_event_ids), kind=kind, actor_id=None,
+            assignee_id=None, message_id=message_id, occurred_at=datetime.now(timezone.utc).isoformat(),
+        ).to_payload()
+
+    async def publish(self, payload: dict) -> None:
+        from subscriptions.events import company_topic
+        from subscriptions.publish import current_hub
+
+        assert await current_hub().publish(company_topic(self.company_id), payload)
+
+    @staticmethod
+    def global_id(payload: dict) -> str:
+        """The `id` a client receives for the event."""
+        from schema.ids import global_id
+
+        return global_id("ConversationEvent", payload["event_id"])
+
+
+MESSAGE_STATE = "query($id: ID!) { node(id: $id) { ... on Message { id status failureReason sentAt } } }"
+
+
+async def message_state(client: Client, message_id: str) -> dict:
+    """An outbound message's delivery state as the client sees it."""
+    return (await client.data(MESSAGE_STATE, {"id": message_id}))["node"]
+
+
+async def message_reaches(client: Client, message_id: str, status: str) -> dict:
+    """Polls (with the deadline) until the message has that status; returns its state."""
+    return await eventually(lambda: message_state(client, message_id), lambda m: m["status"] == status)

@@ -376,3 +376,19 @@ async def kill_pubsub_connection(hub: Hub, redis_client) -> None:
     host, port = hub._broadcast._backend._pubsub.connection._writer.get_extra_info("sockname")[:2]
     killed = await redis_client.execute_command("CLIENT", "KILL", "TYPE", "pubsub", "ADDR", f"{host}:{port}")
     assert killed == 1
+
+
+@requires_redis
+async def test_deployments_with_other_namespaces_on_one_redis_never_hear_each_other(topic):
+    staging, production = Hub(REDIS_URL, namespace="staging"), Hub(REDIS_URL, namespace="production")
+    await staging.start()
+    await production.start()
+    try:
+        async with staging.subscribe(topic) as heard_by_staging, production.subscribe(topic) as heard_by_prod:
+            assert await production.publish(topic, {"n": "production"})
+            assert await staging.publish(topic, {"n": "staging"})
+            assert await get(heard_by_staging) == {"n": "staging"}
+            assert await get(heard_by_prod) == {"n": "production"}
+    finally:
+        await staging.stop()
+        await production.stop()
