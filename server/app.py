@@ -29,6 +29,7 @@ from subscriptions.publish import current_hub, use_hub
 
 from .config import Settings
 from .db import close_database, database_reachable, open_database
+from .mail import start_mailer
 
 log = logging.getLogger("inbox")
 
@@ -202,6 +203,7 @@ def create_app(settings: Settings | None = None, *, on_start=None) -> BodyLimit:
         sender.start()  # also resumes what an earlier run left pending
         view.wake_sender = sender.wake
         app.state.sender = sender
+        app.state.mailer = await start_mailer(settings)
         if on_start is not None:
             await on_start()
         try:
@@ -209,6 +211,8 @@ def create_app(settings: Settings | None = None, *, on_start=None) -> BodyLimit:
         finally:
             view.wake_sender = None
             await sender.stop()
+            if app.state.mailer is not None:
+                await app.state.mailer.stop()
             await app.state.profiles.aclose()
             await providers.aclose()
             use_hub(None)

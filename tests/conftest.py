@@ -105,7 +105,7 @@ async def fakes():
 
 
 @pytest.fixture(scope="session")
-async def server(fakes):
+async def server(fakes, mailbox):
     tmp = tempfile.mkdtemp(prefix="inbox-test-")
     database_url = TEST_DATABASE_URL or f"sqlite://{tmp}/inbox.sqlite3"
     if TEST_DATABASE_URL:
@@ -118,7 +118,10 @@ async def server(fakes):
                              # Redis (another database) must not be heard here.
                              broadcast_namespace=f"inbox-test-{uuid.uuid4().hex[:8]}",
                              messenger_api_base=fakes.messenger_base, twilio_api_base=fakes.twilio_base,
-                             send_timeout=1.0, send_retry_seconds=3.0, send_backoff_seconds=0.05)
+                             send_timeout=1.0, send_retry_seconds=3.0, send_backoff_seconds=0.05,
+                             # Emails go to the test SMTP server; bursts collapse over 0.3 s.
+                             smtp_url=mailbox.url, email_collapse_seconds=0.3, email_timeout=2.0,
+                             email_backoff_seconds=0.05, email_retry_seconds=30.0)
     running = await start_server(settings)
     yield running
     await running.stop()
@@ -420,3 +423,15 @@ async def message_state(client: Client, message_id: str) -> dict:
 async def message_reaches(client: Client, message_id: str, status: str) -> dict:
     """Polls (with the deadline) until the message has that status; returns its state."""
     return await eventually(lambda: message_state(client, message_id), lambda m: m["status"] == status)
+
+
+@pytest.fixture(scope="session")
+async def mailbox():
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that the session server sends its
+    notification emails to (tests/smtp_server.py)."""
+    from smtp_server import Mailbox
+
+    box = Mailbox(free_port())
+    box.start()
+    yield box
+    box.stop()
