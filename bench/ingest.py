@@ -1,0 +1,190 @@
+"""Webhook ingestion benchmark: signed Messenger webhooks posted as fast as a bounded
+client can, against a real `inbox serve` on 127.0.0.1; reports webhooks/s end to
+end (each one persisted and published before its 200).
+
+    .venv/bin/python bench/ingest.py                       # SQLite + memory://
+    .venv/bin/python bench/ingest.py --database postgres://postgres@127.0.0.1:5432/inbox_bench \\
+        --broadcast redis://127.0.0.1:6379/0
+
+Bounded: --count webhooks (default 5000) with --concurrency in flight (default 32).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+INBOX = shutil.which("inbox") or str(pathlib.Path(sys.executable).parent / "inbox")
+APP_SECRET = "bench-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def reset_postgres(url: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+    try:
+        await connection.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await connection.close()
+
+
+@contextlib.contextmanager
+def inbox_server(env: dict):
+    port = free_port()
+    process = subprocess.Popen([INBOX, "serve", "--port", str(port)], env={**os.environ, **env},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        else:
+            raise SystemExit("server did not start")
+        yield base, process
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def bootstrap(env: dict) -> str:
+    done = subprocess.run([INBOX, "bootstrap", "--company", "Bench", "--admin-name", "Bench Admin",
+                           "--admin-email", "bench@example.com"], env={**os.environ, **env},
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)["token"]
+
+
+def webhook(page_id: str, index: int) -> bytes:
+    now = int(time.time() * 1000)
+    return json.dumps({"object": "page", "entry": [{"id": page_id, "time": now, "messaging": [{
+        "sender": {"id": f"psid-{index % 500}"}, "recipient": {"id": page_id}, "timestamp": now,
+        "message": {"mid": f"m_bench_{index}", "text": f"benchmark message {index}"}}]}]}).encode()
+
+
+class FakeGraph:
+    """Meta's Graph API on 127.0.0.1 for contact profiles: the benchmark never leaves
+    this machine, and new contacts get a name as in production."""
+
+    def __init__(self) -> None:
+        from starlette.applications import Starlette
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        async def profile(request):
+            psid = request.path_params["psid"]
+            return JSONResponse({"id": psid, "first_name": "Bench", "last_name": psid, "profile_pic": None})
+
+        self.app = Starlette(routes=[Route("/v19.0/{psid}", profile)])
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}/v19.0"
+
+    def start(self) -> None:
+        import threading
+
+        import uvicorn
+
+        server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        threading.Thread(target=server.run, daemon=True).start()
+        while not server.started:
+            time.sleep(0.01)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(base: str, token: str, count: int, concurrency: int, pid: int) -> dict:
+    async with httpx.AsyncClient(base_url=base, timeout=30,
+                                 limits=httpx.Limits(max_connections=concurrency)) as http:
+        installed = (await http.post("/graphql", headers={"Authorization": f"Bearer {token}"}, json={
+            "query": "mutation($i: InstallChannelInput!) { installChannel(input: $i) { webhookPath } }",
+            "variables": {"i": {"kind": "MESSENGER", "name": "Bench page", "messenger": {
+                "pageId": "bench-page", "appSecret": APP_SECRET, "verifyToken": "v",
+                "pageAccessToken": "bench-token"}}}})).json()
+        path = installed["data"]["installChannel"]["webhookPath"]
+        bodies = [webhook("bench-page", i) for i in range(count)]
+        queue: asyncio.Queue = asyncio.Queue()
+        for body in bodies:
+            queue.put_nowait(body)
+        latencies: list[float] = []
+        failures = 0
+
+        async def worker() -> None:
+            nonlocal failures
+            while not queue.empty():
+                body = queue.get_nowait()
+                signature = hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
+                started = time.perf_counter()
+                response = await http.post(path, content=body, headers={
+                    "Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={signature}"})
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    failures += 1
+
+        # Warm-up, not counted.
+        for i in range(50):
+            body = webhook("bench-page", count + i)
+            signature = hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
+            await http.post(path, content=body, headers={"X-Hub-Signature-256": f"sha256={signature}"})
+        cpu_before = cpu_seconds(pid)
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(pid) - cpu_before
+        stored = (await http.post("/graphql", headers={"Authorization": f"Bearer {token}"}, json={
+            "query": "{ inboxCounts { unassigned } }"})).json()["data"]["inboxCounts"]["unassigned"]
+    latencies.sort()
+    return {"webhooks": count, "seconds": round(elapsed, 2), "per_second": round(count / elapsed),
+            "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
+            "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
+            "server_cpu_us_per_webhook": round(cpu / count * 1e6), "failures": failures,
+            "conversations": stored}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--database", default=None, help="default: a fresh SQLite file")
+    parser.add_argument("--broadcast", default="memory://")
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="inbox-bench-")
+    database = args.database or f"sqlite://{tmp}/bench.sqlite3"
+    if database.startswith("postgres"):
+        asyncio.run(reset_postgres(database))
+    graph = FakeGraph()
+    graph.start()
+    env = {"INBOX_DATABASE_URL": database, "INBOX_BROADCAST_URL": args.broadcast, "INBOX_LOG_LEVEL": "WARNING",
+           "INBOX_MESSENGER_API_BASE": graph.base}
+    token = bootstrap(env)
+    with inbox_server(env) as (base, process):
+        result = asyncio.run(run(base, token, args.count, args.concurrency, process.pid))
+    backend = "postgres" if database.startswith("postgres") else "sqlite"
+    print(json.dumps({"backend": f"{backend}+{args.broadcast.split(':')[0]}", **result}))
+
+
+if __name__ == "__main__":
+    main()
