@@ -13,10 +13,10 @@ from strawberry.types import Info
 
 import models
 from inbox import access, sections
-from schema import types
+from schema import notifications as notification_types, types
 from schema.ids import parse_message_cursor, pk_of
 
-from .events import ConversationChanged, MessageAdded, MessageUpdated, company_topic, decode
+from .events import ConversationChanged, MessageAdded, MessageUpdated, NotificationReceived, company_topic, decode
 from .hub import BackendLost, Overflowed
 from .publish import current_hub
 
@@ -48,7 +48,7 @@ async def _live(info: Info, topic: str, sub, event_type, accept) -> AsyncGenerat
     except Overflowed:
         log.info("subscriber of %s overflowed its buffer; closing with %s", topic, TRY_AGAIN_LATER)
         websocket = info.context.request
-        if hasattr(websocket, "close"):
+        if websocket.scope["type"] == "websocket":  # an HTTP stream just ends
             await websocket.close(code=TRY_AGAIN_LATER)
             # Ending the stream would make strawberry send `complete` on the closed socket
             # (an error in the log): wait to be cancelled when the connection shuts down.
@@ -155,3 +155,20 @@ async def _conversation_stream(info: Info, viewer: models.User, conversation_pk:
 
         async for _, event in _live(info, topic, sub, ConversationChanged, accept):
             yield types.ConversationEvent.of_broadcast(event)
+
+
+async def notification_received(info: Info) -> AsyncGenerator[notification_types.Notification, None]:
+    return _notification_stream(info, info.context.viewer)
+
+
+@_ends_if_backend_unavailable
+async def _notification_stream(info: Info, viewer: models.User
+                               ) -> AsyncGenerator[notification_types.Notification, None]:
+    topic = company_topic(viewer.company_id)
+    async with current_hub().subscribe(topic) as sub:
+        # NotificationReceived.may_see: the one user it is for, on each of their sockets.
+        async for _, event in _live(info, topic, sub, NotificationReceived, lambda event: True):
+            row = await models.Notification.get_or_none(id=event.notification_id, user_id=viewer.id)
+            if row is not None:
+                accessible = frozenset(await access.accessible_channel_ids(viewer))
+                yield notification_types.Notification.of(row, accessible)
