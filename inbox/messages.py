@@ -12,7 +12,7 @@ from models import (Channel, Contact, Conversation, ConversationStatus, Delivery
                     MessageDirection)
 from subscriptions.events import MessageAdded
 
-from . import notes, sql, validation
+from . import notes, notifications, sql, validation
 from .access import audience
 from .conversations import erase_history
 from .errors import BadInput
@@ -41,9 +41,10 @@ async def lock_message_order(company_id: int) -> None:
         await sql.fetch("SELECT pg_advisory_xact_lock(?, ?)", 7_100, company_id)
 
 
-async def _conversation_for(act: Action, channel: Channel, contact: Contact,
-                            members: tuple[int, ...]) -> Conversation:
-    conversation = await Conversation.get_or_none(contact_id=contact.id)
+async def _conversation_for(act: Action, channel: Channel, contact: Contact, members: tuple[int, ...],
+                            conversation: Conversation | None) -> Conversation:
+    if conversation is None:
+        conversation = await Conversation.get_or_none(contact_id=contact.id)
     now = datetime.now(timezone.utc)
     if conversation is None:
         conversation = await Conversation.create(company_id=channel.company_id, channel_id=channel.id,
@@ -74,25 +75,28 @@ async def receive(channel: Channel, inbound: Inbound) -> tuple[Message, bool]:
     if sent_at.tzinfo is None:
         raise BadInput("sentAt needs an explicit UTC offset")
 
-    existing = await Message.get_or_none(channel_id=channel.id, external_id=external_id)
-    if existing is not None:
-        return existing, False
     members = await audience(channel.id)
     try:
         async with action() as act:
             await lock_message_order(channel.company_id)
+            # Checked under the lock only: a redelivery is rare, a new message is the hot path.
             existing = await Message.get_or_none(channel_id=channel.id, external_id=external_id)
             if existing is not None:
                 return existing, False
-            contact, created = await Contact.get_or_create(
-                channel_id=channel.id, external_id=sender_id,
-                defaults={"company_id": channel.company_id, "name": name or inbound.default_name,
-                          "avatar_url": avatar})
-            if not created and ((name and contact.name != name) or (avatar and contact.avatar_url != avatar)):
+            # The usual case, a known contact, in one query: its conversation with the contact.
+            known = await (Conversation.filter(channel_id=channel.id, contact__external_id=sender_id)
+                           .select_related("contact").first())
+            contact = known.contact if known else await Contact.get_or_none(channel_id=channel.id,
+                                                                            external_id=sender_id)
+            if contact is None:
+                contact = await Contact.create(channel_id=channel.id, external_id=sender_id,
+                                               company_id=channel.company_id,
+                                               name=name or inbound.default_name, avatar_url=avatar)
+            elif (name and contact.name != name) or (avatar and contact.avatar_url != avatar):
                 contact.name = name or contact.name
                 contact.avatar_url = avatar or contact.avatar_url
                 await contact.save(update_fields=["name", "avatar_url"])
-            conversation = await _conversation_for(act, channel, contact, members)
+            conversation = await _conversation_for(act, channel, contact, members, known)
             message = await Message.create(
                 company_id=channel.company_id, channel_id=channel.id, conversation_id=conversation.id,
                 direction=MessageDirection.INBOUND, body=body, sent_at=sent_at,
@@ -105,6 +109,7 @@ async def receive(channel: Channel, inbound: Inbound) -> tuple[Message, bool]:
                                   conversation_id=conversation.id, audience=members, message_id=message.id))
             await record_event(act, conversation, EventKind.MESSAGE_ADDED, audience=members,
                                message_id=message.id)
+            await notifications.on_inbound_message(act, conversation, message, members)
     except IntegrityError:
         # A concurrent delivery of the same message id won the race: it is stored once.
         existing = await Message.get_or_none(channel_id=channel.id, external_id=external_id)
