@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from collections import deque
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 from urllib.parse import urlparse
 
 from broadcaster import Broadcast, Event
@@ -152,9 +152,10 @@ class LocalSubscription:
     """One local reader of a topic. `get()` returns the next payload (shared, read-only)
     or raises `Overflowed` / `BackendLost`; registration is complete once entered."""
 
-    def __init__(self, hub: Hub, topic: str) -> None:
+    def __init__(self, hub: Hub, topic: str, accept: Callable[[dict], bool] | None = None) -> None:
         self._hub = hub
         self.topic = topic
+        self._accept = accept
         self._items: deque[dict] = deque()
         self._error: tuple[type[SubscriptionEnded], str] | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -211,12 +212,27 @@ class LocalSubscription:
         """Non-blocking delivery; False once this subscriber is out of the fan-out."""
         if self._error is not None:
             return False
+        # Filtered before buffering: the buffer bounds what this subscriber would
+        # receive, not the whole topic's traffic (other channels, other users).
+        if self._accept is not None and not self._accepts(payload):
+            return True
         if len(self._items) >= self._hub._buffer:
             self._end(Overflowed, f"fell more than {self._hub._buffer} events behind on {self.topic!r}")
             return False
         self._items.append(payload)
         self._wake()
         return True
+
+    def wants(self, payload: dict) -> bool:
+        """Whether the subscription's filter (if any) accepts this payload now."""
+        return self._accept is None or self._accepts(payload)
+
+    def _accepts(self, payload: dict) -> bool:
+        try:
+            return bool(self._accept(payload))
+        except Exception:  # a faulty filter must not lose events: deliver, let the reader decide
+            log.exception("subscription filter failed on %s; delivering the event", self.topic)
+            return True
 
     def _end(self, kind: type[SubscriptionEnded], reason: str) -> None:
         if self._error is None:
@@ -300,8 +316,10 @@ class Hub:
             return False
         return True
 
-    def subscribe(self, topic: str) -> LocalSubscription:
-        return LocalSubscription(self, topic)
+    def subscribe(self, topic: str, accept: Callable[[dict], bool] | None = None) -> LocalSubscription:
+        """`accept(payload)`, when given, runs in the fan-out (keep it cheap, no I/O):
+        only accepted payloads are buffered."""
+        return LocalSubscription(self, topic, accept)
 
     def _channel(self, topic: str) -> str:
         """The backend's channel of a topic: deployments sharing one Redis must never

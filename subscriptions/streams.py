@@ -37,14 +37,32 @@ async def _shared_row(payload: dict, model, pk: int):
     return await asyncio.shield(task)
 
 
-async def _live(info: Info, topic: str, sub, event_type, accept) -> AsyncGenerator:
-    viewer = info.context.viewer
+def _decoded(payload: dict):
+    """Decoded once per event per process: every local subscriber shares the payload."""
+    if "_event" not in payload:
+        payload["_event"] = decode(payload)
+    return payload["_event"]
+
+
+def _subscribe(viewer: models.User, event_type, accept):
+    """The viewer's subscription to its company topic, filtered in the hub's fan-out so
+    that its buffer bounds what this viewer receives, not the company's whole traffic."""
+    def wanted(payload: dict) -> bool:
+        event = _decoded(payload)
+        return isinstance(event, event_type) and event.may_see(viewer.id, viewer.is_admin) and accept(event)
+
+    return current_hub().subscribe(company_topic(viewer.company_id), accept=wanted)
+
+
+async def _live(info: Info, sub) -> AsyncGenerator:
+    topic = sub.topic
     try:
         while True:
             payload = await sub.get()
-            event = decode(payload)
-            if isinstance(event, event_type) and event.may_see(viewer.id, viewer.is_admin) and accept(event):
-                yield payload, event
+            # Checked again: what was wanted when it was buffered may have changed since
+            # (a replay moved past it).
+            if sub.wants(payload):
+                yield payload, _decoded(payload)
     except Overflowed:
         log.info("subscriber of %s overflowed its buffer; closing with %s", topic, TRY_AGAIN_LATER)
         websocket = info.context.request
@@ -93,11 +111,14 @@ async def message_added(info: Info, conversation_id: Optional[strawberry.ID] = N
 @_ends_if_backend_unavailable
 async def _message_stream(info: Info, viewer: models.User, conversation_pk: int | None,
                           after_pk: int | None) -> AsyncGenerator[types.Message, None]:
-    topic = company_topic(viewer.company_id)
-    async with current_hub().subscribe(topic) as sub:
+    replayed = 0
+
+    def accept(event: MessageAdded) -> bool:
+        return event.message_id > replayed and conversation_pk in (None, event.conversation_id)
+
+    async with _subscribe(viewer, MessageAdded, accept) as sub:
         # Subscribed first, then replayed: a message committed meanwhile is in one or
         # both, and ids commit in order (inbox/messages.py), so `<= replayed` is a duplicate.
-        replayed = 0
         if after_pk is not None:
             replayed = after_pk
             while True:
@@ -108,10 +129,7 @@ async def _message_stream(info: Info, viewer: models.User, conversation_pk: int 
                 if len(rows) < REPLAY_BATCH:
                     break
 
-        def accept(event: MessageAdded) -> bool:
-            return event.message_id > replayed and conversation_pk in (None, event.conversation_id)
-
-        async for payload, event in _live(info, topic, sub, MessageAdded, accept):
+        async for payload, event in _live(info, sub):
             row = await _shared_row(payload, models.Message, event.message_id)
             if row is not None:
                 yield types.Message.of(row)
@@ -127,12 +145,11 @@ async def message_updated(info: Info, conversation_id: Optional[strawberry.ID] =
 @_ends_if_backend_unavailable
 async def _message_update_stream(info: Info, viewer: models.User, conversation_pk: int | None
                                  ) -> AsyncGenerator[types.Message, None]:
-    topic = company_topic(viewer.company_id)
-    async with current_hub().subscribe(topic) as sub:
-        def accept(event: MessageUpdated) -> bool:
-            return conversation_pk in (None, event.conversation_id)
+    def accept(event: MessageUpdated) -> bool:
+        return conversation_pk in (None, event.conversation_id)
 
-        async for payload, event in _live(info, topic, sub, MessageUpdated, accept):
+    async with _subscribe(viewer, MessageUpdated, accept) as sub:
+        async for payload, event in _live(info, sub):
             row = await _shared_row(payload, models.Message, event.message_id)
             if row is not None:
                 yield types.Message.of(row)
@@ -148,12 +165,11 @@ async def conversation_changed(info: Info, conversation_id: Optional[strawberry.
 @_ends_if_backend_unavailable
 async def _conversation_stream(info: Info, viewer: models.User, conversation_pk: int | None
                                ) -> AsyncGenerator[types.ConversationEvent, None]:
-    topic = company_topic(viewer.company_id)
-    async with current_hub().subscribe(topic) as sub:
-        def accept(event: ConversationChanged) -> bool:
-            return conversation_pk in (None, event.conversation_id)
+    def accept(event: ConversationChanged) -> bool:
+        return conversation_pk in (None, event.conversation_id)
 
-        async for _, event in _live(info, topic, sub, ConversationChanged, accept):
+    async with _subscribe(viewer, ConversationChanged, accept) as sub:
+        async for _, event in _live(info, sub):
             yield types.ConversationEvent.of_broadcast(event)
 
 
@@ -164,10 +180,9 @@ async def notification_received(info: Info) -> AsyncGenerator[notification_types
 @_ends_if_backend_unavailable
 async def _notification_stream(info: Info, viewer: models.User
                                ) -> AsyncGenerator[notification_types.Notification, None]:
-    topic = company_topic(viewer.company_id)
-    async with current_hub().subscribe(topic) as sub:
-        # NotificationReceived.may_see: the one user it is for, on each of their sockets.
-        async for _, event in _live(info, topic, sub, NotificationReceived, lambda event: True):
+    # NotificationReceived.may_see: the one user it is for, on each of their sockets.
+    async with _subscribe(viewer, NotificationReceived, lambda event: True) as sub:
+        async for _, event in _live(info, sub):
             row = await models.Notification.get_or_none(id=event.notification_id, user_id=viewer.id)
             if row is not None:
                 accessible = frozenset(await access.accessible_channel_ids(viewer))

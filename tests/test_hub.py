@@ -392,3 +392,18 @@ async def test_deployments_with_other_namespaces_on_one_redis_never_hear_each_ot
     finally:
         await staging.stop()
         await production.stop()
+
+
+async def test_a_subscriber_buffers_only_what_its_filter_accepts(make_hub, topic):
+    hub = await make_hub(buffer=3)
+    async with hub.subscribe(topic, accept=lambda payload: payload["n"] % 10 == 0) as picky:
+        for n in range(25):  # 22 events it does not want, far more than its buffer of 3
+            assert await hub.publish(topic, {"n": n})
+        assert [await get(picky) for _ in range(3)] == [{"n": 0}, {"n": 10}, {"n": 20}]
+
+
+async def test_a_failing_filter_delivers_rather_than_loses(make_hub, topic):
+    hub = await make_hub()
+    async with hub.subscribe(topic, accept=lambda payload: 1 / 0) as sub:
+        assert await hub.publish(topic, {"n": 1})
+        assert await get(sub) == {"n": 1}

@@ -564,3 +564,22 @@ async def test_a_broadcast_outage_ends_subscriptions_and_after_catches_up(compan
     await subscriptions_live(company)
     live = await company.inbound("live again")
     assert (await again.next_data())["messageAdded"]["id"] == live["id"]
+
+
+async def test_events_a_viewer_cannot_see_never_fill_its_buffer(company, subscribers):
+    # Given bob, who has no access to the partner channel, subscribed to every change
+    message = await company.inbound("hello", contact="busy")
+    events = await DirectEvents.of(message)
+    bob = await subscribers(company.bob.token)
+    await bob.subscribe("subscription { conversationChanged { id kind } }")
+    await subscriptions_live(company)
+    # When far more events than a subscription may buffer (50 in tests) pass on that channel
+    for _ in range(120):
+        await events.publish(events.payload())
+    # Then his subscription is still open, and the first event he may see reaches him
+    await company.admin.data("mutation($c: ID!, $u: [ID!]!) { shareChannel(channelId: $c, userIds: $u) { id } }",
+                             {"c": company.channel_id, "u": [company.ids["bob"]]})
+    await company.admin.data("mutation($c: ID!) { closeConversation(conversationId: $c) { id } }",
+                             {"c": message["conversation"]["id"]})
+    data = await bob.next_data()
+    assert data["conversationChanged"]["kind"] == "CLOSED"
