@@ -11,6 +11,7 @@ import strawberry
 from graphql.error import GraphQLError
 from starlette.responses import Response
 from strawberry.extensions import MaskErrors
+from strawberry.types.graphql import OperationType
 
 from inbox.errors import InboxError
 
@@ -52,6 +53,13 @@ class ContractErrors(MaskErrors):
 
 
 class InboxSchema(strawberry.Schema):
+    async def execute(self, *args, allowed_operation_types=None, **kwargs):
+        # Plain HTTP execution: subscriptions are served over websockets (SPEC §1); run
+        # here they would only resolve to null. Refused, the client gets BAD_USER_INPUT.
+        if allowed_operation_types is not None:
+            allowed_operation_types = set(allowed_operation_types) - {OperationType.SUBSCRIPTION}
+        return await super().execute(*args, allowed_operation_types=allowed_operation_types, **kwargs)
+
     def process_errors(self, errors: list[GraphQLError], execution_context=None) -> None:
         # Expected errors are answers, not incidents: only unexpected ones are logged.
         for error in errors:
