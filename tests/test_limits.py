@@ -519,7 +519,9 @@ async def test_an_unexpected_failure_in_a_mutation_is_masked_as_internal(company
 
 @pytest.mark.parametrize("accept", ["application/json", "multipart/mixed;subscriptionSpec=1.0, application/json"])
 async def test_a_subscription_over_plain_http_is_refused_with_bad_user_input(company, accept):
-    response = await company.admin.post("subscription { conversationChanged { id } }",
-                                        headers={"Accept": accept})
+    admin = company.admin
+    response = await admin.http.post(f"{admin.base_url}/graphql",
+                                     json={"query": "subscription { conversationChanged { id } }"},
+                                     headers={"Authorization": f"Bearer {admin.token}", "Accept": accept})
     assert response.status_code == 400
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
