@@ -4,9 +4,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from models import (Channel, Conversation, ConversationEvent, ConversationLink, ConversationStatus, EventKind,
-                    Message, ReadState, User)
+                    Message, Notification, NotificationEmail, ReadState, User)
 
-from . import notes
+from . import notes, notifications
 from .access import audience, company_user, has_access, visible_conversation
 from .errors import Forbidden, UserUnavailable
 from .events import record_event
@@ -25,11 +25,13 @@ async def assign(viewer: User, conversation_id: int, user_id: int) -> Conversati
         await assignee.refresh_from_db(fields=["available"])
         if not assignee.available:
             raise UserUnavailable(f"{assignee.name} is unavailable")
+        previous_assignee_id = conversation.assignee_id
         conversation.assignee_id = assignee.id
         await conversation.save(update_fields=["assignee_id"])
         await notes.on_assignment(conversation)
         await record_event(act, conversation, EventKind.ASSIGNED, actor=viewer, assignee=assignee,
                            audience=await audience(conversation.channel_id))
+        await notifications.on_assignment(act, conversation, viewer, assignee, previous_assignee_id)
     return conversation
 
 
@@ -67,8 +69,10 @@ async def reopen(viewer: User, conversation_id: int) -> Conversation:
 
 
 async def erase_history(conversation: Conversation) -> None:
-    """What delete erases for good: messages, events, read state and links (notes in the
-    CRM stay)."""
+    """What delete erases for good: messages, events, read state, links, and the
+    notifications about them with their unsent emails (notes in the CRM stay)."""
+    await Notification.filter(conversation_id=conversation.id).delete()
+    await NotificationEmail.filter(conversation_id=conversation.id).delete()
     await ConversationLink.filter(conversation_id=conversation.id).delete()
     await Message.filter(conversation_id=conversation.id).delete()
     await ConversationEvent.filter(conversation_id=conversation.id).delete()

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Awaitable, Callable
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from models import (Channel, ChannelKind, Contact, Conversation, Delivery, DeliveryStatus, EventKind, Message,
@@ -24,6 +22,7 @@ from .access import audience, visible_conversation
 from .errors import BadInput
 from .events import record_event
 from .messages import lock_message_order
+from .queue import AttemptFailed, QueueWorker, Rejected, Retryable, lease_due
 from .transaction import action
 
 log = logging.getLogger(__name__)
@@ -32,20 +31,9 @@ log = logging.getLogger(__name__)
 RANK = {DeliveryStatus.PENDING: 0, DeliveryStatus.SENT: 1, DeliveryStatus.DELIVERED: 2, DeliveryStatus.READ: 3}
 
 
-class SendError(Exception):
-    """A messaging app did not take a message; `reason` is shown as failureReason."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class Retryable(SendError):
-    """Network errors, timeouts, 429 and 5xx: it may go through later."""
-
-
-class Rejected(SendError):
-    """Any other 4xx: final."""
+# A messaging app did not take a message (`reason` is shown as failureReason): network
+# errors, timeouts, 429 and 5xx are Retryable; any other 4xx is Rejected, final.
+SendError = AttemptFailed
 
 
 def can_reply(channel: Channel) -> None:
@@ -154,70 +142,22 @@ class Outgoing:
 Deliver = Callable[[Outgoing], Awaitable[str | None]]
 
 
-class Sender:
-    """Works the send queue: every process may run one. A row is leased before its
-    attempt (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite is one process), and the
-    lease outlasts the attempt's timeout, so no message is handed over twice."""
+class Sender(QueueWorker):
+    """Works the send queue (inbox/queue.py): every process may run one, and no message
+    is handed to its messaging app by two of them."""
+
+    name = "send queue"
 
     def __init__(self, deliver: Deliver, *, timeout: float, retry_seconds: float, backoff_seconds: float,
                  poll_seconds: float = 1.0, batch: int = 20) -> None:
+        super().__init__(backoff_seconds=backoff_seconds, poll_seconds=poll_seconds, batch=batch)
         self.deliver = deliver
         self.timeout = timeout
         self.retry_window = timedelta(seconds=retry_seconds)
-        self.backoff = backoff_seconds
         self.lease = timedelta(seconds=timeout + 30)
-        self.poll_seconds = poll_seconds
-        self.batch = batch
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._attempts: set[asyncio.Task] = set()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="inbox-sender")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        for task in list(self._attempts):
-            task.cancel()
-        await asyncio.gather(*self._attempts, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                claimed = await self.claim()
-                for delivery_id in claimed:
-                    task = asyncio.create_task(self.attempt(delivery_id))
-                    self._attempts.add(task)
-                    task.add_done_callback(self._attempts.discard)
-                if len(claimed) == self.batch:
-                    continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the database may be away for a moment: keep the worker alive
-                log.exception("send queue: claiming failed; retrying")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
 
     async def claim(self) -> list[int]:
-        now = datetime.now(timezone.utc)
-        async with in_transaction():
-            due = await (Delivery.filter(next_attempt_at__lte=now)
-                         .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now))
-                         .select_for_update(skip_locked=True)
-                         .order_by("next_attempt_at", "id").limit(self.batch))
-            ids = [delivery.id for delivery in due]
-            if ids:
-                await Delivery.filter(id__in=ids).update(leased_until=now + self.lease)
-        return ids
+        return await lease_due(Delivery.all(), self.lease, self.batch)
 
     async def attempt(self, delivery_id: int) -> None:
         delivery = await Delivery.get_or_none(id=delivery_id)
@@ -258,11 +198,7 @@ class Sender:
             await self._finish(delivery, message, DeliveryStatus.FAILED,
                                failure_reason=f"gave up after {delivery.attempts} attempts: {reason}")
             return
-        delay = min(60.0, self.backoff * 2 ** (delivery.attempts - 1)) * random.uniform(0.8, 1.2)
-        await Delivery.filter(id=delivery.id).update(next_attempt_at=now + timedelta(seconds=delay),
-                                                     leased_until=None, last_error=reason[:2000])
-        if delay < self.poll_seconds:  # retry on time, not at the next poll
-            asyncio.get_running_loop().call_later(delay, self.wake)
+        delay = await self.retry_later(delivery, reason)
         log.info("send queue: message %s attempt %s failed (%s); retrying in %.1f s",
                  message.id, delivery.attempts, reason, delay)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from tortoise.transactions import in_transaction
 
@@ -14,9 +14,14 @@ class Action:
 
     def __init__(self) -> None:
         self.events: list = []
+        self.committed: list[Callable[[], None]] = []
 
     def emit(self, event) -> None:
         self.events.append(event)
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Runs `callback` once the transaction has committed (after its events)."""
+        self.committed.append(callback)
 
 
 @asynccontextmanager
@@ -26,3 +31,5 @@ async def action() -> AsyncIterator[Action]:
         yield act
     # Outside the block: committed. Never publish what may still roll back.
     await publish(act.events)
+    for callback in act.committed:
+        callback()

@@ -1,6 +1,6 @@
 """Tortoise models of the inbox: companies, users, channels, contacts,
-conversations, messages, conversation events, per-user read state, and the CRM
-side: persons, leads, deals, conversation links and notes.
+conversations, messages, conversation events, per-user read state, the CRM
+side: persons, leads, deals, conversation links and notes, and notifications.
 
 Every row carries its company so that tenant filters are one column away.
 Schema changes go through the migrations in models/migrations.
@@ -305,9 +305,81 @@ class ConversationLink(Model):
         unique_together = (("conversation", "target_kind", "target_id"),)
 
 
+class NotificationKind(str, Enum):
+    NEW_MESSAGE_ASSIGNED_TO_ME = "NEW_MESSAGE_ASSIGNED_TO_ME"
+    NEW_MESSAGE_ASSIGNED_TO_OTHERS = "NEW_MESSAGE_ASSIGNED_TO_OTHERS"
+    NEW_MESSAGE_UNASSIGNED = "NEW_MESSAGE_UNASSIGNED"
+    CONVERSATION_ASSIGNED_TO_ME = "CONVERSATION_ASSIGNED_TO_ME"
+
+
+class NotificationPreference(Model):
+    """The desktop and email toggles of one user for one kind (no row: the defaults of SPEC 5)."""
+
+    id = fields.IntField(primary_key=True)
+    user = fields.ForeignKeyField("inbox.User", related_name="notification_preferences", on_delete=fields.CASCADE)
+    kind = fields.CharEnumField(NotificationKind, max_length=32)
+    desktop = fields.BooleanField()
+    email = fields.BooleanField()
+
+    class Meta:
+        table = "notification_preference"
+        unique_together = (("user", "kind"),)
+
+
+class Notification(Model):
+    """A desktop notification of one user: stored only while its desktop toggle is on."""
+
+    id = fields.IntField(primary_key=True)
+    company = fields.ForeignKeyField("inbox.Company", related_name="notifications", on_delete=fields.CASCADE)
+    user = fields.ForeignKeyField("inbox.User", related_name="notifications", on_delete=fields.CASCADE)
+    kind = fields.CharEnumField(NotificationKind, max_length=32)
+    conversation = fields.ForeignKeyField("inbox.Conversation", related_name="notifications",
+                                          on_delete=fields.CASCADE)
+    message = fields.ForeignKeyField("inbox.Message", related_name="notifications", null=True,
+                                     on_delete=fields.SET_NULL)
+    actor = fields.ForeignKeyField("inbox.User", related_name="caused_notifications", null=True,
+                                   on_delete=fields.SET_NULL)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    read_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "notification"
+        indexes = (("user_id", "id"),)
+
+
+class NotificationEmail(Model):
+    """The email outbox: one row per email still to send, written in the transaction of
+    the message or assignment that caused it. A worker leases a row before sending it,
+    so that every process may run one and each email goes out once."""
+
+    id = fields.IntField(primary_key=True)
+    company = fields.ForeignKeyField("inbox.Company", related_name="notification_emails", on_delete=fields.CASCADE)
+    user = fields.ForeignKeyField("inbox.User", related_name="notification_emails", on_delete=fields.CASCADE)
+    conversation = fields.ForeignKeyField("inbox.Conversation", related_name="notification_emails",
+                                          on_delete=fields.CASCADE)
+    # The latest kind, when new-message emails of a burst collapse into this one.
+    kind = fields.CharEnumField(NotificationKind, max_length=32)
+    to_address = fields.CharField(max_length=320)
+    # What the email says, taken when it happened: contact, channel, actor, quoted messages.
+    facts = fields.JSONField(default=dict)
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField()
+    first_attempt_at = fields.DatetimeField(null=True)
+    leased_until = fields.DatetimeField(null=True)
+    last_error = fields.TextField(null=True)
+    # Set when the SMTP server refused it for good or retries ran out; never claimed again.
+    failed_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "notification_email"
+        indexes = (("next_attempt_at",), ("user_id", "conversation_id"))
+
+
 __all__ = [
     "ChannelKind", "ConversationStatus", "MessageDirection", "DeliveryStatus", "EventKind",
     "Company", "User", "Channel", "ChannelMember", "Contact", "Conversation", "Message",
     "ConversationEvent", "Delivery", "ReadState",
     "LinkTargetKind", "Person", "Lead", "Deal", "Note", "ConversationLink",
+    "NotificationKind", "NotificationPreference", "Notification", "NotificationEmail",
 ]

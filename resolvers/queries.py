@@ -7,9 +7,9 @@ import strawberry
 from strawberry.types import Info
 
 import models
-from inbox import access, sections
+from inbox import access, notifications, sections
 from inbox.errors import InboxError
-from schema import crm as crm_types, types
+from schema import crm as crm_types, notifications as notification_types, types
 from schema.ids import parse_conversation_cursor, parse_global_id, pk_of
 
 
@@ -52,6 +52,9 @@ async def _visible_node(viewer: models.User, type_name: str, pk: int):
         return types.ConversationEvent.of(row)
     if type_name in ("Person", "Lead", "Deal", "Note", "ConversationLink"):
         return await _visible_crm_node(viewer, type_name, pk)
+    if type_name == "Notification":  # the viewer's own only
+        row = await notifications.own_notification(viewer, pk)
+        return notification_types.Notification.of(row, frozenset(await access.accessible_channel_ids(viewer)))
     return None
 
 

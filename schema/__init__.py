@@ -7,11 +7,11 @@ from typing import Optional
 import strawberry
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 
-from resolvers import crm as crm_resolvers, mutations, queries
+from resolvers import crm as crm_resolvers, mutations, notifications as notification_resolvers, queries
 from subscriptions import streams
 from subscriptions.executor_patch import apply as _flat_subscription_memory
 
-from . import crm, types
+from . import crm, notifications as notification_types, types
 from .errors import ContractErrors, InboxSchema
 
 _flat_subscription_memory()
@@ -35,6 +35,11 @@ class Query:
     persons: crm.PersonConnection = strawberry.field(
         resolver=crm_resolvers.persons,
         description="The company's persons, newest first; `search` matches name, email or phone.")
+    notification_settings: notification_types.NotificationSettings = strawberry.field(
+        resolver=notification_resolvers.notification_settings)
+    notifications: notification_types.NotificationConnection = strawberry.field(
+        resolver=notification_resolvers.notifications_page,
+        description="The viewer's notifications, newest first.")
 
 
 @strawberry.type
@@ -74,6 +79,13 @@ class Mutation:
         description="A note the user edited is never written by the inbox again: the next message opens a new "
                     "one.")
     delete_note: strawberry.ID = strawberry.mutation(resolver=crm_resolvers.delete_note)
+    update_notification_settings: notification_types.NotificationSettings = strawberry.mutation(
+        resolver=notification_resolvers.update_notification_settings,
+        description="Changes the toggles given; the others stay as they are.")
+    mark_notifications_read: int = strawberry.mutation(
+        resolver=notification_resolvers.mark_notifications_read,
+        description="Marks the given notifications read (all of the viewer's when ids is null); returns how many "
+                    "changed.")
     update_channel_message_status: types.Message = strawberry.mutation(
         resolver=mutations.update_channel_message_status,
         description="Partner integrations: the delivery status of an outbound message the partner was given.")
@@ -98,6 +110,9 @@ class Subscription:
         resolver=streams.conversation_changed,
         description="Every change to conversations the viewer can see (one conversation when conversationId "
                     "is given).")
+    notification_received: notification_types.Notification = strawberry.subscription(
+        resolver=streams.notification_received,
+        description="The viewer's notifications whose desktop toggle is on.")
 
 
 MAX_DEPTH = 12
@@ -109,7 +124,7 @@ schema = InboxSchema(
     mutation=Mutation,
     subscription=Subscription,
     types=[types.User, types.Channel, types.Contact, types.Conversation, types.Message, types.ConversationEvent,
-           crm.Person, crm.Lead, crm.Deal, crm.Note, crm.ConversationLink],
+           crm.Person, crm.Lead, crm.Deal, crm.Note, crm.ConversationLink, notification_types.Notification],
     extensions=[
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),

@@ -9,7 +9,7 @@ from inbox.errors import BadInput, NotFound
 from inbox.sections import ConversationKey
 
 NODE_TYPES = {"User", "Channel", "Contact", "Conversation", "Message", "ConversationEvent",
-              "Person", "Lead", "Deal", "Note", "ConversationLink"}
+              "Person", "Lead", "Deal", "Note", "ConversationLink", "Notification"}
 
 
 def _encode(text: str) -> str:
@@ -98,3 +98,11 @@ def person_cursor(person_id: int) -> str:
 
 def parse_person_cursor(value: str | None) -> int | None:
     return _parse_pk_cursor(value, "p")
+
+
+def notification_cursor(notification_id: int) -> str:
+    return _encode(f"n:{notification_id}")
+
+
+def parse_notification_cursor(value: str | None) -> int | None:
+    return _parse_pk_cursor(value, "n")

@@ -182,16 +182,17 @@ async def healthz(request: Request) -> Response:
                     media_type="application/json")
 
 
-def create_app(settings: Settings | None = None, *, on_start=None) -> BodyLimit:
+def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool = True) -> BodyLimit:
     """`on_start`: an optional coroutine function run once the database and hub are up
-    (the demo seeds its company there)."""
+    (the demo seeds its company there). `migrate=False` when the command that starts the
+    server has applied the migrations already (once for all of its worker processes)."""
     settings = settings or Settings.from_env()
     view = InboxGraphQL(settings)
     graphql = GraphQLEndpoint(view)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        await open_database(settings.database_url)
+        await open_database(settings.database_url, migrate_first=migrate)
         hub = Hub(settings.broadcast_url, buffer=settings.subscription_buffer,
                   namespace=settings.broadcast_namespace)
         await hub.start()

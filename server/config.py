@@ -34,6 +34,15 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("INBOX_SEND_RETRY_SECONDS", "600",
      "How long failed sends (network, timeout, 429, 5xx) are retried before the message is FAILED"),
     ("INBOX_SEND_BACKOFF_SECONDS", "1", "First retry delay; doubles per attempt (capped at 60 s)"),
+    ("INBOX_SMTP_URL", "",
+     "SMTP server for notification emails: smtp://host:port (STARTTLS when offered), smtps://host:port, "
+     "with user:password@ to log in; empty: emails stay queued until it is set"),
+    ("INBOX_EMAIL_FROM", "Inbox <inbox@localhost>", "From address of notification emails"),
+    ("INBOX_EMAIL_COLLAPSE_SECONDS", "120",
+     "A new-message email waits this long; later messages of its conversation join it (one email per burst)"),
+    ("INBOX_EMAIL_TIMEOUT", "30", "Seconds one SMTP delivery may take before it is retried"),
+    ("INBOX_EMAIL_BACKOFF_SECONDS", "5", "First email retry delay; doubles per attempt (capped at 300 s)"),
+    ("INBOX_EMAIL_RETRY_SECONDS", "172800", "How long an email is retried before it is given up"),
 ]
 
 
@@ -65,6 +74,12 @@ class Settings:
     send_retry_seconds: float = 600.0
     send_backoff_seconds: float = 1.0
     broadcast_namespace: str = "inbox"
+    smtp_url: str = ""
+    email_from: str = "Inbox <inbox@localhost>"
+    email_collapse_seconds: float = 120.0
+    email_timeout: float = 30.0
+    email_backoff_seconds: float = 5.0
+    email_retry_seconds: float = 172800.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -85,6 +100,12 @@ class Settings:
             send_retry_seconds=float(_env("INBOX_SEND_RETRY_SECONDS")),
             send_backoff_seconds=float(_env("INBOX_SEND_BACKOFF_SECONDS")),
             broadcast_namespace=_env("INBOX_BROADCAST_NAMESPACE"),
+            smtp_url=_env("INBOX_SMTP_URL").strip(),
+            email_from=_env("INBOX_EMAIL_FROM"),
+            email_collapse_seconds=float(_env("INBOX_EMAIL_COLLAPSE_SECONDS")),
+            email_timeout=float(_env("INBOX_EMAIL_TIMEOUT")),
+            email_backoff_seconds=float(_env("INBOX_EMAIL_BACKOFF_SECONDS")),
+            email_retry_seconds=float(_env("INBOX_EMAIL_RETRY_SECONDS")),
         )
 
 

@@ -55,8 +55,20 @@ class ConversationChanged(_Event):
     occurred_at: str
 
 
+@dataclass(frozen=True)
+class NotificationReceived(_Event):
+    """A desktop notification of one user: only that user sees it, admin or not."""
+
+    type: ClassVar[str] = "notification_received"
+    notification_id: int
+    user_id: int
+
+    def may_see(self, user_id: int, is_admin: bool) -> bool:
+        return user_id == self.user_id
+
+
 CATALOGUE: dict[str, type[_Event]] = {
-    cls.type: cls for cls in (MessageAdded, MessageUpdated, ConversationChanged)
+    cls.type: cls for cls in (MessageAdded, MessageUpdated, ConversationChanged, NotificationReceived)
 }
 
 

@@ -1,0 +1,121 @@
+"""The email outbox's worker (SPEC §5): sends each queued notification email once,
+retrying with backoff what may go through later; every process may run one, and
+a restart resumes what is queued."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Awaitable, Callable
+
+from tortoise.expressions import Q
+
+from models import NotificationEmail, NotificationKind
+
+from .notifications import compose, listen_for_emails
+from .queue import AttemptFailed, QueueWorker, Rejected, Retryable, lease_due
+
+log = logging.getLogger(__name__)
+
+
+# Sends one email, or raises Retryable (unreachable server, timeouts, 4xx answers, a
+# refused login) or Rejected (a 5xx answer about this email: sender, recipient, content).
+Transport = Callable[[EmailMessage], Awaitable[None]]
+
+
+class Mailer(QueueWorker):
+    """Works the email outbox (inbox/queue.py): each email is handed to the SMTP server
+    by one worker, and a sent email's row is deleted at once. New-message emails wait
+    `collapse_seconds` from when they were queued, taking in the rest of their burst
+    (inbox/notifications.py)."""
+
+    name = "email outbox"
+    max_backoff = 300.0
+
+    def __init__(self, transport: Transport, *, from_address: str, conversation_url: Callable[[int], str],
+                 timeout: float, collapse_seconds: float, backoff_seconds: float, retry_seconds: float,
+                 poll_seconds: float = 1.0, batch: int = 20) -> None:
+        super().__init__(backoff_seconds=backoff_seconds, poll_seconds=poll_seconds, batch=batch)
+        self.transport = transport
+        self.from_address = from_address
+        self.conversation_url = conversation_url
+        self.timeout = timeout
+        self.collapse = timedelta(seconds=collapse_seconds)
+        self.retry_window = timedelta(seconds=retry_seconds)
+        self.lease = timedelta(seconds=timeout + 30)
+        self._stop_listening: Callable[[], None] | None = None
+
+    def _queued(self, collapsing: bool) -> None:
+        if collapsing:  # due once its burst window is over
+            self.wake_in(self.collapse.total_seconds() + 0.01)
+        else:
+            self.wake()
+
+    def start(self) -> None:
+        self._stop_listening = listen_for_emails(self._queued)
+        super().start()
+
+    async def stop(self) -> None:
+        if self._stop_listening is not None:
+            self._stop_listening()
+            self._stop_listening = None
+        await super().stop()
+
+    async def claim(self) -> list[int]:
+        collapsed = datetime.now(timezone.utc) - self.collapse
+        return await lease_due(NotificationEmail.filter(failed_at__isnull=True).filter(
+            Q(kind=NotificationKind.CONVERSATION_ASSIGNED_TO_ME) | Q(created_at__lte=collapsed)),
+            self.lease, self.batch)
+
+    def message_of(self, row: NotificationEmail) -> EmailMessage:
+        email = compose(row.kind, row.facts, self.conversation_url(row.conversation_id))
+        message = EmailMessage()
+        message["From"] = self.from_address
+        message["To"] = row.to_address
+        message["Subject"] = email.subject
+        message["Date"] = format_datetime(datetime.now(timezone.utc))
+        # The same id on every attempt, so a receiving server may drop a retried duplicate.
+        domain = self.from_address.rpartition("@")[2].strip("> ") or "inbox.invalid"
+        message["Message-ID"] = f"<notification-{row.id}-{int(row.created_at.timestamp())}@{domain}>"
+        message.set_content(email.text)
+        message.add_alternative(email.html, subtype="html")
+        return message
+
+    async def attempt(self, email_id: int) -> None:
+        row = await NotificationEmail.get_or_none(id=email_id)
+        if row is None:  # erased with its conversation meanwhile
+            return
+        now = datetime.now(timezone.utc)
+        row.first_attempt_at = row.first_attempt_at or now
+        row.attempts += 1
+        await NotificationEmail.filter(id=row.id).update(first_attempt_at=row.first_attempt_at,
+                                                         attempts=row.attempts)
+        try:
+            await asyncio.wait_for(self.transport(self.message_of(row)), self.timeout)
+        except Rejected as error:
+            await self._fail(row, error.reason)
+        except (Retryable, asyncio.TimeoutError, OSError) as error:
+            reason = error.reason if isinstance(error, AttemptFailed) else f"{type(error).__name__}: {error}"
+            await self._retry_or_fail(row, reason)
+        except Exception as error:  # a bug must not lose the email: treat it as retryable
+            log.exception("email outbox: unexpected error sending email %s", row.id)
+            await self._retry_or_fail(row, f"internal error: {type(error).__name__}")
+        else:
+            await NotificationEmail.filter(id=row.id).delete()
+
+    async def _fail(self, row: NotificationEmail, reason: str) -> None:
+        """Kept, for an operator to see, and never claimed again."""
+        await NotificationEmail.filter(id=row.id).update(failed_at=datetime.now(timezone.utc), leased_until=None,
+                                                         last_error=reason[:2000])
+        log.warning("email outbox: email %s to %s failed for good: %s", row.id, row.to_address, reason)
+
+    async def _retry_or_fail(self, row: NotificationEmail, reason: str) -> None:
+        now = datetime.now(timezone.utc)
+        if now - row.first_attempt_at >= self.retry_window:
+            await self._fail(row, f"gave up after {row.attempts} attempts: {reason}")
+            return
+        delay = await self.retry_later(row, reason)
+        log.info("email outbox: email %s attempt %s failed (%s); retrying in %.1f s",
+                 row.id, row.attempts, reason, delay)

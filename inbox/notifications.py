@@ -1,0 +1,286 @@
+"""Notifications (SPEC §5): who is told about each inbound message and assignment,
+each user's desktop and email toggles, the desktop notifications with their read
+state, and the email outbox rows, written in the transaction of their cause."""
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from models import (Channel, Contact, Conversation, Message, MessageDirection, Notification, NotificationEmail,
+                    NotificationKind, NotificationPreference, User)
+from subscriptions.events import NotificationReceived
+
+from .errors import NotFound
+from .sections import page_size
+from .transaction import Action
+
+Kind = NotificationKind
+
+
+@dataclass(frozen=True)
+class Toggles:
+    desktop: bool
+    email: bool
+
+
+DEFAULTS: dict[Kind, Toggles] = {
+    Kind.NEW_MESSAGE_ASSIGNED_TO_ME: Toggles(desktop=True, email=False),
+    Kind.NEW_MESSAGE_ASSIGNED_TO_OTHERS: Toggles(desktop=False, email=False),
+    Kind.NEW_MESSAGE_UNASSIGNED: Toggles(desktop=True, email=False),
+    Kind.CONVERSATION_ASSIGNED_TO_ME: Toggles(desktop=True, email=True),
+}
+NEW_MESSAGE_KINDS = (Kind.NEW_MESSAGE_ASSIGNED_TO_ME, Kind.NEW_MESSAGE_ASSIGNED_TO_OTHERS,
+                     Kind.NEW_MESSAGE_UNASSIGNED)
+# An email quotes at most this many messages of a burst (the latest), and each up to this length.
+MAX_QUOTED = 10
+MAX_QUOTE = 2000
+
+
+# -- settings ---------------------------------------------------------------------------
+
+
+async def toggles_of(user_ids: list[int]) -> dict[int, dict[Kind, Toggles]]:
+    """Each user's toggles: their own where they set them, the spec's defaults elsewhere."""
+    found = {user_id: dict(DEFAULTS) for user_id in user_ids}
+    for row in await NotificationPreference.filter(user_id__in=list(found)):
+        found[row.user_id][row.kind] = Toggles(desktop=row.desktop, email=row.email)
+    return found
+
+
+async def settings_of(user: User) -> dict[Kind, Toggles]:
+    return (await toggles_of([user.id]))[user.id]
+
+
+async def update_settings(viewer: User, desktop: dict[Kind, bool | None],
+                          email: dict[Kind, bool | None]) -> dict[Kind, Toggles]:
+    """Changes the toggles given (a None or missing one stays as it is)."""
+    async with in_transaction():
+        current = await settings_of(viewer)
+        for kind in Kind:
+            wanted = Toggles(desktop=current[kind].desktop if desktop.get(kind) is None else desktop[kind],
+                             email=current[kind].email if email.get(kind) is None else email[kind])
+            if wanted != current[kind]:
+                await _store(viewer.id, kind, wanted)
+    return await settings_of(viewer)
+
+
+async def _store(user_id: int, kind: Kind, toggles: Toggles) -> None:
+    values = {"desktop": toggles.desktop, "email": toggles.email}
+    if await NotificationPreference.filter(user_id=user_id, kind=kind).update(**values):
+        return
+    try:
+        async with in_transaction():  # a savepoint: two first changes at once leave one row
+            await NotificationPreference.create(user_id=user_id, kind=kind, **values)
+    except IntegrityError:
+        await NotificationPreference.filter(user_id=user_id, kind=kind).update(**values)
+
+
+# -- who is notified --------------------------------------------------------------------
+
+
+async def on_inbound_message(act: Action, conversation: Conversation, message: Message,
+                             members: tuple[int, ...]) -> None:
+    """A new inbound message: its assignee is told (NEW_MESSAGE_ASSIGNED_TO_ME, even an admin
+    who is not a member), and the channel's other members are told it is assigned to
+    someone else or unassigned; admins who are not members hear nothing of it. The
+    caller's transaction holds the conversation's row."""
+    assignee_id = conversation.assignee_id
+    others = Kind.NEW_MESSAGE_ASSIGNED_TO_OTHERS if assignee_id is not None else Kind.NEW_MESSAGE_UNASSIGNED
+    recipients = {user_id: others for user_id in members if user_id != assignee_id}
+    if assignee_id is not None and (assignee_id in members
+                                    or await User.filter(id=assignee_id, is_admin=True).exists()):
+        # Only while the assignee has access: someone unshared from the channel is not told.
+        recipients[assignee_id] = Kind.NEW_MESSAGE_ASSIGNED_TO_ME
+    await _notify(act, conversation, recipients, message=message, actor=None)
+
+
+async def on_assignment(act: Action, conversation: Conversation, actor: User, assignee: User,
+                        previous_assignee_id: int | None) -> None:
+    """Someone else assigned the conversation to `assignee`: CONVERSATION_ASSIGNED_TO_ME.
+    Assigning to oneself, or to the current assignee again, tells nobody."""
+    if assignee.id == actor.id or assignee.id == previous_assignee_id:
+        return
+    latest = await Message.get_or_none(id=conversation.last_message_id) if conversation.last_message_id else None
+    await _notify(act, conversation, {assignee.id: Kind.CONVERSATION_ASSIGNED_TO_ME}, message=latest, actor=actor)
+
+
+async def _notify(act: Action, conversation: Conversation, recipients: dict[int, Kind], *,
+                  message: Message | None, actor: User | None) -> None:
+    if not recipients:
+        return
+    toggles = await toggles_of(list(recipients))
+    for user_id, kind in recipients.items():
+        if toggles[user_id][kind].desktop:
+            row = await Notification.create(company_id=conversation.company_id, user_id=user_id, kind=kind,
+                                            conversation_id=conversation.id,
+                                            message_id=message.id if message else None,
+                                            actor_id=actor.id if actor else None)
+            act.emit(NotificationReceived(company_id=conversation.company_id, channel_id=conversation.channel_id,
+                                          conversation_id=conversation.id, audience=(user_id,),
+                                          notification_id=row.id, user_id=user_id))
+    by_email = {user_id: kind for user_id, kind in recipients.items() if toggles[user_id][kind].email}
+    if by_email:
+        await _queue_emails(act, conversation, by_email, message, actor)
+
+
+# -- desktop notifications --------------------------------------------------------------
+
+
+async def notifications_page(viewer: User, *, unread_only: bool, first: int | None,
+                             after: int | None) -> tuple[list[Notification], bool]:
+    """The viewer's own, newest first (keyset on the id: stable while new ones arrive)."""
+    size = page_size(first)
+    query = Notification.filter(user_id=viewer.id)
+    if unread_only:
+        query = query.filter(read_at__isnull=True)
+    if after is not None:
+        query = query.filter(id__lt=after)
+    rows = await query.order_by("-id").limit(size + 1)
+    return rows[:size], len(rows) > size
+
+
+async def own_notification(viewer: User, notification_id: int) -> Notification:
+    row = await Notification.get_or_none(id=notification_id, user_id=viewer.id)
+    if row is None:
+        raise NotFound("notification not found")
+    return row
+
+
+async def mark_read(viewer: User, notification_ids: list[int] | None) -> int:
+    """Marks the given notifications read, or all of the viewer's when None; returns how
+    many changed. An id that is not one of the viewer's is NOT_FOUND and changes nothing."""
+    now = datetime.now(timezone.utc)
+    mine = Notification.filter(user_id=viewer.id, read_at__isnull=True)
+    if notification_ids is None:
+        return await mine.update(read_at=now)
+    wanted = set(notification_ids)
+    if not wanted:
+        return 0
+    async with in_transaction():
+        if await Notification.filter(id__in=list(wanted), user_id=viewer.id).count() != len(wanted):
+            raise NotFound("notification not found")
+        return await mine.filter(id__in=list(wanted)).update(read_at=now)
+
+
+# -- email ------------------------------------------------------------------------------
+
+_email_listeners: list[Callable[[bool], None]] = []
+
+
+def listen_for_emails(callback: Callable[[bool], None]) -> Callable[[], None]:
+    """`callback(collapsing)` runs in this process after each commit that queued an email
+    (collapsing: a new-message email, which waits for the rest of its burst). Returns the
+    function that stops it."""
+    _email_listeners.append(callback)
+    return lambda: _email_listeners.remove(callback)
+
+
+def _quote(message: Message, sender: str) -> dict:
+    return {"sender": sender, "sentAt": message.sent_at.astimezone(timezone.utc).isoformat(),
+            "body": message.body[:MAX_QUOTE]}
+
+
+async def _queue_emails(act: Action, conversation: Conversation, recipients: dict[int, Kind],
+                        message: Message | None, actor: User | None) -> None:
+    """An outbox row per recipient. A new-message email not yet picked up by a worker takes
+    in the later messages of its conversation for the same user (the burst collapses
+    into one email); the worker sends it once it is INBOX_EMAIL_COLLAPSE_SECONDS old."""
+    contact = await Contact.get(id=conversation.contact_id)
+    channel = await Channel.get(id=conversation.channel_id)
+    names = {u.id: u for u in await User.filter(id__in=[*recipients, *filter(None, [conversation.assignee_id])])}
+    quote = None
+    if message is not None:
+        sender = contact.name
+        if message.direction is MessageDirection.OUTBOUND:
+            author = await User.get_or_none(id=message.author_id) if message.author_id else None
+            sender = author.name if author else "Deleted user"
+        quote = _quote(message, sender)
+    assignee = names.get(conversation.assignee_id)
+    facts = {"contact": contact.name, "channel": channel.name, "assignee": assignee.name if assignee else None,
+             "actor": actor.name if actor else None}
+    pending = {}
+    collapsing = [user_id for user_id, kind in recipients.items() if kind in NEW_MESSAGE_KINDS]
+    if collapsing:
+        rows = await (NotificationEmail.filter(user_id__in=collapsing, conversation_id=conversation.id,
+                                               kind__in=list(NEW_MESSAGE_KINDS), attempts=0,
+                                               leased_until__isnull=True, failed_at__isnull=True)
+                      .select_for_update(skip_locked=True).order_by("id"))
+        pending = {row.user_id: row for row in rows}
+    now = datetime.now(timezone.utc)
+    for user_id, kind in recipients.items():
+        row = pending.get(user_id) if kind in NEW_MESSAGE_KINDS else None
+        if row is not None:
+            quoted = [*row.facts.get("messages", []), *([quote] if quote else [])]
+            row.facts = {**facts, "messages": quoted[-MAX_QUOTED:],
+                         "more": row.facts.get("more", 0) + max(0, len(quoted) - MAX_QUOTED)}
+            row.kind = kind  # the email says what is true of the conversation now
+            await row.save(update_fields=["facts", "kind"])
+            continue
+        await NotificationEmail.create(company_id=conversation.company_id, user_id=user_id,
+                                       conversation_id=conversation.id, kind=kind,
+                                       to_address=names[user_id].email, next_attempt_at=now,
+                                       facts={**facts, "messages": [quote] if quote else [], "more": 0})
+    collapses = bool(collapsing)
+    act.on_commit(lambda: [listener(collapses) for listener in list(_email_listeners)])
+
+
+async def queued_email_count() -> int:
+    return await NotificationEmail.filter(failed_at__isnull=True).count()
+
+
+@dataclass(frozen=True)
+class Email:
+    subject: str
+    text: str
+    html: str
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def compose(kind: Kind, facts: dict, url: str) -> Email:
+    """The email of an outbox row: what happened, the contact, the quoted messages, and the
+    conversation's url; plain text and a simple HTML part with the same content."""
+    contact, channel = facts.get("contact") or "A contact", facts.get("channel") or "a channel"
+    quoted: list[dict] = facts.get("messages") or []
+    count = len(quoted) + int(facts.get("more") or 0)
+    messages = "a new message" if count <= 1 else f"{count} new messages"
+    if kind is Kind.CONVERSATION_ASSIGNED_TO_ME:
+        actor = facts.get("actor") or "Someone"
+        subject = f"{actor} assigned you the conversation with {contact}"
+        happened = f"{actor} assigned you the conversation with {contact} on {channel}."
+        intro = "Latest message:"
+    else:
+        where = {Kind.NEW_MESSAGE_ASSIGNED_TO_ME: "a conversation assigned to you",
+                 Kind.NEW_MESSAGE_ASSIGNED_TO_OTHERS: f"a conversation assigned to {facts.get('assignee') or 'another user'}",
+                 Kind.NEW_MESSAGE_UNASSIGNED: "an unassigned conversation"}[kind]
+        subject = f"{'New message' if count <= 1 else f'{count} new messages'} from {contact}"
+        happened = f"{contact} sent {messages} in {where} on {channel}."
+        intro = ""
+    if facts.get("more"):
+        intro = f"The latest {len(quoted)}:"
+
+    def when(entry: dict) -> str:
+        return datetime.fromisoformat(entry["sentAt"]).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+    text = [happened, ""]
+    parts = [f"<p>{html.escape(happened)}</p>"]
+    if intro:
+        text += [intro, ""]
+        parts.append(f"<p>{html.escape(intro)}</p>")
+    for entry in quoted:
+        heading = f"{entry['sender']}, {when(entry)}:"
+        text += [heading, *(f"> {line}" for line in entry["body"].splitlines() or [""]), ""]
+        body = html.escape(entry["body"]).replace("\n", "<br>\n")
+        parts.append(f"<p>{html.escape(heading)}</p>\n<blockquote>{body}</blockquote>")
+    text += [f"Open the conversation: {url}", ""]
+    parts.append(f'<p><a href="{html.escape(url, quote=True)}">Open the conversation</a></p>')
+    page = "<!DOCTYPE html>\n<html><body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    return Email(subject=_one_line(subject)[:200], text="\n".join(text), html=page)
