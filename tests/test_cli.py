@@ -133,3 +133,8 @@ def test_demo_serves_a_live_inbox_across_every_section(tmp_path):
     assert all(counts[key] > 0 for key in counts), counts
     assert sum(counts.values()) == 30
     assert sorted(c["kind"] for c in body["data"]["channels"]) == ["CUSTOM", "MESSENGER", "WHATSAPP"]
+
+
+def test_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    assert [name for name, _, _ in SETTINGS if f"`{name}`" not in readme] == []
