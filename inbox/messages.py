@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from models import (Channel, Contact, Conversation, ConversationStatus, DeliveryStatus, EventKind, Message,
                     MessageDirection)
@@ -39,6 +40,20 @@ async def lock_message_order(company_id: int) -> None:
     has seen every id below it (SQLite runs one transaction at a time anyway)."""
     if sql.is_postgres():
         await sql.fetch("SELECT pg_advisory_xact_lock(?, ?)", 7_100, company_id)
+
+
+async def committed_horizon(company_id: int) -> int:
+    """An id H such that every message of the company up to H has committed and every
+    later one will get an id above H: where a live stream that starts now takes over
+    from what is already stored. On PostgreSQL, the lock of `lock_message_order` (shared,
+    so readers do not wait for each other) waits for a message being written, then the
+    largest id of the whole table is such an H: the next writer of the company takes
+    the lock after us and a sequence value above every one handed out so far."""
+    if not sql.is_postgres():
+        return (await sql.fetch("SELECT COALESCE(MAX(id), 0) AS horizon FROM message"))[0]["horizon"]
+    async with in_transaction():
+        await sql.fetch("SELECT pg_advisory_xact_lock_shared(?, ?)", 7_100, company_id)
+        return (await sql.fetch("SELECT COALESCE(MAX(id), 0) AS horizon FROM message"))[0]["horizon"]
 
 
 async def _conversation_for(act: Action, channel: Channel, contact: Contact, members: tuple[int, ...],

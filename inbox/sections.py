@@ -175,11 +175,15 @@ async def messages_page(conversation_id: int, *, first: int | None, after: int |
     return rows, has_after, has_before
 
 
-async def replay_messages(viewer: User, after: int, conversation_id: int | None, limit: int = 500) -> list[Message]:
-    """Persisted messages after a cursor that the viewer may see, in cursor order."""
+async def replay_messages(viewer: User, after: int, conversation_id: int | None, limit: int = 500,
+                          through: int | None = None) -> list[Message]:
+    """Persisted messages after a cursor (and up to `through`) that the viewer may see,
+    in cursor order."""
     channel_ids = await accessible_channel_ids(viewer)
     query = Message.filter(company_id=viewer.company_id, id__gt=after, channel_id__in=channel_ids or [0],
                            conversation__deleted_at__isnull=True)
+    if through is not None:
+        query = query.filter(id__lte=through)
     if conversation_id is not None:
         query = query.filter(conversation_id=conversation_id)
     return await query.order_by("id").limit(limit)

@@ -24,6 +24,7 @@ from inbox.accounts import authenticate
 from inbox.sending import Sender
 from schema import schema
 from schema.context import Context
+from schema.errors import INTERNAL_MESSAGE
 from subscriptions.hub import Hub
 from subscriptions.publish import current_hub, use_hub
 
@@ -34,6 +35,7 @@ from .mail import start_mailer
 log = logging.getLogger("inbox")
 
 WS_REJECTED = 4403
+WS_INTERNAL_ERROR = 1011
 
 
 def bearer(value: str | None) -> str | None:
@@ -46,6 +48,13 @@ def bearer(value: str | None) -> str | None:
 def unauthenticated(message: str = "missing or invalid bearer token") -> JSONResponse:
     return JSONResponse({"data": None, "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
                         status_code=401)
+
+
+def internal_error() -> JSONResponse:
+    """What a request gets when it fails before GraphQL runs (the database is down while
+    its token is checked): the same masked INTERNAL error as a failing field."""
+    return JSONResponse({"data": None, "errors": [{"message": INTERNAL_MESSAGE, "extensions": {"code": "INTERNAL"}}]},
+                        status_code=500)
 
 
 class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):
@@ -120,11 +129,26 @@ class GraphQLEndpoint:
             wants_ide = (request.method == "GET" and "text/html" in request.headers.get("accept", "")
                          and "query" not in request.query_params)
             if not wants_ide and request.method != "OPTIONS":
-                principal = await authenticate(bearer(request.headers.get("authorization")))
+                try:
+                    principal = await authenticate(bearer(request.headers.get("authorization")))
+                except Exception:
+                    log.exception("authenticating a request failed")
+                    await internal_error()(scope, receive, send)
+                    return
                 if principal is None:
                     await unauthenticated()(scope, receive, send)
                     return
                 scope.setdefault("state", {})["principal"] = principal
+        elif scope["type"] == "websocket":
+            try:
+                await self.graphql(scope, receive, send)
+            except Exception:
+                # Anything unexpected (the database down while the token is checked):
+                # close with 1011, internal error, rather than drop the connection (1006).
+                log.exception("websocket connection failed")
+                with contextlib.suppress(Exception):
+                    await send({"type": "websocket.close", "code": WS_INTERNAL_ERROR})
+            return
         await self.graphql(scope, receive, send)
 
 
@@ -176,7 +200,9 @@ class BodyLimit:
 async def healthz(request: Request) -> Response:
     hub = current_hub()
     database = await database_reachable()
-    broadcast = bool(hub) and await hub.ping()
+    # Connected, not only reachable: after an outage the hub reconnects on its backoff,
+    # and until then it cannot deliver live events.
+    broadcast = bool(hub) and hub.healthy and await hub.ping()
     status = 200 if database and broadcast else 503
     return Response(json.dumps({"database": database, "broadcast": broadcast}), status_code=status,
                     media_type="application/json")

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
+from urllib.parse import urlparse
 
 from .config import SETTINGS, Settings
 
@@ -25,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve GraphQL at /graphql (GraphiQL in a browser)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes sharing the port (more than 1 needs PostgreSQL and Redis)")
     boot = commands.add_parser("bootstrap", help="create a company and its first admin; prints JSON")
     boot.add_argument("--company", required=True)
     boot.add_argument("--admin-name", required=True)
@@ -36,15 +40,54 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@contextlib.contextmanager
+def one_server_per_sqlite_file(settings: Settings, workers: int = 1):
+    """SQLite is one process (STACK.md): `--workers N` is refused on it, and a server
+    holds its file for its life so that a second one on the same file stops at once."""
+    from .db import DatabaseInUse, holding_sqlite_file
+
+    if workers > 1 and urlparse(settings.database_url).scheme == "sqlite":
+        raise SystemExit(f"inbox serve: --workers {workers} needs PostgreSQL (INBOX_DATABASE_URL=postgres://...) "
+                         "and Redis (INBOX_BROADCAST_URL=redis://...): a SQLite database serves one process")
+    try:
+        with holding_sqlite_file(settings.database_url):
+            yield
+    except DatabaseInUse as error:
+        raise SystemExit(f"inbox serve: {error}. SQLite serves one process: run one server per database "
+                         "file, or several on PostgreSQL (INBOX_DATABASE_URL=postgres://...)") from None
+
+
+def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
     from .app import create_app
 
-    # Migrations run first so that a failure stops here with a clear message.
-    asyncio.run(_migrate(settings))
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
-                ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval)
+    if workers < 1:
+        raise SystemExit("inbox serve: --workers must be at least 1")
+    with one_server_per_sqlite_file(settings, workers):
+        # Migrations run once, here, before any worker starts (and a failure stops here
+        # with a clear message); the workers skip them.
+        asyncio.run(_migrate(settings))
+        options = dict(host=host, port=port, log_level=settings.log_level.lower(),
+                       ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval)
+        if workers == 1:
+            uvicorn.run(create_app(settings, migrate=False), **options)
+        else:
+            # Each worker process builds its own app from the same INBOX_* environment.
+            uvicorn.run("server.cli:worker_app", factory=True, workers=workers, **options)
+
+
+def worker_app():
+    """The app of one `inbox serve --workers N` worker process (uvicorn's factory)."""
+    from .app import create_app
+
+    settings = Settings.from_env()
+    configure_logging(settings)
+    return create_app(settings, migrate=False)
 
 
 async def _migrate(settings: Settings) -> None:
@@ -71,14 +114,14 @@ async def _bootstrap(settings: Settings, company: str, name: str, email: str) ->
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings.from_env()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     if args.command == "export-schema":
         from schema import schema
 
         sys.stdout.write(schema.as_str() + "\n")
         return 0
     if args.command == "serve":
-        serve(settings, args.host, args.port)
+        serve(settings, args.host, args.port, args.workers)
         return 0
     if args.command == "bootstrap":
         from inbox.errors import InboxError
@@ -98,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         if "INBOX_DATABASE_URL" not in os.environ:  # keep demo data out of the real inbox
             settings = dataclasses.replace(settings, database_url="sqlite://inbox-demo.sqlite3")
 
-        run_demo(settings, args.host, args.port)
+        with one_server_per_sqlite_file(settings):
+            run_demo(settings, args.host, args.port)
         return 0
     return 1
 

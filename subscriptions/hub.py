@@ -22,6 +22,8 @@ _CLOSE_TIMEOUT = 2.0
 _BACKOFF_INITIAL = 0.1
 _BACKOFF_MAX = 5.0
 _REDIS_SCHEMES = ("redis", "rediss")
+# A hub's own message on a topic: "events published here may be missing".
+_GAP = "_hub_gap"
 
 
 class SubscriptionEnded(Exception):
@@ -267,6 +269,10 @@ class Hub:
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._ping_client: Any = None
+        # Topics this process failed to publish to: subscribers on other processes, whose
+        # own connections may have stayed up, missed those events and are told once the
+        # backend is back (`_announce_gaps`).
+        self._gaps: set[str] = set()
 
     @property
     def healthy(self) -> bool:
@@ -310,6 +316,7 @@ class Hub:
                 await broadcast.publish(self._channel(topic), message)
         except Exception as exc:
             log.warning("publish to %s failed: %s", topic, _describe(exc))
+            self._gaps.add(topic)
             if broadcast is self._broadcast:
                 self._end_topic(topic, f"publish to {topic!r} failed: {_describe(exc)}")
                 self._lose(broadcast, f"publish failed: {_describe(exc)}")
@@ -411,6 +418,10 @@ class Hub:
                     except ValueError:
                         log.warning("dropping a non-JSON message on %s", topic)
                         continue
+                    if isinstance(payload, dict) and payload.get(_GAP):
+                        for sub in list(state.subscribers):
+                            sub._end(BackendLost, f"a process failed to publish to {topic!r}: events may be missing")
+                            state.subscribers.discard(sub)
                     for sub in list(state.subscribers):
                         if not sub._offer(payload):
                             state.subscribers.discard(sub)
@@ -443,6 +454,7 @@ class Hub:
                 await broadcast.connect()
             if not await self.ping():
                 raise ConnectionError("PING failed")
+            await self._announce_gaps(broadcast)
         except BaseException:
             await self._close(broadcast)
             raise
@@ -496,6 +508,16 @@ class Hub:
                 await self._connect()
             except Exception as exc:
                 log.warning("reconnecting to %s failed, next try in %.1fs: %s", self._safe_url(), delay, _describe(exc))
+
+    async def _announce_gaps(self, broadcast: Broadcast) -> None:
+        """Ends, on every process, the subscriptions of the topics whose events this process
+        failed to publish (SPEC §8): their clients resume with `after`. Sent before the
+        reconnected backend is in use, so that no subscription of this process, all of
+        them new, hears it; a failure fails the reconnect and keeps the topics."""
+        for topic in list(self._gaps):
+            async with asyncio.timeout(_PUBLISH_TIMEOUT):
+                await broadcast.publish(self._channel(topic), json.dumps({_GAP: True}))
+            self._gaps.discard(topic)
 
     async def _close_retired(self) -> None:
         while self._retired:

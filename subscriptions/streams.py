@@ -13,11 +13,13 @@ from strawberry.types import Info
 
 import models
 from inbox import access, sections
+from inbox.messages import committed_horizon
 from schema import notifications as notification_types, types
 from schema.ids import parse_message_cursor, pk_of
 
 from .events import ConversationChanged, MessageAdded, MessageUpdated, NotificationReceived, company_topic, decode
 from .hub import BackendLost, Overflowed
+from .message_order import company_messages
 from .publish import current_hub
 
 log = logging.getLogger(__name__)
@@ -111,28 +113,33 @@ async def message_added(info: Info, conversation_id: Optional[strawberry.ID] = N
 @_ends_if_backend_unavailable
 async def _message_stream(info: Info, viewer: models.User, conversation_pk: int | None,
                           after_pk: int | None) -> AsyncGenerator[types.Message, None]:
-    replayed = 0
+    messages = company_messages(viewer.company_id)
+    last = after_pk or 0
 
     def accept(event: MessageAdded) -> bool:
-        return event.message_id > replayed and conversation_pk in (None, event.conversation_id)
+        return event.message_id > last and conversation_pk in (None, event.conversation_id)
 
     async with _subscribe(viewer, MessageAdded, accept) as sub:
-        # Subscribed first, then replayed: a message committed meanwhile is in one or
-        # both, and ids commit in order (inbox/messages.py), so `<= replayed` is a duplicate.
+        # Subscribed first, then the horizon: every message of the company up to it is
+        # stored, and every later one reaches this subscription as an event.
+        horizon = await committed_horizon(viewer.company_id)
         if after_pk is not None:
-            replayed = after_pk
             while True:
-                rows = await sections.replay_messages(viewer, replayed, conversation_pk, REPLAY_BATCH)
+                rows = await sections.replay_messages(viewer, last, conversation_pk, REPLAY_BATCH)
                 for row in rows:
                     yield types.Message.of(row)
-                    replayed = row.id
+                    last = row.id
                 if len(rows) < REPLAY_BATCH:
                     break
+        # Ids commit in order: a replay saw every message below the last one it read.
+        last = max(last, horizon)
 
-        async for payload, event in _live(info, sub):
-            row = await _shared_row(payload, models.Message, event.message_id)
-            if row is not None:
+        # An event is a signal that every message up to its id is stored: yield those
+        # after `last`, in id order (subscriptions/message_order.py).
+        async for _, event in _live(info, sub):
+            for row in await messages.added(viewer, conversation_pk, last, event):
                 yield types.Message.of(row)
+            last = event.message_id
 
 
 async def message_updated(info: Info, conversation_id: Optional[strawberry.ID] = None

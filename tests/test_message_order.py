@@ -1,0 +1,54 @@
+"""Live `messageAdded` reads what it streams from the database, in id order, through a
+window of the company's latest messages shared by a process's subscribers
+(subscriptions/message_order.py). These tests pin what that read may and may not
+hand a viewer; tests/test_scale.py proves the order across processes."""
+from __future__ import annotations
+
+from conftest import Client, subscriptions_live, unique
+from subscriptions.message_order import WINDOW
+
+MESSAGE_ADDED = """
+subscription($c: ID) { messageAdded(conversationId: $c) { id body conversation { id } } }"""
+INSTALL = """
+mutation($i: InstallChannelInput!) { installChannel(input: $i) { channel { id } channelToken } }"""
+
+
+async def test_messages_read_with_a_later_event_stay_within_the_viewers_channels(company, subscribers):
+    # given: a second channel that ann is not a member of, and ann subscribed to everything
+    data = await company.admin.data(INSTALL, {"i": {"kind": "CUSTOM", "name": "Not ann's"}})
+    other_partner = Client(company.partner.base_url, data["installChannel"]["channelToken"], company.partner.http)
+    ann = await subscribers(company.ann.token)
+    await ann.subscribe(MESSAGE_ADDED)
+    await subscriptions_live(company)
+
+    # when: messages alternate between her channel and the other one
+    first = await company.inbound("hers 1")
+    await company.inbound("not hers 1", partner=other_partner)
+    await company.inbound("not hers 2", partner=other_partner)
+    second = await company.inbound("hers 2")
+
+    # then: she gets hers only, though her second one's read spans the others
+    assert [(await ann.next_data())["messageAdded"]["id"] for _ in range(2)] == [first["id"], second["id"]]
+    assert await ann.nothing_within(0.2)
+
+
+async def test_subscriber_further_behind_than_the_shared_window_gets_its_messages(company, subscribers):
+    # given: ann following one conversation, and the admin following the whole company
+    # (whose reads move the shared window on)
+    contact = unique("followed")
+    followed = await company.inbound("followed", contact=contact)
+    ann = await subscribers(company.ann.token)
+    await ann.subscribe(MESSAGE_ADDED, {"c": followed["conversation"]["id"]})
+    admin = await subscribers(company.admin.token)
+    await admin.subscribe(MESSAGE_ADDED)
+    await subscriptions_live(company, 2)
+
+    # when: more messages than the window keeps arrive elsewhere, then one in her conversation
+    for i in range(WINDOW + 5):
+        await company.inbound(f"elsewhere {i}", contact="busy")
+        await admin.next_data()
+    latest = await company.inbound("followed again", contact=contact)
+
+    # then: she gets exactly that one
+    assert (await ann.next_data())["messageAdded"]["id"] == latest["id"]
+    assert await ann.nothing_within(0.2)
