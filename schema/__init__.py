@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Optional
 
 import strawberry
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.extensions.max_aliases import create_validator as aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 
 from resolvers import crm as crm_resolvers, mutations, notifications as notification_resolvers, queries
 from subscriptions import streams
@@ -119,6 +121,11 @@ MAX_DEPTH = 12
 MAX_TOKENS = 1000
 MAX_ALIASES = 30
 
+# The depth and alias rules of QueryDepthLimiter / MaxAliasesLimiter, built once:
+# those extensions build new rule classes per request, which no validation cache
+# can recognise, so every request was validated anew (two thirds of a small query).
+LIMIT_RULES = [depth_rule(MAX_DEPTH, should_ignore=None), aliases_rule(MAX_ALIASES)]
+
 schema = InboxSchema(
     query=Query,
     mutation=Mutation,
@@ -126,9 +133,10 @@ schema = InboxSchema(
     types=[types.User, types.Channel, types.Contact, types.Conversation, types.Message, types.ConversationEvent,
            crm.Person, crm.Lead, crm.Deal, crm.Note, crm.ConversationLink, notification_types.Notification],
     extensions=[
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: ParserCache(maxsize=512),
+        lambda: AddValidationRules(LIMIT_RULES),
+        lambda: ValidationCache(maxsize=512),
         ContractErrors,
     ],
 )
