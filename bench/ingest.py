@@ -164,6 +164,28 @@ async def run(base: str, token: str, count: int, concurrency: int, pid: int) -> 
             "conversations": stored}
 
 
+def measure(count: int = 5000, concurrency: int = 32, database: str | None = None,
+            broadcast: str = "memory://") -> dict:
+    """One ingestion run on a fresh database (a fresh SQLite file, or `database`'s
+    PostgreSQL schema dropped and recreated); bench/run.py calls this too."""
+    tmp = tempfile.mkdtemp(prefix="inbox-bench-")
+    database = database or f"sqlite://{tmp}/bench.sqlite3"
+    if database.startswith("postgres"):
+        asyncio.run(reset_postgres(database))
+    graph = FakeGraph()
+    graph.start()
+    env = {"INBOX_DATABASE_URL": database, "INBOX_BROADCAST_URL": broadcast, "INBOX_LOG_LEVEL": "WARNING",
+           "INBOX_MESSENGER_API_BASE": graph.base}
+    token = bootstrap(env)
+    try:
+        with inbox_server(env) as (base, process):
+            result = asyncio.run(run(base, token, count, concurrency, process.pid))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    backend = "postgres" if database.startswith("postgres") else "sqlite"
+    return {"backend": f"{backend}+{broadcast.split(':')[0]}", **result}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=5000)
@@ -171,19 +193,7 @@ def main() -> None:
     parser.add_argument("--database", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--broadcast", default="memory://")
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="inbox-bench-")
-    database = args.database or f"sqlite://{tmp}/bench.sqlite3"
-    if database.startswith("postgres"):
-        asyncio.run(reset_postgres(database))
-    graph = FakeGraph()
-    graph.start()
-    env = {"INBOX_DATABASE_URL": database, "INBOX_BROADCAST_URL": args.broadcast, "INBOX_LOG_LEVEL": "WARNING",
-           "INBOX_MESSENGER_API_BASE": graph.base}
-    token = bootstrap(env)
-    with inbox_server(env) as (base, process):
-        result = asyncio.run(run(base, token, args.count, args.concurrency, process.pid))
-    backend = "postgres" if database.startswith("postgres") else "sqlite"
-    print(json.dumps({"backend": f"{backend}+{args.broadcast.split(':')[0]}", **result}))
+    print(json.dumps(measure(args.count, args.concurrency, args.database, args.broadcast)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,240 @@
+"""bench/RESULTS.md from one run's results (bench/out/results.json).
+
+The hand-written analysis between `<!-- notes -->` and `<!-- /notes -->` in an
+existing report is kept when the report is written again.
+
+    .venv/bin/python bench/report.py bench/out/results.json bench/RESULTS.md
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import sys
+
+import pyspy
+
+NOTES = re.compile(r"<!-- notes -->.*?<!-- /notes -->", re.S)
+DEFAULT_NOTES = ("<!-- notes -->\n_(Hand-written analysis goes here; `bench/run.py` keeps this block when it "
+                 "rewrites the file.)_\n<!-- /notes -->")
+
+
+def _num(value, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and value.is_integer() and digits == 0:
+        value = int(value)
+    if isinstance(value, (int, float)) and abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _ratio(ours, raw) -> float | None:
+    if ours is None or raw in (None, 0):
+        return None
+    return ours / raw
+
+
+def _x(ratio: float | None) -> str:
+    return "–" if ratio is None else f"{ratio:.2f}×"
+
+
+def _verdict(ok: bool | None, miss: str = "") -> str:
+    if ok is None:
+        return "not measured"
+    return "**yes**" if ok else f"**no**{': ' + miss if miss else ''}"
+
+
+def targets(results: dict) -> list[str]:
+    rows = ["| target | measured | met? |", "| --- | --- | --- |"]
+    fanout = results.get("fanout", {})
+    raw, ours = fanout.get("raw-1000"), fanout.get("inbox-1000")
+    if raw and ours:
+        r = _ratio(ours["burst"]["server_cpu_us_per_delivery"], raw["burst"]["server_cpu_us_per_delivery"])
+        rows.append(f"| fan-out server CPU per delivery, N = 1,000: ≤ 2.0× raw | "
+                    f"{_num(ours['burst']['server_cpu_us_per_delivery'])} µs vs raw "
+                    f"{_num(raw['burst']['server_cpu_us_per_delivery'])} µs = {_x(r)} | "
+                    f"{_verdict(r <= 2.0, f'{r / 2.0:.1f}× over the limit')} |")
+        r = _ratio(ours["burst"]["deliveries_per_s"], raw["burst"]["deliveries_per_s"])
+        rows.append(f"| burst deliveries/s, N = 1,000: ≥ 0.6× raw | {_num(ours['burst']['deliveries_per_s'])}/s vs "
+                    f"raw {_num(raw['burst']['deliveries_per_s'])}/s = {_x(r)} | "
+                    f"{_verdict(r >= 0.6, f'needs {0.6 / r:.1f}× more')} |")
+        r = _ratio(ours["steady"]["p99_ms"], raw["steady"]["p99_ms"])
+        rows.append(f"| steady-rate p99 latency, N = 1,000, {results['config']['rate']:g} messages/s: ≤ 1.5× raw | "
+                    f"{_num(ours['steady']['p99_ms'])} ms vs raw {_num(raw['steady']['p99_ms'])} ms = {_x(r)} | "
+                    f"{_verdict(r <= 1.5, f'{r / 1.5:.1f}× over the limit')} |")
+        r = _ratio(ours["kb_per_idle_subscription"], raw["kb_per_idle_subscription"])
+        rows.append(f"| KB per idle subscription (N = 1,000): ≤ 1.2× raw | {_num(ours['kb_per_idle_subscription'])} KB "
+                    f"vs raw {_num(raw['kb_per_idle_subscription'])} KB = {_x(r)} | "
+                    f"{_verdict(r <= 1.2, f'{r / 1.2:.1f}× over the limit')} |")
+    growth = fanout.get("inbox-100")
+    if growth:
+        b = growth["burst"]
+        pct = b["rss_growth_pct"]
+        rows.append(f"| RSS growth over {b['received']:,} deliveries after warm-up (N = 100): < 5 % | "
+                    f"{b['rss_before_kb'] / 1024:.1f} → {b['rss_after_kb'] / 1024:.1f} MB = {pct} % | "
+                    f"{_verdict(pct < 5, f'{pct} %')} |")
+    http_raw = results.get("http_raw")
+    for backend, http in results.get("http", {}).items():
+        if http_raw:
+            r = _ratio(http["me"]["rps"], http_raw["me"]["rps"])
+            rows.append(f"| HTTP `{{ me {{ id }} }}` ({backend}): ≥ 0.2× raw req/s | {_num(http['me']['rps'])} vs raw "
+                        f"{_num(http_raw['me']['rps'])} req/s = {_x(r)} | {_verdict(r >= 0.2, f'needs {0.2 / r:.1f}× more')} |")
+        p95 = http["page"]["p95_ms"]
+        rows.append(f"| inbox page, {http['conversations']:,} conversations ({backend}): p95 ≤ 10 ms | p95 {p95} ms "
+                    f"(p50 {http['page']['p50_ms']} ms, 1 connection) | {_verdict(p95 <= 10, f'{p95 / 10:.1f}× over')} |")
+        counts = {k.rsplit("_", 1)[1]: v["count"] for k, v in http["sql_queries"].items()
+                  if k.startswith("page_first")}
+        fixed = len(set(counts.values())) == 1
+        described = ", ".join(f"first {size}: {count}" for size, count in counts.items())
+        rows.append(f"| inbox page ({backend}): fixed SQL statement count | {described} | "
+                    f"{_verdict(fixed, 'grows with the page')} |")
+    losses = [(name, phase, f[phase]["missing"], f[phase]["duplicates"])
+              for name, f in fanout.items() for phase in ("steady", "burst", "profiled_burst") if phase in f]
+    if losses:
+        missing = sum(l[2] for l in losses)
+        duplicates = sum(l[3] for l in losses)
+        rows.append(f"| loss and duplicates: 0 everywhere | {missing} lost, {duplicates} duplicated over "
+                    f"{len(losses)} phases | {_verdict(missing == 0 and duplicates == 0)} |")
+    return rows
+
+
+def fanout_table(results: dict) -> list[str]:
+    fanout = results.get("fanout", {})
+    sizes = sorted({f["subscribers"] for f in fanout.values()})
+    head = "| figure | " + " | ".join(f"raw N={n:,} | inbox N={n:,} | inbox/raw" for n in sizes) + " |"
+    rows = [head, "| --- |" + " --- | --- | --- |" * len(sizes)]
+
+    def row(label: str, get, digits: int = 1, ratio: bool = True) -> None:
+        cells = []
+        for n in sizes:
+            raw, ours = fanout.get(f"raw-{n}"), fanout.get(f"inbox-{n}")
+            a = get(raw) if raw else None
+            b = get(ours) if ours else None
+            cells += [_num(a, digits), _num(b, digits), _x(_ratio(b, a)) if ratio and isinstance(a, (int, float))
+                      and isinstance(b, (int, float)) else ""]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    row("burst: messages", lambda f: f["burst"]["messages"], 0, False)
+    row("burst: deliveries/s", lambda f: f["burst"]["deliveries_per_s"], 0)
+    row("burst: server CPU µs per delivery", lambda f: f["burst"]["server_cpu_us_per_delivery"])
+    row("burst: … of which kernel (system) µs", lambda f: f["burst"].get("server_system_cpu_us_per_delivery"))
+    row("burst: server CPU busy (cores)", lambda f: f["burst"]["server_cpu_share"], 2)
+    row("burst: client CPU µs per delivery", lambda f: round(f["burst"]["client_cpu_s"] / f["burst"]["received"] * 1e6, 1)
+        if f["burst"]["received"] else None, 1, False)
+    row("burst: latency p50 ms", lambda f: f["burst"]["p50_ms"])
+    row("burst: latency p99 ms", lambda f: f["burst"]["p99_ms"])
+    row("steady: messages (5/s)", lambda f: f["steady"]["messages"], 0, False)
+    row("steady: latency p50 ms", lambda f: f["steady"]["p50_ms"])
+    row("steady: latency p95 ms", lambda f: f["steady"]["p95_ms"])
+    row("steady: latency p99 ms", lambda f: f["steady"]["p99_ms"])
+    row("steady: server CPU µs per delivery", lambda f: f["steady"]["server_cpu_us_per_delivery"])
+    row("lost (steady + burst)", lambda f: f["steady"]["missing"] + f["burst"]["missing"], 0, False)
+    row("duplicated (steady + burst)", lambda f: f["steady"]["duplicates"] + f["burst"]["duplicates"], 0, False)
+    row("KB per idle subscription", lambda f: f["kb_per_idle_subscription"])
+    row("RSS with subscribers, MB", lambda f: round(f["rss_with_subscribers_kb"] / 1024, 1))
+    row("RSS before → after burst, MB", lambda f: f"{f['burst']['rss_before_kb'] / 1024:.1f} → "
+        f"{f['burst']['rss_after_kb'] / 1024:.1f}", 1, False)
+    row("RSS growth over the burst %", lambda f: f["burst"]["rss_growth_pct"], 1, False)
+    row("other processes' CPU during the burst (cores)", lambda f: f["burst"].get("other_processes_cores"), 2, False)
+    row("connect + subscribe all, s", lambda f: f["connect_seconds"], 1, False)
+    out = rows
+    probe = next((f["inbound_only"] for f in fanout.values() if "inbound_only" in f), None)
+    if probe:
+        out += ["", f"The inbound path alone (no subscriber, {probe['messages']} `receiveChannelMessage` with "
+                    f"{results['config']['publishers']} concurrent publishers): **{probe['per_s']} messages/s, "
+                    f"{probe['server_cpu_us_per_message'] / 1000:.1f} ms server CPU per message**. That cost is inside "
+                    "every inbox delivery figure above (divided by N); the raw server's publish costs nearly nothing."]
+    return out
+
+
+def http_table(results: dict) -> list[str]:
+    rows = ["| query | server | connections | req/s | p50 ms | p95 ms | p99 ms | server CPU µs/request "
+            "| other processes (cores) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+    def row(label: str, server: str, f: dict) -> None:
+        rows.append(f"| {label} | {server} | {f['connections']} | {_num(f['rps'])} | {f['p50_ms']} | {f['p95_ms']} | "
+                    f"{f['p99_ms']} | {_num(f['server_cpu_us_per_request'])} | {f.get('other_processes_cores', '–')} |")
+
+    raw = results.get("http_raw")
+    if raw:
+        row("`{ me { id } }` (pre-serialised)", "raw: bare ASGI on uvicorn", raw["me"])
+        if "starlette" in raw:
+            row("`{ me { id } }` (pre-serialised)", "raw: a starlette route", raw["starlette"])
+    for backend, http in results.get("http", {}).items():
+        row("`{ me { id } }`", f"inbox ({backend})", http["me"])
+        row("inbox page (25, UNASSIGNED)", f"inbox ({backend})", http["page"])
+        row("inbox page (25, UNASSIGNED)", f"inbox ({backend})", http["page_loaded"])
+        row("inbox page + `totalCount`", f"inbox ({backend})", http["page_with_total"])
+    out = rows
+    for backend, http in results.get("http", {}).items():
+        q = http["sql_queries"]
+        out += ["", f"**{backend}**: {http['conversations']:,} conversations seeded in {http['seed_seconds']} s "
+                    f"({', '.join(f'{n:,} {t}' for t, n in http['seeded_rows'].items())}). SQL statements per request: "
+                    + ", ".join(f"{k.replace('_', ' ')} **{v['count']}**" for k, v in q.items()) + ".",
+                "", f"Statements of one inbox page (first 25), with the time from each to the next log record "
+                    "(the statement and the Python work after it; a DEBUG-logging server, so slower than above):", "",
+                "| # | statement | ms to next |", "| --- | --- | --- |"]
+        out += [f"| {i + 1} | `{s['sql'].replace('|', '/')}` | {s['ms_to_next']} |"
+                for i, s in enumerate(q["page_first_25"]["statements"])]
+    return out
+
+
+def write(results: dict, output: pathlib.Path) -> None:
+    m = results["machine"]
+    previous = output.read_text() if output.exists() else ""
+    found = NOTES.search(previous)
+    notes = found.group(0) if found else DEFAULT_NOTES
+    lines = [
+        "# Benchmark results", "",
+        f"Written by `{results['command']}` (bench/README.md explains every figure). "
+        f"Run took {results['seconds']} s.", "",
+        f"- date: {m['date']}",
+        f"- machine: {m['nproc']} cores, {m['cpu']}, {m['memory_gib']} GiB memory; Linux {m['kernel']}; Python {m['python']}",
+        f"- code: commit {m['commit']}",
+        f"- other processes' CPU when the run started: {m.get('other_processes_cores_at_start', '?')} cores "
+        "(per-phase figures below; anything much above 0 makes that phase noisy)",
+        f"- inbox servers: `inbox serve` on {results['database']} + {results['broadcast']}, one process; "
+        f"clients: {results['config']['processes']} subscriber processes (lean graphql-transport-ws clients), "
+        f"{results['config']['publishers']} concurrent publishers in bursts; HTTP load: {m['http_tool']}",
+        f"- baseline: bench/baseline.py (starlette websocket endpoint sending one pre-serialised frame to every "
+        f"socket; bare-ASGI HTTP answer), on uvicorn with the same settings, measured in this run", "",
+        "## Targets (issue 7)", "", *targets(results), "",
+    ]
+    if "fanout" in results:
+        lines += ["## Subscription fan-out", "",
+                  f"N subscribers of ONE conversation (`messageAdded(conversationId:) {{ id body cursor }}`), spread "
+                  f"over {results['config']['users']} users sharing the channel; messages published through "
+                  "`receiveChannelMessage` (inbox) or POST /publish (raw). Deliveries/s = deliveries ÷ (last receipt − "
+                  "first publish); latency = receipt − publish (time.time() in the body, same machine); server CPU "
+                  "from /proc/PID/stat.", "", *fanout_table(results), ""]
+    if "http" in results or "http_raw" in results:
+        lines += ["## HTTP", "", *http_table(results), ""]
+    if "ingest" in results:
+        i = results["ingest"]
+        lines += ["## Webhook ingestion", "",
+                  f"{i['webhooks']:,} signed Messenger webhooks (bench/ingest.py, 32 concurrent, {i['backend']}): "
+                  f"**{i['per_second']} webhooks/s**, p50 {i['p50_ms']} ms, p99 {i['p99_ms']} ms, "
+                  f"{i['server_cpu_us_per_webhook']:,} µs server CPU per webhook, {i['failures']} failures, "
+                  f"{i['conversations']} conversations.", ""]
+    lines += ["## Where the time goes", "", notes, "", "### Profiles (py-spy, this run)", "",
+              "Each sample is attributed to the innermost frame in a known category, so the categories add to "
+              "100 %; raw profiles are in bench/out/ (`.venv/bin/python bench/pyspy.py FILE` re-summarises one).", ""]
+    fanout = results.get("fanout", {})
+    for name, f in fanout.items():
+        if f.get("profile"):
+            b = f["profiled_burst"]
+            lines.append(pyspy.markdown(f["profile"], f"Fan-out burst, inbox N = {f['subscribers']:,} "
+                                                      f"({b['messages']} messages, {b['received']:,} deliveries)"))
+        if f.get("inbound_profiled", {}).get("profile"):
+            lines.append(pyspy.markdown(f["inbound_profiled"]["profile"],
+                                        f"Inbound path alone (`receiveChannelMessage`, no subscriber)"))
+    for backend, http in results.get("http", {}).items():
+        for name, profile in http.get("profiles", {}).items():
+            title = "`{ me { id } }`, 32 connections" if name == "me" else "inbox page, 1 connection"
+            lines.append(pyspy.markdown(profile, f"HTTP {title} ({backend})"))
+    output.write_text("\n".join(lines).rstrip() + "\n")
+
+
+if __name__ == "__main__":
+    write(json.loads(pathlib.Path(sys.argv[1]).read_text()), pathlib.Path(sys.argv[2]))
