@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import Awaitable, Callable
 
 from tortoise.expressions import Q, Subquery
 
@@ -44,7 +45,8 @@ class ConversationKey:
 class Page:
     rows: list
     has_next: bool
-    total: int | None = None
+    # Counts the whole section (without the cursor), when awaited.
+    count: Callable[[], Awaitable[int]] | None = None
 
 
 def page_size(first: int | None, default: int = 25) -> int:
@@ -88,12 +90,14 @@ async def section_page(viewer: User, section: Section, *, channel_id: int | None
     size = page_size(first)
     query = _matching(_in_section(await _visible_conversations(viewer, channel_id), section, viewer.id),
                       viewer.company_id, search)
-    total = await query.count()
+    # Counted only when asked for (totalCount): on a large section the count costs
+    # several times the page itself.
+    count = query.count
     if after is not None:
         query = query.filter(Q(activity_at__lt=after.activity_at)
                              | Q(activity_at=after.activity_at, id__lt=after.id))
     rows = await query.order_by("-activity_at", "-id").limit(size + 1)
-    return Page(rows[:size], len(rows) > size, total)
+    return Page(rows[:size], len(rows) > size, count=count)
 
 
 async def counts(viewer: User, channel_id: int | None) -> dict[str, int]:

@@ -3,7 +3,7 @@ resolve through the context's batching loaders (no N+1)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Optional
+from typing import Annotated, Awaitable, Callable, Optional
 
 import strawberry
 from strawberry.types import Info
@@ -294,13 +294,17 @@ class ConversationEdge:
 class ConversationConnection:
     edges: list[ConversationEdge]
     page_info: PageInfo
-    total_count: int
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field
+    async def total_count(self) -> int:
+        return await self.count()
 
 
 def conversation_connection(page: sections.Page, has_previous: bool) -> ConversationConnection:
     edges = [ConversationEdge(cursor=conversation_cursor(row.activity_at, row.id), node=Conversation.of(row))
              for row in page.rows]
-    return ConversationConnection(edges=edges, total_count=page.total or 0, page_info=PageInfo(
+    return ConversationConnection(edges=edges, count=page.count, page_info=PageInfo(
         has_next_page=page.has_next, has_previous_page=has_previous,
         start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
 

@@ -928,3 +928,24 @@ async def test_a_section_page_runs_a_fixed_number_of_queries(company, count_quer
     # Then both ran as many statements: no N+1
     assert statements[5] == statements[25], statements
     assert statements[25] <= 7, statements
+
+
+async def test_the_section_is_counted_only_when_total_count_is_asked_for(company, count_queries):
+    # Given a few unassigned conversations
+    for number in range(3):
+        await company.inbound(f"hello {number}", contact=f"lazy-{number}")
+
+    async def statements(query: str) -> int:
+        tries = []
+        for _ in range(3):  # the fewest of three: background workers log to the same counter
+            count_queries.count = 0
+            await company.ann.data(query, {"first": 5})
+            tries.append(count_queries.count)
+        return min(tries)
+
+    # When the same page is read with and without totalCount
+    with_total = await statements(SECTION_PAGE)
+    without_total = await statements(SECTION_PAGE.replace("totalCount", ""))
+
+    # Then only the page that asks for the total counts the section
+    assert without_total == with_total - 1, (with_total, without_total)
