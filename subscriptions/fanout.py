@@ -30,6 +30,8 @@ from graphql import ExecutionResult
 _RESULTS = "_fanout_results"
 # Attribute of a subscription's executor once its executions proved viewer-dependent.
 _OWN = "_fanout_own"
+# Attribute of a subscription's executor: its key in a root's results (False: never shared).
+_KEY = "_fanout_key"
 
 # What a shared execution may read of the context without depending on the viewer.
 _NEUTRAL_CONTEXT = frozenset({"settings"})
@@ -160,19 +162,22 @@ def attach(executor: Any, base: Any) -> None:
     results = getattr(executor.root_value, _RESULTS, None)
     if results is None or getattr(base, _OWN, False):
         return
+    key = getattr(base, _KEY, None)
+    if key is None:  # the subscription's operation and variables: the same for each event
+        variables = _variables_key(executor.variable_values)
+        key = (id(executor.operation), variables) if variables is not None else False
+        setattr(base, _KEY, key)
+    if key is False:
+        return
     original = executor.execute_operation
 
     async def execute_operation(serially: bool | None = None):
-        variables = _variables_key(executor.variable_values)
-        if variables is None:
-            stats["own"] += 1
-            return await _await(executor, original(serially))
-        key = (id(executor.operation), variables)
         group = results.get(key)
         if group is None:
             group = results[key] = _Group(executor.operation)
             return await _execute_for_group(executor, original, serially, group, base)
-        await asyncio.wait([group.done])
+        if not group.done.done():
+            await asyncio.shield(group.done)
         if group.result is not None:
             stats["reused"] += 1
             return group.result
