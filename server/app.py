@@ -25,6 +25,7 @@ from inbox.sending import Sender
 from schema import schema
 from schema.context import Context
 from schema.errors import INTERNAL_MESSAGE
+from subscriptions.fanout import next_frame
 from subscriptions.hub import Hub
 from subscriptions.publish import current_hub, use_hub
 
@@ -95,6 +96,15 @@ class InboxGraphQL(GraphQL):
             return JSONResponse({"data": None, "errors": [{"message": error.reason,
                                                            "extensions": {"code": "BAD_USER_INPUT"}}]},
                                 status_code=error.status_code)
+
+    def encode_json(self, data: object) -> str | bytes:
+        # A subscription event shared by a group of subscribers: its data is encoded once
+        # for the group and each operation's id spliced in (subscriptions/fanout.py).
+        if type(data) is dict:
+            frame = next_frame(data)
+            if frame is not None:
+                return frame
+        return super().encode_json(data)
 
     async def get_context(self, request, response) -> Context:
         principal = request.scope.get("state", {}).get("principal")

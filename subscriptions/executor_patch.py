@@ -10,6 +10,8 @@ from __future__ import annotations
 from graphql.execution.executor import Executor
 from graphql.pyutils import RefMap
 
+from . import fanout
+
 _original = Executor.build_per_event_executor
 
 
@@ -17,6 +19,8 @@ def _build_per_event_executor(self: Executor, payload):
     executor = _original(self, payload)
     executor._relevant_sub_fields = {}
     executor._stream_usages = RefMap()
+    # One execution per group of subscribers that would receive the same bytes.
+    fanout.attach(executor, self)
     return executor
 
 

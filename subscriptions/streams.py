@@ -18,6 +18,7 @@ from schema import notifications as notification_types, types
 from schema.ids import parse_message_cursor, pk_of
 
 from .events import ConversationChanged, MessageAdded, MessageUpdated, NotificationReceived, company_topic, decode
+from .fanout import shared_root
 from .hub import BackendLost, Overflowed
 from .message_order import company_messages
 from .publish import current_hub
@@ -44,6 +45,12 @@ def _decoded(payload: dict):
     if "_event" not in payload:
         payload["_event"] = decode(payload)
     return payload["_event"]
+
+
+def _shared_message(payload: dict, row: models.Message) -> types.Message:
+    """The event's Message, one object for every local subscriber: their executions of
+    the same document share one result (subscriptions/fanout.py)."""
+    return shared_root(payload, ("Message", row.id), lambda: types.Message.of(row))
 
 
 def _subscribe(viewer: models.User, event_type, accept):
@@ -136,9 +143,9 @@ async def _message_stream(info: Info, viewer: models.User, conversation_pk: int 
 
         # An event is a signal that every message up to its id is stored: yield those
         # after `last`, in id order (subscriptions/message_order.py).
-        async for _, event in _live(info, sub):
+        async for payload, event in _live(info, sub):
             for row in await messages.added(viewer, conversation_pk, last, event):
-                yield types.Message.of(row)
+                yield _shared_message(payload, row)
             last = event.message_id
 
 
@@ -159,7 +166,7 @@ async def _message_update_stream(info: Info, viewer: models.User, conversation_p
         async for payload, event in _live(info, sub):
             row = await _shared_row(payload, models.Message, event.message_id)
             if row is not None:
-                yield types.Message.of(row)
+                yield _shared_message(payload, row)
 
 
 async def conversation_changed(info: Info, conversation_id: Optional[strawberry.ID] = None
@@ -176,8 +183,8 @@ async def _conversation_stream(info: Info, viewer: models.User, conversation_pk:
         return conversation_pk in (None, event.conversation_id)
 
     async with _subscribe(viewer, ConversationChanged, accept) as sub:
-        async for _, event in _live(info, sub):
-            yield types.ConversationEvent.of_broadcast(event)
+        async for payload, event in _live(info, sub):
+            yield shared_root(payload, ("ConversationEvent",), lambda: types.ConversationEvent.of_broadcast(event))
 
 
 async def notification_received(info: Info) -> AsyncGenerator[notification_types.Notification, None]:
