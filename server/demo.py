@@ -94,6 +94,6 @@ def run_demo(settings: Settings, host: str, port: int) -> None:
         print("A new inbound message arrives every 20 seconds.\n", flush=True)
         tasks.append(asyncio.create_task(trickle(seeded["channel"], stop)))
 
-    uvicorn.run(create_app(settings, on_start=on_start), host=host, port=port,
+    uvicorn.run(create_app(settings, on_start=on_start), host=host, port=port, timeout_graceful_shutdown=10,
                 log_level=settings.log_level.lower(), ws_ping_interval=settings.ws_ping_interval)
     stop.set()

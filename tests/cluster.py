@@ -21,7 +21,7 @@ from urllib.parse import urlparse, urlunparse
 
 import httpx
 
-from conftest import DEADLINE, Client, Company, Subscriber, free_port, unique
+from conftest import DEADLINE, Client, Company, Subscriber, free_port, staff_company, unique
 
 INBOX = shutil.which("inbox") or str(pathlib.Path(sys.executable).parent / "inbox")
 STARTUP_DEADLINE = 30.0
@@ -156,24 +156,7 @@ async def company_on(server: ServerProcess, http: httpx.AsyncClient, admin_token
                      callback_url: str | None = None) -> Company:
     """A company as conftest's `company` fixture makes it (admin, ann a member of its
     CUSTOM channel, bob not), on a server process; the channel replies to `callback_url`."""
-    admin = Client(server.url, admin_token, http)
-    company = Company(admin=admin, ann=admin, bob=admin)
-    for key, name in (("ann", "Ann Agent"), ("bob", "Bob Agent")):
-        data = await admin.data(
-            "mutation($i: CreateUserInput!) { createUser(input: $i) { user { id } apiToken } }",
-            {"i": {"name": name, "email": f"{unique(key)}@example.com"}})
-        setattr(company, key, Client(server.url, data["createUser"]["apiToken"], http))
-        company.ids[key] = data["createUser"]["user"]["id"]
-    company.ids["admin"] = (await admin.data("{ me { id } }"))["me"]["id"]
-    custom = {"custom": {"callbackUrl": callback_url}} if callback_url else {}
-    data = await admin.data(
-        "mutation($i: InstallChannelInput!) { installChannel(input: $i) { channel { id } channelToken } }",
-        {"i": {"kind": "CUSTOM", "name": "Partner app", **custom}})
-    company.channel_id = data["installChannel"]["channel"]["id"]
-    company.partner = Client(server.url, data["installChannel"]["channelToken"], http)
-    await admin.data("mutation($c: ID!, $u: [ID!]!) { shareChannel(channelId: $c, userIds: $u) { id } }",
-                     {"c": company.channel_id, "u": [company.ids["ann"]]})
-    return company
+    return await staff_company(server.url, http, admin_token, callback_url)
 
 
 def on(client: Client, server: ServerProcess) -> Client:

@@ -214,20 +214,28 @@ async def new_company(server: RunningServer, http: httpx.AsyncClient) -> Company
     from inbox.accounts import bootstrap
 
     _, admin_row, admin_token = await bootstrap(unique("Acme"), "Ada Admin", f"{unique('ada')}@example.com")
-    admin = Client(server.url, admin_token, http)
+    return await staff_company(server.url, http, admin_token)
+
+
+async def staff_company(base_url: str, http: httpx.AsyncClient, admin_token: str,
+                        callback_url: str | None = None) -> Company:
+    """Around a new company's admin: ann, a member of its CUSTOM channel, and bob, who is
+    not; the channel replies to `callback_url` when given."""
+    admin = Client(base_url, admin_token, http)
     company = Company(admin=admin, ann=admin, bob=admin)
     for key, name in (("ann", "Ann Agent"), ("bob", "Bob Agent")):
         data = await admin.data(
             "mutation($i: CreateUserInput!) { createUser(input: $i) { user { id } apiToken } }",
             {"i": {"name": name, "email": f"{unique(key)}@example.com"}})
-        setattr(company, key, Client(server.url, data["createUser"]["apiToken"], http))
+        setattr(company, key, Client(base_url, data["createUser"]["apiToken"], http))
         company.ids[key] = data["createUser"]["user"]["id"]
     company.ids["admin"] = (await admin.data("{ me { id } }"))["me"]["id"]
+    custom = {"custom": {"callbackUrl": callback_url}} if callback_url else {}
     data = await admin.data(
         "mutation($i: InstallChannelInput!) { installChannel(input: $i) { channel { id } channelToken } }",
-        {"i": {"kind": "CUSTOM", "name": "Partner app"}})
+        {"i": {"kind": "CUSTOM", "name": "Partner app", **custom}})
     company.channel_id = data["installChannel"]["channel"]["id"]
-    company.partner = Client(server.url, data["installChannel"]["channelToken"], http)
+    company.partner = Client(base_url, data["installChannel"]["channelToken"], http)
     await admin.data("mutation($c: ID!, $u: [ID!]!) { shareChannel(channelId: $c, userIds: $u) { id } }",
                      {"c": company.channel_id, "u": [company.ids["ann"]]})
     return company

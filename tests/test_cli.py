@@ -138,3 +138,22 @@ def test_demo_serves_a_live_inbox_across_every_section(tmp_path):
 def test_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text()
     assert [name for name, _, _ in SETTINGS if f"`{name}`" not in readme] == []
+
+
+def test_a_stalled_request_does_not_keep_a_stopping_server_alive(sqlite_env):
+    import socket as sockets
+
+    with serving(sqlite_env) as (base, process):
+        # Given a client that sent half of a request's body and then stalled
+        port = int(base.rsplit(":", 1)[1])
+        stalled = sockets.create_connection(("127.0.0.1", port))
+        stalled.sendall(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 100\r\n\r\n{\"query\":")
+        time.sleep(0.2)  # the server is now reading that body (no event to wait on from outside)
+        # When the server is asked to stop
+        started = time.monotonic()
+        process.terminate()
+        # Then it stops within its graceful-shutdown bound, not when the client lets go
+        process.wait(30)
+        stalled.close()
+    assert time.monotonic() - started < 25
