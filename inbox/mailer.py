@@ -37,13 +37,13 @@ class Mailer(QueueWorker):
     def __init__(self, transport: Transport, *, from_address: str, conversation_url: Callable[[int], str],
                  timeout: float, collapse_seconds: float, backoff_seconds: float, retry_seconds: float,
                  poll_seconds: float = 1.0, batch: int = 20) -> None:
-        super().__init__(backoff_seconds=backoff_seconds, poll_seconds=poll_seconds, batch=batch)
+        super().__init__(backoff_seconds=backoff_seconds, retry_seconds=retry_seconds, poll_seconds=poll_seconds,
+                         batch=batch)
         self.transport = transport
         self.from_address = from_address
         self.conversation_url = conversation_url
         self.timeout = timeout
         self.collapse = timedelta(seconds=collapse_seconds)
-        self.retry_window = timedelta(seconds=retry_seconds)
         self.lease = timedelta(seconds=timeout + 30)
         self._stop_listening: Callable[[], None] | None = None
 
@@ -95,27 +95,19 @@ class Mailer(QueueWorker):
         try:
             await asyncio.wait_for(self.transport(self.message_of(row)), self.timeout)
         except Rejected as error:
-            await self._fail(row, error.reason)
+            await self.give_up(row, error.reason)
         except (Retryable, asyncio.TimeoutError, OSError) as error:
             reason = error.reason if isinstance(error, AttemptFailed) else f"{type(error).__name__}: {error}"
-            await self._retry_or_fail(row, reason)
+            await self.retry_or_give_up(row, reason)
         except Exception as error:  # a bug must not lose the email: treat it as retryable
             log.exception("email outbox: unexpected error sending email %s", row.id)
-            await self._retry_or_fail(row, f"internal error: {type(error).__name__}")
+            await self.retry_or_give_up(row, f"internal error: {type(error).__name__}")
         else:
             await NotificationEmail.filter(id=row.id).delete()
 
-    async def _fail(self, row: NotificationEmail, reason: str) -> None:
+    async def give_up(self, row: NotificationEmail, reason: str) -> None:
         """Kept, for an operator to see, and never claimed again."""
         await NotificationEmail.filter(id=row.id).update(failed_at=datetime.now(timezone.utc), leased_until=None,
                                                          last_error=reason[:2000])
         log.warning("email outbox: email %s to %s failed for good: %s", row.id, row.to_address, reason)
 
-    async def _retry_or_fail(self, row: NotificationEmail, reason: str) -> None:
-        now = datetime.now(timezone.utc)
-        if now - row.first_attempt_at >= self.retry_window:
-            await self._fail(row, f"gave up after {row.attempts} attempts: {reason}")
-            return
-        delay = await self.retry_later(row, reason)
-        log.info("email outbox: email %s attempt %s failed (%s); retrying in %.1f s",
-                 row.id, row.attempts, reason, delay)

@@ -57,8 +57,10 @@ class QueueWorker:
     # Retries back off exponentially from `backoff` seconds up to this delay.
     max_backoff = 60.0
 
-    def __init__(self, *, backoff_seconds: float, poll_seconds: float = 1.0, batch: int = 20) -> None:
+    def __init__(self, *, backoff_seconds: float, retry_seconds: float, poll_seconds: float = 1.0,
+                 batch: int = 20) -> None:
         self.backoff = backoff_seconds
+        self.retry_window = timedelta(seconds=retry_seconds)
         self.poll_seconds = poll_seconds
         self.batch = batch
         self._wake = asyncio.Event()
@@ -71,6 +73,20 @@ class QueueWorker:
 
     async def attempt(self, row_id: int) -> None:
         raise NotImplementedError
+
+    async def give_up(self, row, reason: str) -> None:
+        """What becomes of a row that will not be attempted again."""
+        raise NotImplementedError
+
+    async def retry_or_give_up(self, row, reason: str) -> None:
+        """After a retryable failure: back off and try again, or give up once the row's
+        first attempt is `retry_window` old."""
+        if datetime.now(timezone.utc) - row.first_attempt_at >= self.retry_window:
+            await self.give_up(row, f"gave up after {row.attempts} attempts: {reason}")
+            return
+        delay = await self.retry_later(row, reason)
+        log.info("%s: row %s attempt %s failed (%s); retrying in %.1f s", self.name, row.id, row.attempts,
+                 reason, delay)
 
     async def retry_later(self, row, reason: str) -> float:
         """Puts an attempted row (with `attempts`) back in the queue after its backoff,

@@ -31,10 +31,6 @@ log = logging.getLogger(__name__)
 RANK = {DeliveryStatus.PENDING: 0, DeliveryStatus.SENT: 1, DeliveryStatus.DELIVERED: 2, DeliveryStatus.READ: 3}
 
 
-# A messaging app did not take a message (`reason` is shown as failureReason): network
-# errors, timeouts, 429 and 5xx are Retryable; any other 4xx is Rejected, final.
-SendError = AttemptFailed
-
 
 def can_reply(channel: Channel) -> None:
     if channel.kind is ChannelKind.CUSTOM and not (channel.config or {}).get("callbackUrl"):
@@ -150,10 +146,10 @@ class Sender(QueueWorker):
 
     def __init__(self, deliver: Deliver, *, timeout: float, retry_seconds: float, backoff_seconds: float,
                  poll_seconds: float = 1.0, batch: int = 20) -> None:
-        super().__init__(backoff_seconds=backoff_seconds, poll_seconds=poll_seconds, batch=batch)
+        super().__init__(backoff_seconds=backoff_seconds, retry_seconds=retry_seconds, poll_seconds=poll_seconds,
+                         batch=batch)
         self.deliver = deliver
         self.timeout = timeout
-        self.retry_window = timedelta(seconds=retry_seconds)
         self.lease = timedelta(seconds=timeout + 30)
 
     async def claim(self) -> list[int]:
@@ -178,29 +174,22 @@ class Sender(QueueWorker):
         try:
             external_id = await asyncio.wait_for(self.deliver(Outgoing(message, channel, contact)), self.timeout)
         except Rejected as error:
-            await self._finish(delivery, message, DeliveryStatus.FAILED, failure_reason=error.reason)
+            await self.give_up(delivery, error.reason)
         except (Retryable, asyncio.TimeoutError, OSError) as error:
-            reason = error.reason if isinstance(error, SendError) else f"timed out after {self.timeout:g} s"
-            await self._retry_or_fail(delivery, message, reason)
+            reason = error.reason if isinstance(error, AttemptFailed) else f"timed out after {self.timeout:g} s"
+            await self.retry_or_give_up(delivery, reason)
         except Exception as error:  # a bug must not lose the message: treat it as retryable
             log.exception("send queue: unexpected error delivering message %s", message.id)
-            await self._retry_or_fail(delivery, message, f"internal error: {type(error).__name__}")
+            await self.retry_or_give_up(delivery, f"internal error: {type(error).__name__}")
         else:
-            await self._finish(delivery, message, DeliveryStatus.SENT, external_id=external_id)
+            await self._finish(delivery, DeliveryStatus.SENT, external_id=external_id)
 
-    async def _finish(self, delivery: Delivery, message: Message, status: DeliveryStatus, **details) -> None:
-        await update_status(message.id, status, **details)
+    async def give_up(self, delivery: Delivery, reason: str) -> None:
+        await self._finish(delivery, DeliveryStatus.FAILED, failure_reason=reason)
+
+    async def _finish(self, delivery: Delivery, status: DeliveryStatus, **details) -> None:
+        await update_status(delivery.message_id, status, **details)
         await Delivery.filter(id=delivery.id).delete()
-
-    async def _retry_or_fail(self, delivery: Delivery, message: Message, reason: str) -> None:
-        now = datetime.now(timezone.utc)
-        if now - delivery.first_attempt_at >= self.retry_window:
-            await self._finish(delivery, message, DeliveryStatus.FAILED,
-                               failure_reason=f"gave up after {delivery.attempts} attempts: {reason}")
-            return
-        delay = await self.retry_later(delivery, reason)
-        log.info("send queue: message %s attempt %s failed (%s); retrying in %.1f s",
-                 message.id, delivery.attempts, reason, delay)
 
 
 async def update_statuses_up_to(channel: Channel, contact_external_id: str, status: DeliveryStatus,
