@@ -153,6 +153,4 @@ class PersonConnection:
 
 def person_connection(rows: list[models.Person], has_next: bool, has_previous: bool) -> PersonConnection:
     edges = [PersonEdge(cursor=person_cursor(row.id), node=Person.of(row)) for row in rows]
-    return PersonConnection(edges=edges, page_info=PageInfo(
-        has_next_page=has_next, has_previous_page=has_previous,
-        start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
+    return PersonConnection(edges=edges, page_info=PageInfo.of(edges, has_next, has_previous))

@@ -71,9 +71,7 @@ def notification_connection(rows: list[models.Notification], accessible: frozens
                             has_previous: bool) -> NotificationConnection:
     edges = [NotificationEdge(cursor=notification_cursor(row.id), node=Notification.of(row, accessible))
              for row in rows]
-    return NotificationConnection(edges=edges, page_info=PageInfo(
-        has_next_page=has_next, has_previous_page=has_previous,
-        start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
+    return NotificationConnection(edges=edges, page_info=PageInfo.of(edges, has_next, has_previous))
 
 
 @strawberry.type

@@ -35,6 +35,12 @@ class PageInfo:
     start_cursor: Optional[str] = None
     end_cursor: Optional[str] = None
 
+    @classmethod
+    def of(cls, edges: list, has_next: bool, has_previous: bool) -> "PageInfo":
+        """The page info of a page of edges (each with a `cursor`)."""
+        return cls(has_next_page=has_next, has_previous_page=has_previous,
+                   start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None)
+
 
 @strawberry.type
 class User(Node):
@@ -157,9 +163,7 @@ class MessageConnection:
 
 def message_connection(rows: list[models.Message], has_next: bool, has_previous: bool) -> MessageConnection:
     edges = [MessageEdge(cursor=message_cursor(row.id), node=Message.of(row)) for row in rows]
-    return MessageConnection(edges=edges, page_info=PageInfo(
-        has_next_page=has_next, has_previous_page=has_previous,
-        start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
+    return MessageConnection(edges=edges, page_info=PageInfo.of(edges, has_next, has_previous))
 
 
 @strawberry.type
@@ -304,9 +308,8 @@ class ConversationConnection:
 def conversation_connection(page: sections.Page, has_previous: bool) -> ConversationConnection:
     edges = [ConversationEdge(cursor=conversation_cursor(row.activity_at, row.id), node=Conversation.of(row))
              for row in page.rows]
-    return ConversationConnection(edges=edges, count=page.count, page_info=PageInfo(
-        has_next_page=page.has_next, has_previous_page=has_previous,
-        start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
+    return ConversationConnection(edges=edges, count=page.count,
+                                  page_info=PageInfo.of(edges, page.has_next, has_previous))
 
 
 @strawberry.type
