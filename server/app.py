@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 import models
@@ -25,6 +26,7 @@ from inbox.sending import Sender
 from schema import schema
 from schema.context import Context
 from schema.errors import INTERNAL_MESSAGE
+from subscriptions import direct
 from subscriptions.fanout import next_frame
 from subscriptions.hub import Hub
 from subscriptions.publish import current_hub, use_hub
@@ -58,9 +60,23 @@ def internal_error() -> JSONResponse:
                         status_code=500)
 
 
+class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
+    async def run_operation(self, operation) -> None:
+        # Live events reach the operation's subscription through direct delivery.
+        direct.begin(direct.Operation(self.websocket, operation.id, "next",
+                                      lambda: self.operations.get(operation.id) is operation))
+        await super().run_operation(operation)
+
+
 class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):
     """The legacy graphql-ws protocol closes a refused connection with 4403 too
     (SPEC §1), where strawberry would close it with 1011."""
+
+    async def handle_async_results(self, operation_id: str, *args) -> None:
+        task = asyncio.current_task()
+        direct.begin(direct.Operation(self.websocket, operation_id, "data",
+                                      lambda: self.tasks.get(operation_id) is task))
+        await super().handle_async_results(operation_id, *args)
 
     async def handle_connection_init(self, message) -> None:
         payload = message.get("payload")
@@ -78,6 +94,7 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):
 
 
 class InboxGraphQL(GraphQL):
+    graphql_transport_ws_handler_class = GraphQLTransportWSHandler
     graphql_ws_handler_class = LegacyGraphQLWSHandler
 
     def __init__(self, settings: Settings) -> None:
@@ -171,6 +188,9 @@ class BodyLimit:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                # The server's own send, for direct delivery (subscriptions/direct.py).
+                scope[direct.RAW_SEND] = send
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")

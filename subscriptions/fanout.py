@@ -90,17 +90,17 @@ def shared_root(payload: dict, key: tuple, make: Callable[[], Any]) -> Any:
     return root
 
 
-class _Watch:
+class Watch:
     __slots__ = ("dependent",)
 
     def __init__(self) -> None:
         self.dependent = False
 
 
-class _WatchedLoaders:
+class WatchedLoaders:
     __slots__ = ("_loaders", "_watch")
 
-    def __init__(self, loaders: Any, watch: _Watch) -> None:
+    def __init__(self, loaders: Any, watch: Watch) -> None:
         self._loaders = loaders
         self._watch = watch
 
@@ -110,24 +110,24 @@ class _WatchedLoaders:
         return getattr(self._loaders, name)
 
 
-class _WatchedContext:
+class WatchedContext:
     """The subscriber's context, noting any read that may depend on who is watching."""
 
     __slots__ = ("_context", "_watch")
 
-    def __init__(self, context: Any, watch: _Watch) -> None:
+    def __init__(self, context: Any, watch: Watch) -> None:
         self._context = context
         self._watch = watch
 
     def __getattr__(self, name: str) -> Any:
         if name == "loaders":
-            return _WatchedLoaders(self._context.loaders, self._watch)
+            return WatchedLoaders(self._context.loaders, self._watch)
         if name not in _NEUTRAL_CONTEXT:
             self._watch.dependent = True
         return getattr(self._context, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _WatchedContext.__slots__:
+        if name in WatchedContext.__slots__:
             object.__setattr__(self, name, value)
         else:
             self._watch.dependent = True
@@ -157,17 +157,31 @@ def _variables_key(variables: Any) -> str | None:
         return None
 
 
+def group_key(base: Any) -> tuple | None:
+    """The key of the group a subscription's executions share (its operation and
+    variables, the same for each event); None when they are its own."""
+    if getattr(base, _OWN, False):
+        return None
+    key = getattr(base, _KEY, None)
+    if key is None:
+        variables = _variables_key(base.variable_values)
+        key = (id(base.operation), variables) if variables is not None else False
+        setattr(base, _KEY, key)
+    return key or None
+
+
+def mark_own(base: Any) -> None:
+    """Its executions proved viewer-dependent: the same document will be again."""
+    setattr(base, _OWN, True)
+
+
 def attach(executor: Any, base: Any) -> None:
     """Called for each per-event executor (`base`: the subscription's own executor)."""
     results = getattr(executor.root_value, _RESULTS, None)
-    if results is None or getattr(base, _OWN, False):
+    if results is None:
         return
-    key = getattr(base, _KEY, None)
-    if key is None:  # the subscription's operation and variables: the same for each event
-        variables = _variables_key(executor.variable_values)
-        key = (id(executor.operation), variables) if variables is not None else False
-        setattr(base, _KEY, key)
-    if key is False:
+    key = group_key(base)
+    if key is None:
         return
     original = executor.execute_operation
 
@@ -182,7 +196,7 @@ def attach(executor: Any, base: Any) -> None:
             stats["reused"] += 1
             return group.result
         if group.done.result() == "dependent":
-            setattr(base, _OWN, True)  # the same document will depend on the viewer again
+            mark_own(base)
         stats["own"] += 1
         return await _await(executor, original(serially))
 
@@ -194,14 +208,14 @@ async def _await(executor: Any, result: Any) -> Any:
 
 
 async def _execute_for_group(executor: Any, original: Any, serially: bool | None, group: _Group, base: Any):
-    watch = _Watch()
-    executor.context_value = _WatchedContext(executor.context_value, watch)
+    watch = Watch()
+    executor.context_value = WatchedContext(executor.context_value, watch)
     outcome = "failed"
     try:
         result = await _await(executor, original(serially))
         if watch.dependent:
             outcome = "dependent"
-            setattr(base, _OWN, True)
+            mark_own(base)
             stats["own"] += 1
         elif result.errors:
             stats["own"] += 1

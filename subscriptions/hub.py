@@ -181,9 +181,31 @@ class LocalSubscription:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self.leave()
+
+    def enter_now(self) -> LocalSubscription:
+        """Registration at once, without waiting: for a topic this process already listens
+        to (another local subscription of it is live), so that no event falls between a
+        subscription that leaves and this one."""
+        if self._used:
+            raise RuntimeError("a LocalSubscription can be entered once")
+        self._used = True
+        state = self._hub._attach(self)
+        if not state.ready.done() or state.ready.result() is not None:
+            self._hub._detach(self)
+            raise BackendLost("the topic is not live in this process")
+        return self
+
+    def leave(self) -> None:
+        """Out of the fan-out at once (idempotent)."""
         self._hub._detach(self)
         self._items.clear()
         self._wake()
+
+    @property
+    def pending(self) -> int:
+        """Events buffered and not yet read."""
+        return len(self._items)
 
     async def get(self) -> dict:
         while True:
@@ -273,6 +295,9 @@ class Hub:
         # own connections may have stayed up, missed those events and are told once the
         # backend is back (`_announce_gaps`).
         self._gaps: set[str] = set()
+        # Each payload the pumps fan out is stamped with the next number ("_seq"): a
+        # subscriber that changes hands (subscriptions/direct.py) knows what it has seen.
+        self.seq = 0
 
     @property
     def healthy(self) -> bool:
@@ -418,6 +443,9 @@ class Hub:
                     except ValueError:
                         log.warning("dropping a non-JSON message on %s", topic)
                         continue
+                    if isinstance(payload, dict):
+                        self.seq += 1
+                        payload["_seq"] = self.seq
                     if isinstance(payload, dict) and payload.get(_GAP):
                         for sub in list(state.subscribers):
                             sub._end(BackendLost, f"a process failed to publish to {topic!r}: events may be missing")

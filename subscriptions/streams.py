@@ -18,6 +18,7 @@ from schema import notifications as notification_types, types
 from schema.ids import parse_message_cursor, pk_of
 
 from .events import ConversationChanged, MessageAdded, MessageUpdated, NotificationReceived, company_topic, decode
+from . import direct
 from .fanout import shared_root
 from .hub import BackendLost, Overflowed
 from .message_order import company_messages
@@ -63,15 +64,20 @@ def _subscribe(viewer: models.User, event_type, accept):
     return current_hub().subscribe(company_topic(viewer.company_id), accept=wanted)
 
 
-async def _live(info: Info, sub) -> AsyncGenerator:
+async def _live(info: Info, sub, roots, hand_over: bool = True) -> AsyncGenerator:
+    """The subscription's live events as the roots `roots(payload, event)` turns them
+    into; handed over to direct delivery (direct.py) as soon as nothing is buffered."""
     topic = sub.topic
     try:
         while True:
+            if hand_over and not sub.pending:
+                await direct.hand_over(sub, roots, info.context.settings.subscription_buffer)
             payload = await sub.get()
             # Checked again: what was wanted when it was buffered may have changed since
             # (a replay moved past it).
             if sub.wants(payload):
-                yield payload, _decoded(payload)
+                for root in await roots(payload, _decoded(payload)):
+                    yield root
     except Overflowed:
         log.info("subscriber of %s overflowed its buffer; closing with %s", topic, TRY_AGAIN_LATER)
         websocket = info.context.request
@@ -120,33 +126,45 @@ async def message_added(info: Info, conversation_id: Optional[strawberry.ID] = N
 @_ends_if_backend_unavailable
 async def _message_stream(info: Info, viewer: models.User, conversation_pk: int | None,
                           after_pk: int | None) -> AsyncGenerator[types.Message, None]:
-    messages = company_messages(viewer.company_id)
-    last = after_pk or 0
-
-    def accept(event: MessageAdded) -> bool:
-        return event.message_id > last and conversation_pk in (None, event.conversation_id)
-
-    async with _subscribe(viewer, MessageAdded, accept) as sub:
+    added = _AddedMessages(viewer, conversation_pk, after_pk or 0)
+    async with _subscribe(viewer, MessageAdded, added.accept) as sub:
         # Subscribed first, then the horizon: every message of the company up to it is
         # stored, and every later one reaches this subscription as an event.
         horizon = await committed_horizon(viewer.company_id)
         if after_pk is not None:
             while True:
-                rows = await sections.replay_messages(viewer, last, conversation_pk, REPLAY_BATCH)
+                rows = await sections.replay_messages(viewer, added.last, conversation_pk, REPLAY_BATCH)
                 for row in rows:
                     yield types.Message.of(row)
-                    last = row.id
+                    added.last = row.id
                 if len(rows) < REPLAY_BATCH:
                     break
         # Ids commit in order: a replay saw every message below the last one it read.
-        last = max(last, horizon)
+        added.last = max(added.last, horizon)
+        async for root in _live(info, sub, added.roots):
+            yield root
 
-        # An event is a signal that every message up to its id is stored: yield those
-        # after `last`, in id order (subscriptions/message_order.py).
-        async for payload, event in _live(info, sub):
-            for row in await messages.added(viewer, conversation_pk, last, event):
-                yield _shared_message(payload, row)
-            last = event.message_id
+
+class _AddedMessages:
+    """A messageAdded subscription's live state. An event is a signal that every message
+    up to its id is stored: it turns into those after `last` that the viewer may see, in
+    id order (subscriptions/message_order.py)."""
+
+    __slots__ = ("viewer", "conversation_pk", "last", "_messages")
+
+    def __init__(self, viewer: models.User, conversation_pk: int | None, last: int) -> None:
+        self.viewer = viewer
+        self.conversation_pk = conversation_pk
+        self.last = last
+        self._messages = company_messages(viewer.company_id)
+
+    def accept(self, event: MessageAdded) -> bool:
+        return event.message_id > self.last and self.conversation_pk in (None, event.conversation_id)
+
+    async def roots(self, payload: dict, event: MessageAdded) -> list[types.Message]:
+        rows = await self._messages.added(self.viewer, self.conversation_pk, self.last, event)
+        self.last = event.message_id
+        return [_shared_message(payload, row) for row in rows]
 
 
 async def message_updated(info: Info, conversation_id: Optional[strawberry.ID] = None
@@ -162,11 +180,13 @@ async def _message_update_stream(info: Info, viewer: models.User, conversation_p
     def accept(event: MessageUpdated) -> bool:
         return conversation_pk in (None, event.conversation_id)
 
+    async def roots(payload: dict, event: MessageUpdated) -> list[types.Message]:
+        row = await _shared_row(payload, models.Message, event.message_id)
+        return [] if row is None else [_shared_message(payload, row)]
+
     async with _subscribe(viewer, MessageUpdated, accept) as sub:
-        async for payload, event in _live(info, sub):
-            row = await _shared_row(payload, models.Message, event.message_id)
-            if row is not None:
-                yield _shared_message(payload, row)
+        async for root in _live(info, sub, roots):
+            yield root
 
 
 async def conversation_changed(info: Info, conversation_id: Optional[strawberry.ID] = None
@@ -182,9 +202,12 @@ async def _conversation_stream(info: Info, viewer: models.User, conversation_pk:
     def accept(event: ConversationChanged) -> bool:
         return conversation_pk in (None, event.conversation_id)
 
+    async def roots(payload: dict, event: ConversationChanged) -> list[types.ConversationEvent]:
+        return [shared_root(payload, ("ConversationEvent",), lambda: types.ConversationEvent.of_broadcast(event))]
+
     async with _subscribe(viewer, ConversationChanged, accept) as sub:
-        async for payload, event in _live(info, sub):
-            yield shared_root(payload, ("ConversationEvent",), lambda: types.ConversationEvent.of_broadcast(event))
+        async for root in _live(info, sub, roots):
+            yield root
 
 
 async def notification_received(info: Info) -> AsyncGenerator[notification_types.Notification, None]:
@@ -195,9 +218,14 @@ async def notification_received(info: Info) -> AsyncGenerator[notification_types
 async def _notification_stream(info: Info, viewer: models.User
                                ) -> AsyncGenerator[notification_types.Notification, None]:
     # NotificationReceived.may_see: the one user it is for, on each of their sockets.
+    async def roots(payload: dict, event: NotificationReceived) -> list[notification_types.Notification]:
+        row = await models.Notification.get_or_none(id=event.notification_id, user_id=viewer.id)
+        if row is None:
+            return []
+        accessible = frozenset(await access.accessible_channel_ids(viewer))
+        return [notification_types.Notification.of(row, accessible)]
+
+    # Read per viewer and rare: not worth direct delivery.
     async with _subscribe(viewer, NotificationReceived, lambda event: True) as sub:
-        async for _, event in _live(info, sub):
-            row = await models.Notification.get_or_none(id=event.notification_id, user_id=viewer.id)
-            if row is not None:
-                accessible = frozenset(await access.accessible_channel_ids(viewer))
-                yield notification_types.Notification.of(row, accessible)
+        async for root in _live(info, sub, roots, hand_over=False):
+            yield root

@@ -358,16 +358,18 @@ async def subscriptions_live(company: Company, count: int = 1) -> None:
     upstream (Redis) subscription confirmed: a subscription starts asynchronously after
     the client's `subscribe` (the protocol has no acknowledgement), and only from then
     on is no event missed. The test server runs in this process, so its hub is this one."""
+    from subscriptions import direct
     from subscriptions.events import company_topic
     from subscriptions.publish import current_hub
 
     topic = company_topic(await company_pk(company))
 
     async def state():
-        return current_hub()._topics.get(topic)
+        hub = current_hub()
+        return hub._topics.get(topic), direct.live_subscriptions(hub, topic)
 
-    await eventually(state, lambda s: s is not None and len(s.subscribers) >= count
-                     and s.ready.done() and s.ready.result() is None, interval=0.01)
+    await eventually(state, lambda s: s[0] is not None and s[1] >= count
+                     and s[0].ready.done() and s[0].ready.result() is None, interval=0.01)
 
 
 _direct_event_ids = itertools.count(10**12)

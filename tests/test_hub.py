@@ -69,8 +69,16 @@ async def redis_client():
     await client.aclose()
 
 
-async def get(sub) -> dict:
+async def get_shared(sub) -> dict:
+    """The next payload as the hub hands it out (with its stamp)."""
     return await asyncio.wait_for(sub.get(), DEADLINE)
+
+
+async def get(sub) -> dict:
+    """The next payload as published, without the hub's own stamp."""
+    payload = dict(await get_shared(sub))
+    assert isinstance(payload.pop("_seq"), int)
+    return payload
 
 
 async def eventually(predicate, what: str) -> None:
@@ -106,8 +114,8 @@ async def test_a_published_payload_reaches_every_local_subscriber_of_its_topic_o
         assert await hub.publish(topic, {"n": 1}) is True
         assert await hub.publish(other, {"marker": True}) is True
 
-        got_first, got_second = await get(first), await get(second)
-        assert got_first == {"n": 1}
+        got_first, got_second = await get_shared(first), await get_shared(second)
+        assert got_first == {"n": 1, "_seq": got_first["_seq"]}
         # Decoded once per process: every local subscriber gets the same object.
         assert got_first is got_second
         assert await get(elsewhere) == {"marker": True}

@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from inbox import sections
 from schema.ids import parse_global_id
-from subscriptions import streams
+from subscriptions import direct, streams
 from subscriptions.events import company_topic
 from subscriptions.publish import current_hub
 
@@ -76,10 +76,9 @@ async def messages_until(sub: Subscriber, last_id: str) -> list[dict]:
 
 
 def topic_subscribers(company_id: int) -> int:
-    """Local subscriptions of the company's topic in the hub (the test server runs in
-    this process, so its hub is this one)."""
-    state = current_hub()._topics.get(company_topic(company_id))
-    return 0 if state is None else len(state.subscribers)
+    """Local subscriptions of the company's topic (the test server runs in this process,
+    so its hub is this one), handed over to direct delivery or not."""
+    return direct.live_subscriptions(current_hub(), company_topic(company_id))
 
 
 async def set_access(company, user: str, shared: bool = True) -> None:

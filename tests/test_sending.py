@@ -21,10 +21,8 @@ import models
 from channels.outbound import Providers
 from inbox import sending
 from schema.ids import global_id, pk_of
-from subscriptions.events import company_topic
-from subscriptions.publish import current_hub
 
-from conftest import DEADLINE, Client, Company, free_port, unique
+from conftest import DEADLINE, Client, Company, free_port, subscriptions_live, unique
 from fakes import HANG
 
 SEND = """
@@ -121,22 +119,6 @@ async def report(partner: Partner, external_id: str, status: str, reason: str | 
 
 async def conversation_messages(client: Client, conversation_id: str) -> dict:
     return (await client.data(MESSAGES, {"c": conversation_id}))["conversation"]
-
-
-async def subscriptions_live(company: Company, count: int) -> None:
-    """Waits until `count` subscriptions of the company are listening (the test server
-    runs in this process, so its hub is this one)."""
-    company_pk = (await models.Channel.get(id=pk_of(company.channel_id, "Channel"))).company_id
-    loop = asyncio.get_running_loop()
-    end = loop.time() + DEADLINE
-    while True:
-        state = current_hub()._topics.get(company_topic(company_pk))
-        if (state is not None and len(state.subscribers) >= count
-                and state.ready.done() and state.ready.result() is None):
-            return
-        if loop.time() > end:
-            raise AssertionError("subscriptions did not go live")
-        await asyncio.sleep(0.01)
 
 
 async def updates_until(sub, status: str) -> list[dict]:

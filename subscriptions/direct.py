@@ -1,0 +1,285 @@
+"""Live delivery without a task per subscriber (issue 7).
+
+A websocket subscription starts as strawberry runs it: its generator (streams.py)
+replays what the client asked for and yields the events buffered meanwhile. Once it has
+nothing buffered it hands over: it becomes a `Sink` of its topic's `Engine` and waits.
+The engine is one reader of the topic per process. For each event it asks every sink
+whether its viewer wants the event and which roots (messages, conversation events) it
+turns into, executes each document once per root for all the sinks that share it
+(fanout.py's rule: same operation and variables, and an execution that read nothing of
+the viewer), encodes the result once, and writes every sink's frame, its operation id
+spliced in, in one loop. So a delivery costs a filter, a string concatenation and a
+socket write, rather than a task wake-up, a graphql execution and strawberry's result
+hooks per subscriber.
+
+Ordering and completeness are the generator's: the engine is registered with the hub
+before the generator's own subscription leaves (no gap), a sink skips the events stamped
+at or before its hand-over (no duplicate), and the engine delivers events one at a time
+(in order). A socket that cannot take more (its transport paused) gets a backlog of its
+own, drained by a task; more than `buffer` frames behind, its subscription ends with
+1013 as a slow generator would. Losing the backend ends every sink: the clients resume
+with `after`."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from typing import Any, Awaitable, Callable
+
+from graphql import ExecutionResult
+from graphql.execution.executor import Executor
+
+from schema.errors import with_contract_code
+
+from . import fanout
+from .executor_patch import OPERATION, per_event_executor
+from .events import ConversationChanged, MessageAdded, MessageUpdated, decode
+from .hub import BackendLost, Hub, LocalSubscription, Overflowed, SubscriptionEnded
+
+log = logging.getLogger(__name__)
+
+# The event types the engine delivers (notifications stay with their generators).
+_TYPES = frozenset({MessageAdded.type, MessageUpdated.type, ConversationChanged.type})
+_JSON = json.JSONEncoder(separators=(",", ":")).encode
+# A group's execution read the viewer: each of its sinks executes its own.
+_DEPENDENT = object()
+
+# The scope key under which the outermost ASGI layer keeps the server's own `send`.
+RAW_SEND = "inbox.raw_send"
+
+Roots = Callable[[dict, Any], Awaitable[list]]
+
+
+class Operation:
+    """One websocket operation as the engine writes to it."""
+
+    __slots__ = ("alive", "prefix", "executor", "_send", "_writable")
+
+    def __init__(self, websocket: Any, op_id: str, kind: str, alive: Callable[[], bool]) -> None:
+        self.alive = alive
+        op = _JSON(op_id)
+        self.prefix = (f'{{"id":{op},"type":"next","payload":' if kind == "next"
+                       else f'{{"type":"data","id":{op},"payload":')
+        self.executor: Executor | None = None
+        websocket = getattr(websocket, "ws", websocket)  # strawberry's adapter: starlette's socket
+        # The server's own send, past starlette's wrappers; with uvicorn, its flow control.
+        send = websocket.scope.get(RAW_SEND)
+        writable = getattr(getattr(send, "__self__", None), "writable", None)
+        if send is None or not isinstance(writable, asyncio.Event):
+            send, writable = websocket.send, None
+        self._send = send
+        self._writable = writable
+
+    def writable(self) -> bool:
+        return self._writable is None or self._writable.is_set()
+
+    def send(self, frame: str) -> Awaitable[None]:
+        return self._send({"type": "websocket.send", "text": frame})
+
+
+def begin(operation: Operation) -> None:
+    """Called by the websocket handler in the task of each of its operations."""
+    OPERATION.set(operation)
+
+
+class Sink:
+    """A subscription the engine delivers to."""
+
+    __slots__ = ("operation", "wants", "roots", "after", "ended", "gone", "backlog", "_buffer", "_drainer")
+
+    def __init__(self, operation: Operation, wants: Callable[[dict], bool], roots: Roots, after: int,
+                 buffer: int) -> None:
+        self.operation = operation
+        self.wants = wants
+        self.roots = roots
+        self.after = after  # the hub's stamp of the last event its generator saw
+        # Set with the exception its generator raises: Overflowed or BackendLost.
+        self.ended: asyncio.Future[type[SubscriptionEnded]] = asyncio.get_running_loop().create_future()
+        # Its socket failed: the connection's clean-up ends the generator; nothing more to write.
+        self.gone = False
+        self.backlog: deque[str] | None = None
+        self._buffer = buffer
+        self._drainer: asyncio.Task[None] | None = None
+
+    def end(self, kind: type[SubscriptionEnded]) -> None:
+        if not self.ended.done():
+            self.ended.set_result(kind)
+        self.backlog = None
+
+    async def write(self, frame: str) -> None:
+        operation = self.operation
+        if self.gone or self.ended.done() or not operation.alive():
+            return
+        if self.backlog is not None:
+            if len(self.backlog) >= self._buffer:
+                log.info("a subscriber's socket fell %s frames behind; ending it", self._buffer)
+                self.end(Overflowed)
+            else:
+                self.backlog.append(frame)
+            return
+        if operation.writable():
+            try:
+                await operation.send(frame)
+            except Exception:
+                self.gone = True
+            return
+        self.backlog = deque((frame,))
+        self._drainer = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.backlog:
+                frame = self.backlog[0]
+                if not self.operation.alive():
+                    break
+                await self.operation.send(frame)
+                if self.backlog:
+                    self.backlog.popleft()
+        except Exception:
+            self.gone = True
+        self.backlog = None
+
+
+class Engine:
+    """The process's direct deliveries of one topic."""
+
+    def __init__(self, hub: Hub, topic: str) -> None:
+        self.hub = hub
+        self.topic = topic
+        self.sinks: dict[Sink, None] = {}
+        # Registered now: whatever the hub fans out from here on reaches the engine.
+        self._sub: LocalSubscription = hub.subscribe(topic, accept=self._wanted).enter_now()
+        self._task = asyncio.create_task(self._run(), name=f"direct:{topic}")
+
+    def _wanted(self, payload: dict) -> bool:
+        """Buffered for the engine only when a sink may want it: its buffer then bounds
+        what its subscribers would receive, as each subscriber's own would."""
+        return payload.get("type") in _TYPES and any(sink.wants(payload) for sink in self.sinks)
+
+    def add(self, sink: Sink) -> None:
+        self.sinks[sink] = None
+
+    def remove(self, sink: Sink) -> None:
+        self.sinks.pop(sink, None)
+        if not self.sinks:
+            self.close()
+
+    def close(self) -> None:
+        if _engines.get((id(self.hub), self.topic)) is self:
+            del _engines[(id(self.hub), self.topic)]
+        self._sub.leave()
+        if asyncio.current_task() is not self._task:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        kind: type[SubscriptionEnded] = BackendLost
+        try:
+            while True:
+                await self.deliver(await self._sub.get())
+        except Overflowed:
+            log.info("direct delivery of %s fell behind; ending its subscribers", self.topic)
+            kind = Overflowed
+        except SubscriptionEnded:
+            log.info("broadcast backend lost; ending the direct subscribers of %s", self.topic)
+        except Exception:
+            log.exception("direct delivery of %s failed; ending its subscribers", self.topic)
+        finally:
+            self.close()
+        for sink in list(self.sinks):
+            sink.end(kind)
+
+    async def deliver(self, payload: dict) -> None:
+        event = payload.get("_event")
+        if event is None:
+            event = payload["_event"] = decode(payload)
+        seq = payload.get("_seq", 0)
+        bodies: dict[tuple, Any] = {}
+        for sink in list(self.sinks):
+            if seq <= sink.after or sink.gone or sink.ended.done() or not sink.wants(payload):
+                continue
+            try:
+                for root in await sink.roots(payload, event):
+                    await sink.write(sink.operation.prefix + await _body(sink, root, bodies) + "}")
+            except Exception:
+                log.exception("delivering an event of %s failed; ending one subscription", self.topic)
+                sink.end(BackendLost)
+
+
+_engines: dict[tuple[int, str], Engine] = {}
+
+
+async def hand_over(sub: LocalSubscription, roots: Roots, buffer: int) -> bool:
+    """Turns the calling subscription generator into a sink of its topic's engine and
+    waits until it ends: raises Overflowed or BackendLost like the hub's `get`. False
+    at once when it cannot hand over (not a websocket operation of ours, events still
+    buffered): the generator goes on reading its own subscription."""
+    operation = OPERATION.get()
+    if operation is None or operation.executor is None or sub.pending:
+        return False
+    hub = sub._hub
+    engine = _engines.get((id(hub), sub.topic))
+    if engine is None:
+        engine = _engines[(id(hub), sub.topic)] = Engine(hub, sub.topic)
+    sink = Sink(operation, sub.wants, roots, hub.seq, buffer)
+    engine.add(sink)
+    sub.leave()
+    try:
+        kind = await sink.ended
+    finally:
+        sink.end(BackendLost)
+        engine.remove(sink)
+    raise kind(f"direct delivery of {sub.topic!r} ended")
+
+
+async def _body(sink: Sink, root: Any, bodies: dict[tuple, Any]) -> str:
+    """The JSON of the sink's result for one root: executed once per group."""
+    base = sink.operation.executor
+    key = fanout.group_key(base)
+    if key is not None:
+        group = (key, id(root))
+        body = bodies.get(group)
+        if type(body) is str:
+            fanout.stats["reused"] += 1
+            return body
+        if body is None:
+            watch = fanout.Watch()
+            result = await _execute(base, root, watch)
+            if watch.dependent:
+                bodies[group] = _DEPENDENT
+                fanout.mark_own(base)
+            elif not result.errors:
+                bodies[group] = body = _encode(result)
+                fanout.stats["shared"] += 1
+                return body
+            fanout.stats["own"] += 1
+            return _encode(result)
+        fanout.mark_own(base)
+    fanout.stats["own"] += 1
+    return _encode(await _execute(base, root, None))
+
+
+async def _execute(base: Executor, root: Any, watch: fanout.Watch | None) -> ExecutionResult:
+    executor = per_event_executor(base, root)
+    if watch is not None:
+        executor.context_value = fanout.WatchedContext(executor.context_value, watch)
+    result = executor.execute_operation(False)
+    return await result if executor.is_awaitable(result) else result
+
+
+def _encode(result: ExecutionResult) -> str:
+    payload: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        payload["errors"] = [with_contract_code(error).formatted for error in result.errors]
+    if result.extensions:
+        payload["extensions"] = result.extensions
+    return _JSON(payload)
+
+
+def live_subscriptions(hub: Hub, topic: str) -> int:
+    """Subscriptions of a topic live in this process, whoever delivers to them: the hub's
+    readers, with the engine's sinks in place of its one reader."""
+    state = hub._topics.get(topic)
+    readers = 0 if state is None else len(state.subscribers)
+    engine = _engines.get((id(hub), topic))
+    return readers if engine is None else readers - 1 + len(engine.sinks)
