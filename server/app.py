@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 
@@ -28,7 +29,8 @@ from schema.context import Context
 from schema.errors import INTERNAL_MESSAGE
 from subscriptions import direct
 from subscriptions.fanout import next_frame
-from subscriptions.hub import Hub
+from subscriptions.hub import Hub, Overflowed, SubscriptionEnded
+from subscriptions.streams import TRY_AGAIN_LATER
 from subscriptions.publish import current_hub, use_hub
 
 from .config import Settings
@@ -61,11 +63,43 @@ def internal_error() -> JSONResponse:
 
 
 class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
+    """Live events reach its subscriptions through direct delivery, which owns a
+    subscription once it has replayed (subscriptions/direct.py): its task then ends and
+    the operation stays registered until the client completes it or leaves."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.direct: dict[str, direct.Operation] = {}
+
     async def run_operation(self, operation) -> None:
-        # Live events reach the operation's subscription through direct delivery.
-        direct.begin(direct.Operation(self.websocket, operation.id, "next",
-                                      lambda: self.operations.get(operation.id) is operation))
-        await super().run_operation(operation)
+        handle = self.direct[operation.id] = direct.Operation(
+            self.websocket, operation.id, "next", lambda: self.operations.get(operation.id) is operation,
+            finish=functools.partial(self._finish, operation))
+        direct.begin(handle)
+        try:
+            await super().run_operation(operation)
+        except direct.Detached:
+            pass
+
+    async def _finish(self, operation, kind: type[SubscriptionEnded]) -> None:
+        if kind is Overflowed:
+            log.info("a subscriber overflowed its buffer; closing with %s", TRY_AGAIN_LATER)
+            await self.websocket.close(code=TRY_AGAIN_LATER, reason="")
+        else:  # it may have missed events: the client resumes with `after`
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+
+    def forget_id(self, id: str) -> None:
+        self._forget_direct(id)
+        super().forget_id(id)
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        self._forget_direct(operation_id)
+        await super().cleanup_operation(operation_id)
+
+    def _forget_direct(self, operation_id: str) -> None:
+        handle = self.direct.pop(operation_id, None)
+        if handle is not None:
+            handle.forget()
 
 
 class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):

@@ -29,6 +29,7 @@ from typing import Any, Awaitable, Callable
 
 from graphql import ExecutionResult
 from graphql.execution.executor import Executor
+from websockets.protocol import Protocol as WebSocketProtocol, State
 
 from schema.errors import with_contract_code
 
@@ -51,16 +52,27 @@ RAW_SEND = "inbox.raw_send"
 Roots = Callable[[dict, Any], Awaitable[list]]
 
 
+class Detached(BaseException):
+    """Raised through a subscription's generator once the engine owns its operation:
+    strawberry's operation task ends there, with no `complete`, and frees its stack; the
+    operation stays registered with its connection (server/app.py). A BaseException, so
+    that no layer in between mistakes it for an error of the subscription."""
+
+
 class Operation:
-    """One websocket operation as the engine writes to it."""
+    """One websocket operation as the engine writes to it. `finish`, when given, lets the
+    engine own it: it is awaited with Overflowed or BackendLost when the sink ends."""
 
-    __slots__ = ("alive", "prefix", "executor", "_send", "_writable")
+    __slots__ = ("alive", "prefix", "executor", "finish", "sink", "_send", "_writable", "_server")
 
-    def __init__(self, websocket: Any, op_id: str, kind: str, alive: Callable[[], bool]) -> None:
+    def __init__(self, websocket: Any, op_id: str, kind: str, alive: Callable[[], bool],
+                 finish: Callable[[type[SubscriptionEnded]], Awaitable[None]] | None = None) -> None:
         self.alive = alive
+        self.finish = finish
+        self.sink: Sink | None = None
         op = _JSON(op_id)
         self.prefix = (f'{{"id":{op},"type":"next","payload":' if kind == "next"
-                       else f'{{"type":"data","id":{op},"payload":')
+                       else f'{{"type":"data","id":{op},"payload":').encode()
         self.executor: Executor | None = None
         websocket = getattr(websocket, "ws", websocket)  # strawberry's adapter: starlette's socket
         # The server's own send, past starlette's wrappers; with uvicorn, its flow control.
@@ -70,12 +82,47 @@ class Operation:
             send, writable = websocket.send, None
         self._send = send
         self._writable = writable
+        # uvicorn's websockets-based protocol, whose transport takes frames written here.
+        server = getattr(send, "__self__", None)
+        self._server = server if (isinstance(getattr(server, "conn", None), WebSocketProtocol)
+                                  and hasattr(server, "transport") and hasattr(server, "close_sent")) else None
 
     def writable(self) -> bool:
         return self._writable is None or self._writable.is_set()
 
-    def send(self, frame: str) -> Awaitable[None]:
-        return self._send({"type": "websocket.send", "text": frame})
+    def write_now(self, frame: bytes) -> bool:
+        """Writes the text frame straight to the transport when nothing stands in the way
+        (no extension such as compression, the connection open, no fragment pending):
+        uvicorn would build the same bytes (RFC 6455 §5.2, unmasked from a server) with
+        more objects on the way. False: `send` it instead."""
+        server = self._server
+        if server is None:
+            return False
+        conn = server.conn
+        if (conn.extensions or conn.state is not State.OPEN or conn.expect_continuation_frame
+                or server.close_sent or server.transport.is_closing()):
+            return False
+        server.transport.write(text_frame(frame))
+        return True
+
+    def send(self, frame: bytes) -> Awaitable[None]:
+        return self._send({"type": "websocket.send", "text": frame.decode()})
+
+    def forget(self) -> None:
+        """The operation is over (the client completed it or left): no more deliveries."""
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.end(BackendLost)
+
+
+def text_frame(data: bytes) -> bytes:
+    """A final, unmasked text frame (RFC 6455 §5.2) carrying `data` (UTF-8)."""
+    length = len(data)
+    if length < 126:
+        return bytes((0x81, length)) + data
+    if length < 65536:
+        return b"\x81\x7e" + length.to_bytes(2, "big") + data
+    return b"\x81\x7f" + length.to_bytes(8, "big") + data
 
 
 def begin(operation: Operation) -> None:
@@ -86,11 +133,13 @@ def begin(operation: Operation) -> None:
 class Sink:
     """A subscription the engine delivers to."""
 
-    __slots__ = ("operation", "wants", "roots", "after", "ended", "gone", "backlog", "_buffer", "_drainer")
+    __slots__ = ("operation", "engine", "wants", "roots", "after", "ended", "gone", "backlog", "_buffer",
+                 "_drainer")
 
-    def __init__(self, operation: Operation, wants: Callable[[dict], bool], roots: Roots, after: int,
-                 buffer: int) -> None:
+    def __init__(self, operation: Operation, engine: Engine, wants: Callable[[dict], bool], roots: Roots,
+                 after: int, buffer: int) -> None:
         self.operation = operation
+        self.engine = engine
         self.wants = wants
         self.roots = roots
         self.after = after  # the hub's stamp of the last event its generator saw
@@ -98,16 +147,23 @@ class Sink:
         self.ended: asyncio.Future[type[SubscriptionEnded]] = asyncio.get_running_loop().create_future()
         # Its socket failed: the connection's clean-up ends the generator; nothing more to write.
         self.gone = False
-        self.backlog: deque[str] | None = None
+        self.backlog: deque[bytes] | None = None
         self._buffer = buffer
         self._drainer: asyncio.Task[None] | None = None
 
     def end(self, kind: type[SubscriptionEnded]) -> None:
+        """Idempotent; `ended` may be cancelled already (its generator was)."""
+        self.backlog = None
         if not self.ended.done():
             self.ended.set_result(kind)
-        self.backlog = None
+        self.engine.remove(self)
+        operation = self.operation
+        if operation.sink is self:
+            operation.sink = None
+            if operation.finish is not None and operation.alive():
+                _background(operation.finish(kind))
 
-    async def write(self, frame: str) -> None:
+    async def write(self, frame: bytes) -> None:
         operation = self.operation
         if self.gone or self.ended.done() or not operation.alive():
             return
@@ -119,6 +175,8 @@ class Sink:
                 self.backlog.append(frame)
             return
         if operation.writable():
+            if operation.write_now(frame):
+                return
             try:
                 await operation.send(frame)
             except Exception:
@@ -161,8 +219,7 @@ class Engine:
         self.sinks[sink] = None
 
     def remove(self, sink: Sink) -> None:
-        self.sinks.pop(sink, None)
-        if not self.sinks:
+        if self.sinks.pop(sink, 0) is None and not self.sinks:
             self.close()
 
     def close(self) -> None:
@@ -186,8 +243,8 @@ class Engine:
             log.exception("direct delivery of %s failed; ending its subscribers", self.topic)
         finally:
             self.close()
-        for sink in list(self.sinks):
-            sink.end(kind)
+            for sink in list(self.sinks):
+                sink.end(kind)
 
     async def deliver(self, payload: dict) -> None:
         event = payload.get("_event")
@@ -196,11 +253,13 @@ class Engine:
         seq = payload.get("_seq", 0)
         bodies: dict[tuple, Any] = {}
         for sink in list(self.sinks):
-            if seq <= sink.after or sink.gone or sink.ended.done() or not sink.wants(payload):
+            if seq <= sink.after or sink.gone or sink.ended.done():
                 continue
             try:
+                if not sink.wants(payload):
+                    continue
                 for root in await sink.roots(payload, event):
-                    await sink.write(sink.operation.prefix + await _body(sink, root, bodies) + "}")
+                    await sink.write(sink.operation.prefix + await _body(sink, root, bodies) + b"}")
             except Exception:
                 log.exception("delivering an event of %s failed; ending one subscription", self.topic)
                 sink.end(BackendLost)
@@ -210,36 +269,51 @@ _engines: dict[tuple[int, str], Engine] = {}
 
 
 async def hand_over(sub: LocalSubscription, roots: Roots, buffer: int) -> bool:
-    """Turns the calling subscription generator into a sink of its topic's engine and
-    waits until it ends: raises Overflowed or BackendLost like the hub's `get`. False
-    at once when it cannot hand over (not a websocket operation of ours, events still
-    buffered): the generator goes on reading its own subscription."""
+    """Turns the calling subscription generator into a sink of its topic's engine. An
+    operation the engine may own raises Detached; any other waits until its sink ends
+    and raises Overflowed or BackendLost like the hub's `get`. False at once when it
+    cannot hand over (not a websocket operation of ours, events still buffered): the
+    generator goes on reading its own subscription."""
     operation = OPERATION.get()
-    if operation is None or operation.executor is None or sub.pending:
+    if operation is None or operation.executor is None or sub.pending or operation.sink is not None:
         return False
     hub = sub._hub
     engine = _engines.get((id(hub), sub.topic))
     if engine is None:
         engine = _engines[(id(hub), sub.topic)] = Engine(hub, sub.topic)
-    sink = Sink(operation, sub.wants, roots, hub.seq, buffer)
+    sink = operation.sink = Sink(operation, engine, sub.accept or _everything, roots, hub.seq, buffer)
     engine.add(sink)
     sub.leave()
+    if operation.finish is not None:
+        raise Detached()
     try:
         kind = await sink.ended
     finally:
-        sink.end(BackendLost)
-        engine.remove(sink)
+        operation.forget()
     raise kind(f"direct delivery of {sub.topic!r} ended")
 
 
-async def _body(sink: Sink, root: Any, bodies: dict[tuple, Any]) -> str:
+def _everything(payload: dict) -> bool:
+    return True
+
+
+_tasks: set[asyncio.Task] = set()
+
+
+def _background(coroutine: Awaitable[None]) -> None:
+    task = asyncio.ensure_future(coroutine)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+async def _body(sink: Sink, root: Any, bodies: dict[tuple, Any]) -> bytes:
     """The JSON of the sink's result for one root: executed once per group."""
     base = sink.operation.executor
     key = fanout.group_key(base)
     if key is not None:
         group = (key, id(root))
         body = bodies.get(group)
-        if type(body) is str:
+        if type(body) is bytes:
             fanout.stats["reused"] += 1
             return body
         if body is None:
@@ -267,13 +341,13 @@ async def _execute(base: Executor, root: Any, watch: fanout.Watch | None) -> Exe
     return await result if executor.is_awaitable(result) else result
 
 
-def _encode(result: ExecutionResult) -> str:
+def _encode(result: ExecutionResult) -> bytes:
     payload: dict[str, Any] = {"data": result.data}
     if result.errors:
         payload["errors"] = [with_contract_code(error).formatted for error in result.errors]
     if result.extensions:
         payload["extensions"] = result.extensions
-    return _JSON(payload)
+    return _JSON(payload).encode()
 
 
 def live_subscriptions(hub: Hub, topic: str) -> int:

@@ -247,6 +247,10 @@ class LocalSubscription:
         self._wake()
         return True
 
+    @property
+    def accept(self) -> Callable[[dict], bool] | None:
+        return self._accept
+
     def wants(self, payload: dict) -> bool:
         """Whether the subscription's filter (if any) accepts this payload now."""
         return self._accept is None or self._accepts(payload)

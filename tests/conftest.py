@@ -259,8 +259,11 @@ class Subscriber:
         self._ids = itertools.count(1)
 
     @classmethod
-    async def connect(cls, server: RunningServer, token: str | None, protocol: str = "graphql-transport-ws"):
-        socket = await websockets.connect(server.ws_url, subprotocols=[protocol])
+    async def connect(cls, server: RunningServer, token: str | None, protocol: str = "graphql-transport-ws",
+                      compression: str | None = None):
+        """`compression="deflate"`: permessage-deflate, as browsers negotiate it; without
+        it the server writes shared frames straight to the socket (subscriptions/direct.py)."""
+        socket = await websockets.connect(server.ws_url, subprotocols=[protocol], compression=compression)
         await socket.send(json.dumps({"type": "connection_init",
                                       "payload": {"authorization": f"Bearer {token}"} if token else {}}))
         reply = json.loads(await asyncio.wait_for(socket.recv(), DEADLINE))
@@ -300,8 +303,8 @@ class Subscriber:
 async def subscribers(server):
     opened: list[Subscriber] = []
 
-    async def open_one(token, protocol="graphql-transport-ws") -> Subscriber:
-        sub = await Subscriber.connect(server, token, protocol)
+    async def open_one(token, protocol="graphql-transport-ws", compression=None) -> Subscriber:
+        sub = await Subscriber.connect(server, token, protocol, compression)
         opened.append(sub)
         return sub
 

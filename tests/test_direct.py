@@ -1,0 +1,104 @@
+"""Direct delivery (subscriptions/direct.py, issue 7): once a websocket subscription has
+replayed, its topic's engine writes its live events, so a subscription holds no task of
+its own; hand-overs lose and repeat nothing; clients that negotiated compression get the
+same events through the server's own send path; frames written by hand are byte for byte
+those of the websockets library."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from websockets.frames import OP_TEXT, Frame
+
+from subscriptions import direct
+from subscriptions.events import company_topic
+from subscriptions.publish import current_hub
+
+from conftest import company_pk, subscriptions_live
+
+MESSAGE_ADDED = "subscription { messageAdded { id body } }"
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 65535, 65536, 70000])
+def test_frames_written_by_hand_are_those_of_the_websockets_library(length):
+    data = ("é" * length).encode()[:length]
+    assert direct.text_frame(data) == Frame(OP_TEXT, data).serialize(mask=False)
+
+
+async def test_subscriptions_hold_no_task_once_live(company, subscribers):
+    client = await subscribers(company.ann.token)
+    await client.subscribe(MESSAGE_ADDED)
+    await subscriptions_live(company, 1)
+    before = len(asyncio.all_tasks())
+
+    for _ in range(20):
+        await client.subscribe(MESSAGE_ADDED)
+    await subscriptions_live(company, 21)
+    message = await company.inbound("to all 21")
+
+    received = [await client.receive() for _ in range(21)]
+    assert sorted(int(frame["id"]) for frame in received) == list(range(1, 22))
+    assert {frame["payload"]["data"]["messageAdded"]["id"] for frame in received} == {message["id"]}
+    # One engine reads the topic for all of them; none keeps a task.
+    hub, topic = current_hub(), company_topic(await company_pk(company))
+    assert len(hub._topics[topic].subscribers) == 1
+    assert len(asyncio.all_tasks()) <= before + 2
+
+
+async def test_completing_one_subscription_stops_only_its_deliveries(company, subscribers):
+    client = await subscribers(company.ann.token)
+    kept, completed = await client.subscribe(MESSAGE_ADDED), await client.subscribe(MESSAGE_ADDED)
+    await subscriptions_live(company, 2)
+
+    await client.socket.send(json.dumps({"id": completed, "type": "complete"}))
+    await subscriptions_live(company, 1)
+    message = await company.inbound("after complete")
+
+    frame = await client.receive()
+    assert (frame["id"], frame["payload"]["data"]["messageAdded"]["id"]) == (kept, message["id"])
+    assert await client.nothing_within(0.3)
+    # The id is free again: a new subscription with it is live, not a duplicate (4409).
+    await client.socket.send(json.dumps({"id": completed, "type": "subscribe",
+                                         "payload": {"query": MESSAGE_ADDED}}))
+    await subscriptions_live(company, 2)
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+async def test_compressed_and_plain_sockets_receive_the_same_events(company, subscribers, protocol):
+    clients = [await subscribers(company.ann.token, protocol, compression) for compression in (None, "deflate")]
+    for client in clients:
+        if protocol == "graphql-ws":
+            await client.socket.send(json.dumps({"id": "op", "type": "start", "payload": {"query": MESSAGE_ADDED}}))
+        else:
+            await client.subscribe(MESSAGE_ADDED)
+    await subscriptions_live(company, 2)
+
+    message = await company.inbound("the same for both")
+
+    frames = [await client.receive() for client in clients]
+    assert frames[0] == frames[1]
+    assert frames[0]["type"] == ("data" if protocol == "graphql-ws" else "next")
+    assert frames[0]["payload"] == {"data": {"messageAdded": {"id": message["id"], "body": "the same for both"}}}
+
+
+async def test_messages_arriving_while_subscriptions_hand_over_arrive_once_in_order(company, subscribers):
+    first = await company.inbound("before")
+    clients = [await subscribers(company.ann.token) for _ in range(5)]
+
+    async def write(count: int) -> list[str]:
+        return [(await company.inbound(f"during {n}"))["id"] for n in range(count)]
+
+    async def subscribe_all() -> None:
+        for client in clients:
+            # `after` makes each replay first, then hand over, while messages keep coming.
+            await client.subscribe("subscription($a: String) { messageAdded(after: $a) { id cursor } }",
+                                   {"a": first["cursor"]})
+            await asyncio.sleep(0)
+
+    written, _ = await asyncio.gather(write(30), subscribe_all())
+    for client in clients:
+        received = [(await client.next_data())["messageAdded"]["id"] for _ in written]
+        # Everything after `before`, each exactly once, in order, whenever it subscribed.
+        assert received == written
+        assert await client.nothing_within(0.2)
