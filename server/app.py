@@ -73,8 +73,7 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
 
     async def run_operation(self, operation) -> None:
         handle = self.direct[operation.id] = direct.Operation(
-            self.websocket, operation.id, "next", lambda: self.operations.get(operation.id) is operation,
-            finish=functools.partial(self._finish, operation))
+            self.websocket, operation.id, "next", finish=functools.partial(self._finish, operation))
         direct.begin(handle)
         try:
             await super().run_operation(operation)
@@ -106,11 +105,26 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):
     """The legacy graphql-ws protocol closes a refused connection with 4403 too
     (SPEC §1), where strawberry would close it with 1011."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.direct: dict[str, direct.Operation] = {}
+
     async def handle_async_results(self, operation_id: str, *args) -> None:
-        task = asyncio.current_task()
-        direct.begin(direct.Operation(self.websocket, operation_id, "data",
-                                      lambda: self.tasks.get(operation_id) is task))
-        await super().handle_async_results(operation_id, *args)
+        # Live events reach the subscription through direct delivery; its generator waits.
+        handle = self.direct[operation_id] = direct.Operation(self.websocket, operation_id, "data")
+        direct.begin(handle)
+        try:
+            await super().handle_async_results(operation_id, *args)
+        finally:
+            if self.direct.get(operation_id) is handle:
+                del self.direct[operation_id]
+            handle.forget()
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        handle = self.direct.pop(operation_id, None)
+        if handle is not None:
+            handle.forget()
+        await super().cleanup_operation(operation_id)
 
     async def handle_connection_init(self, message) -> None:
         payload = message.get("payload")

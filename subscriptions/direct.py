@@ -60,14 +60,15 @@ class Detached(BaseException):
 
 
 class Operation:
-    """One websocket operation as the engine writes to it. `finish`, when given, lets the
-    engine own it: it is awaited with Overflowed or BackendLost when the sink ends."""
+    """One websocket operation as the engine writes to it. Its connection's handler calls
+    `forget` the moment the operation is over (completed, stopped, the client gone).
+    `finish`, when given, lets the engine own it: it is awaited with Overflowed or
+    BackendLost when the sink ends."""
 
-    __slots__ = ("alive", "prefix", "executor", "finish", "sink", "_send", "_writable", "_server")
+    __slots__ = ("prefix", "executor", "finish", "sink", "_send", "_writable", "_server")
 
-    def __init__(self, websocket: Any, op_id: str, kind: str, alive: Callable[[], bool],
+    def __init__(self, websocket: Any, op_id: str, kind: str,
                  finish: Callable[[type[SubscriptionEnded]], Awaitable[None]] | None = None) -> None:
-        self.alive = alive
         self.finish = finish
         self.sink: Sink | None = None
         op = _JSON(op_id)
@@ -160,12 +161,12 @@ class Sink:
         operation = self.operation
         if operation.sink is self:
             operation.sink = None
-            if operation.finish is not None and operation.alive():
+            if operation.finish is not None:
                 _background(operation.finish(kind))
 
     async def write(self, frame: bytes) -> None:
         operation = self.operation
-        if self.gone or self.ended.done() or not operation.alive():
+        if self.gone or self.ended.done() or operation.sink is not self:
             return
         if self.backlog is not None:
             if len(self.backlog) >= self._buffer:
@@ -189,7 +190,7 @@ class Sink:
         try:
             while self.backlog:
                 frame = self.backlog[0]
-                if not self.operation.alive():
+                if self.operation.sink is not self:
                     break
                 await self.operation.send(frame)
                 if self.backlog:
