@@ -134,8 +134,8 @@ def begin(operation: Operation) -> None:
 class Sink:
     """A subscription the engine delivers to."""
 
-    __slots__ = ("operation", "engine", "wants", "roots", "after", "ended", "gone", "backlog", "_buffer",
-                 "_drainer")
+    __slots__ = ("operation", "engine", "wants", "roots", "after", "key", "template", "context", "ended", "gone",
+                 "backlog", "_buffer", "_drainer")
 
     def __init__(self, operation: Operation, engine: Engine, wants: Callable[[dict], bool], roots: Roots,
                  after: int, buffer: int) -> None:
@@ -144,6 +144,11 @@ class Sink:
         self.wants = wants
         self.roots = roots
         self.after = after  # the hub's stamp of the last event its generator saw
+        # Its executions: the group it shares them with (None: its own), an executor of
+        # the group's operation and variables to copy for each event, and its own context.
+        self.key: tuple | None = None
+        self.template: Executor | None = None
+        self.context: Any = None
         # Set with the exception its generator raises: Overflowed or BackendLost.
         self.ended: asyncio.Future[type[SubscriptionEnded]] = asyncio.get_running_loop().create_future()
         # Its socket failed: the connection's clean-up ends the generator; nothing more to write.
@@ -207,6 +212,9 @@ class Engine:
         self.hub = hub
         self.topic = topic
         self.sinks: dict[Sink, None] = {}
+        # One subscription executor per group, with the number of sinks using it: every
+        # other sink's own executor is freed once it has handed over.
+        self._templates: dict[tuple, list] = {}
         # Registered now: whatever the hub fans out from here on reaches the engine.
         self._sub: LocalSubscription = hub.subscribe(topic, accept=self._wanted).enter_now()
         self._task = asyncio.create_task(self._run(), name=f"direct:{topic}")
@@ -216,11 +224,28 @@ class Engine:
         what its subscribers would receive, as each subscriber's own would."""
         return payload.get("type") in _TYPES and any(sink.wants(payload) for sink in self.sinks)
 
-    def add(self, sink: Sink) -> None:
+    def add(self, sink: Sink, executor: Executor) -> None:
+        sink.key = fanout.group_key(executor)
+        sink.context = executor.context_value
+        if sink.key is None:
+            sink.template = executor
+        else:
+            template = self._templates.get(sink.key)
+            if template is None:
+                template = self._templates[sink.key] = [executor, 0]
+            template[1] += 1
+            sink.template = template[0]
         self.sinks[sink] = None
 
     def remove(self, sink: Sink) -> None:
-        if self.sinks.pop(sink, 0) is None and not self.sinks:
+        if self.sinks.pop(sink, 0) is not None:
+            return
+        if sink.key is not None:
+            template = self._templates[sink.key]
+            template[1] -= 1
+            if not template[1]:
+                del self._templates[sink.key]
+        if not self.sinks:
             self.close()
 
     def close(self) -> None:
@@ -276,14 +301,15 @@ async def hand_over(sub: LocalSubscription, roots: Roots, buffer: int) -> bool:
     cannot hand over (not a websocket operation of ours, events still buffered): the
     generator goes on reading its own subscription."""
     operation = OPERATION.get()
-    if operation is None or operation.executor is None or sub.pending or operation.sink is not None:
+    if operation is None or operation.executor is None or sub.pending:
         return False
     hub = sub._hub
     engine = _engines.get((id(hub), sub.topic))
     if engine is None:
         engine = _engines[(id(hub), sub.topic)] = Engine(hub, sub.topic)
     sink = operation.sink = Sink(operation, engine, sub.accept or _everything, roots, hub.seq, buffer)
-    engine.add(sink)
+    engine.add(sink, operation.executor)
+    operation.executor = None
     sub.leave()
     if operation.finish is not None:
         raise Detached()
@@ -309,9 +335,8 @@ def _background(coroutine: Awaitable[None]) -> None:
 
 async def _body(sink: Sink, root: Any, bodies: dict[tuple, Any]) -> bytes:
     """The JSON of the sink's result for one root: executed once per group."""
-    base = sink.operation.executor
-    key = fanout.group_key(base)
-    if key is not None:
+    template, key = sink.template, sink.key
+    if key is not None and not fanout.is_own(template):
         group = (key, id(root))
         body = bodies.get(group)
         if type(body) is bytes:
@@ -319,25 +344,24 @@ async def _body(sink: Sink, root: Any, bodies: dict[tuple, Any]) -> bytes:
             return body
         if body is None:
             watch = fanout.Watch()
-            result = await _execute(base, root, watch)
+            result = await _execute(template, root, fanout.WatchedContext(sink.context, watch))
             if watch.dependent:
                 bodies[group] = _DEPENDENT
-                fanout.mark_own(base)
+                fanout.mark_own(template)
             elif not result.errors:
                 bodies[group] = body = _encode(result)
                 fanout.stats["shared"] += 1
                 return body
             fanout.stats["own"] += 1
             return _encode(result)
-        fanout.mark_own(base)
     fanout.stats["own"] += 1
-    return _encode(await _execute(base, root, None))
+    return _encode(await _execute(template, root, sink.context))
 
 
-async def _execute(base: Executor, root: Any, watch: fanout.Watch | None) -> ExecutionResult:
-    executor = per_event_executor(base, root)
-    if watch is not None:
-        executor.context_value = fanout.WatchedContext(executor.context_value, watch)
+async def _execute(template: Executor, root: Any, context: Any) -> ExecutionResult:
+    """One event's execution of the template's operation and variables, with `context`."""
+    executor = per_event_executor(template, root)
+    executor.context_value = context
     result = executor.execute_operation(False)
     return await result if executor.is_awaitable(result) else result
 

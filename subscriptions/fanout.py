@@ -170,6 +170,10 @@ def group_key(base: Any) -> tuple | None:
     return key or None
 
 
+def is_own(base: Any) -> bool:
+    return getattr(base, _OWN, False)
+
+
 def mark_own(base: Any) -> None:
     """Its executions proved viewer-dependent: the same document will be again."""
     setattr(base, _OWN, True)
