@@ -42,13 +42,13 @@ def in_list(values) -> tuple[str, list]:
 def columns(model, alias: str) -> str:
     """Every column of `model`'s table under `alias`, each named "alias.column", for
     `build` to take back out of a joined row."""
-    return ", ".join(f'{alias}."{column}" AS "{alias}.{column}"' for column in model._meta.db_fields)
+    return ", ".join(f'{alias}."{column}" AS "{key}"' for column, key in _keys(model, alias))
 
 
 def build(model, row: dict, alias: str):
     """The model instance whose columns `columns(model, alias)` selected; None when a
     LEFT JOIN found no row."""
-    values = {column: row[f"{alias}.{column}"] for column in model._meta.db_fields}
+    values = {column: row[key] for column, key in _keys(model, alias)}
     if values[model._meta.db_pk_column] is None:
         return None
     # SQLite hands datetimes back as the text tortoise stored (isoformat): the C parser
@@ -58,6 +58,11 @@ def build(model, row: dict, alias: str):
             values[column] = datetime.fromisoformat(values[column])
     # The ORM's own constructor for rows it read (what `await Model.filter()` runs).
     return model._init_from_db(**values)
+
+
+@cache
+def _keys(model, alias: str) -> tuple[tuple[str, str], ...]:
+    return tuple((column, f"{alias}.{column}") for column in sorted(model._meta.db_fields))
 
 
 @cache
