@@ -78,12 +78,11 @@ def sender_name(message: Message, contact_name: str | None, author_name: str | N
     return contact_name or "Unknown contact"
 
 
-def _unread(conversation: str) -> str:
-    """SQL condition on `message u`: an inbound message of the conversation aliased
-    `conversation` that the viewer has not read (one `?`: the viewer's id)."""
-    return f"""u.conversation_id = {conversation}.id AND u.direction = 'INBOUND'
-               AND u.id > COALESCE((SELECT r.last_read_message_id FROM read_state r
-                                    WHERE r.conversation_id = {conversation}.id AND r.user_id = ?), 0)"""
+# SQL condition on `message u`: an inbound message of conversation `c` that the viewer
+# has not read (one `?`: the viewer's id). The one rule of unreadCount and inboxCounts.
+_UNREAD = """u.conversation_id = c.id AND u.direction = 'INBOUND'
+             AND u.id > COALESCE((SELECT r.last_read_message_id FROM read_state r
+                                  WHERE r.conversation_id = c.id AND r.user_id = ?), 0)"""
 
 
 async def _channel_ids(viewer: User, channel_id: int | None) -> list[int]:
@@ -144,7 +143,7 @@ async def section_page(viewer: User, section: Section, *, channel_id: int | None
         f"""
         SELECT {sql.columns(Conversation, "c")}, {sql.columns(Contact, "ct")}, {sql.columns(Message, "m")},
                {sql.columns(User, "a")}, au.name AS author_name,
-               (SELECT COUNT(*) FROM message u WHERE {_unread("c")}) AS unread
+               (SELECT COUNT(*) FROM message u WHERE {_UNREAD}) AS unread
         FROM (SELECT c.* FROM {tables} WHERE {page_where}
               ORDER BY c.activity_at DESC, c.id DESC LIMIT ?) c
         JOIN contact ct ON ct.id = c.contact_id
@@ -177,7 +176,7 @@ async def counts(viewer: User, channel_id: int | None) -> dict[str, int]:
           SUM(CASE WHEN c.status = 'OPEN' AND c.assignee_id = ? THEN 1 ELSE 0 END) AS assigned_to_me,
           SUM(CASE WHEN c.status = 'OPEN' AND c.assignee_id <> ? THEN 1 ELSE 0 END) AS assigned_to_others,
           SUM(CASE WHEN c.status = 'CLOSED' THEN 1 ELSE 0 END) AS closed,
-          SUM(CASE WHEN c.status = 'OPEN' AND EXISTS (SELECT 1 FROM message u WHERE {_unread("c")})
+          SUM(CASE WHEN c.status = 'OPEN' AND EXISTS (SELECT 1 FROM message u WHERE {_UNREAD})
               THEN 1 ELSE 0 END) AS unread
         FROM conversation c
         WHERE c.company_id = ? AND c.deleted_at IS NULL AND c.channel_id IN {channels}
@@ -193,7 +192,7 @@ async def unread_counts(viewer_id: int, conversation_ids: list[int]) -> dict[int
     if not conversation_ids:
         return {}
     ids, params = sql.in_list(conversation_ids)
-    rows = await sql.fetch(f"""SELECT c.id AS cid, (SELECT COUNT(*) FROM message u WHERE {_unread("c")}) AS n
+    rows = await sql.fetch(f"""SELECT c.id AS cid, (SELECT COUNT(*) FROM message u WHERE {_UNREAD}) AS n
                                FROM conversation c WHERE c.id IN {ids}""", viewer_id, *params)
     return {row["cid"]: int(row["n"]) for row in rows}
 
