@@ -486,9 +486,10 @@ def http_raw(cfg: dict) -> dict:
         server.stop()
 
 
-def http_inbox(cfg: dict, database: Database, broadcast: str, label: str) -> dict:
-    result: dict = {"database": database.kind, "conversations": cfg["conversations"]}
-    env = inbox_env(database.fresh(), broadcast)
+def seeded_inbox(env: dict, database: Database, conversations: int, label: str) -> tuple[str, dict, dict, float]:
+    """A company made through the server (bootstrap, a CUSTOM channel, a member, a first
+    conversation), then `conversations` cloned from it (bench/seed.py): the admin's
+    token, what was made, the rows seeded and the seconds seeding took."""
     admin = bootstrap(env)
     server = Server(f"inbox-http-{label}-setup", [INBOX, "serve"], env)
     try:
@@ -505,14 +506,21 @@ def http_inbox(cfg: dict, database: Database, broadcast: str, label: str) -> dic
     finally:
         server.stop()
     from_global = lambda gid: int(__import__("base64").b64decode(gid + "=" * (-len(gid) % 4)).decode().split(":")[1])  # noqa: E731
-    plan = seed.Plan(cfg["conversations"], admin_id=from_global(made["admin_id"]), member_id=from_global(made["user_ids"][0]))
+    plan = seed.Plan(conversations, admin_id=from_global(made["admin_id"]), member_id=from_global(made["user_ids"][0]))
     started = time.perf_counter()
     if database.postgres_url:
         rows = asyncio.run(seed.seed_postgres(database.postgres_url, plan, from_global(made["template"])))
     else:
         rows = seed.seed_sqlite(database.sqlite_path, plan, from_global(made["template"]))
+    return admin, made, rows, time.perf_counter() - started
+
+
+def http_inbox(cfg: dict, database: Database, broadcast: str, label: str) -> dict:
+    result: dict = {"database": database.kind, "conversations": cfg["conversations"]}
+    env = inbox_env(database.fresh(), broadcast)
+    admin, made, rows, seconds = seeded_inbox(env, database, cfg["conversations"], label)
     result["seeded_rows"] = rows
-    result["seed_seconds"] = round(time.perf_counter() - started, 1)
+    result["seed_seconds"] = round(seconds, 1)
     log(f"  seeded {rows} in {result['seed_seconds']} s")
 
     page = {"section": "UNASSIGNED", "first": 25}

@@ -7,9 +7,9 @@ from datetime import datetime
 from enum import Enum
 from typing import Awaitable, Callable
 
-from tortoise.expressions import Q, Subquery
+from tortoise.filters import escape_like
 
-from models import Conversation, ConversationStatus, Message, User
+from models import Contact, Conversation, ConversationStatus, Message, MessageDirection, User
 
 from . import sql
 from .errors import BadInput
@@ -42,8 +42,22 @@ class ConversationKey:
 
 
 @dataclass
+class InboxEntry:
+    """A conversation of a section page with what the inbox shows of it, read in the
+    page's statement: the page's fields answer from here, not with a query each."""
+
+    conversation: Conversation
+    contact: Contact
+    assignee: User | None
+    last_message: Message | None
+    # The last message's sender as `Message.senderName` shows it.
+    last_sender_name: str | None
+    unread: int
+
+
+@dataclass
 class Page:
-    rows: list
+    entries: list[InboxEntry]
     has_next: bool
     # Counts the whole section (without the cursor), when awaited.
     count: Callable[[], Awaitable[int]] | None = None
@@ -57,56 +71,104 @@ def page_size(first: int | None, default: int = 25) -> int:
     return min(first, MAX_PAGE)
 
 
-async def _visible_conversations(viewer: User, channel_id: int | None):
+def sender_name(message: Message, contact_name: str | None, author_name: str | None) -> str:
+    """What `Message.senderName` shows: the contact's current name, or the author's."""
+    if message.direction is MessageDirection.OUTBOUND:
+        return author_name or "Deleted user"
+    return contact_name or "Unknown contact"
+
+
+# SQL condition on `message u`: an inbound message of conversation `c` that the viewer
+# has not read (one `?`: the viewer's id). The one rule of unreadCount and inboxCounts.
+_UNREAD = """u.conversation_id = c.id AND u.direction = 'INBOUND'
+             AND u.id > COALESCE((SELECT r.last_read_message_id FROM read_state r
+                                  WHERE r.conversation_id = c.id AND r.user_id = ?), 0)"""
+
+
+async def _channel_ids(viewer: User, channel_id: int | None) -> list[int]:
+    """The channels whose conversations the viewer sees: all, or the one asked for."""
     if channel_id is not None:
-        channel_ids = [(await visible_channel(viewer, channel_id)).id]
-    else:
-        channel_ids = await accessible_channel_ids(viewer)
-    return Conversation.filter(company_id=viewer.company_id, deleted_at__isnull=True,
-                               channel_id__in=channel_ids or [0])
+        return [(await visible_channel(viewer, channel_id)).id]
+    return await accessible_channel_ids(viewer)
 
 
-def _in_section(query, section: Section, viewer_id: int):
+async def _section_filter(viewer: User, section: Section, channel_id: int | None,
+                          search: str | None) -> tuple[str, str, list]:
+    """FROM and WHERE of the conversations of a section the viewer may see (alias `c`),
+    with their parameters."""
+    channels, params = sql.in_list(await _channel_ids(viewer, channel_id) or [0])
+    tables = "conversation c"
+    where = [f"c.company_id = ? AND c.deleted_at IS NULL AND c.channel_id IN {channels}"]
+    params = [viewer.company_id, *params]
     if section is Section.CLOSED:
-        return query.filter(status=ConversationStatus.CLOSED)
-    query = query.filter(status=ConversationStatus.OPEN)
-    if section is Section.UNASSIGNED:
-        return query.filter(assignee_id__isnull=True)
-    if section is Section.ASSIGNED_TO_ME:
-        return query.filter(assignee_id=viewer_id)
-    return query.filter(assignee_id__isnull=False).exclude(assignee_id=viewer_id)
-
-
-def _matching(query, company_id: int, search: str | None):
-    if not search or not search.strip():
-        return query
-    term = search.strip()
-    in_messages = Message.filter(company_id=company_id, body__icontains=term).values("conversation_id")
-    return query.filter(Q(contact__name__icontains=term) | Q(id__in=Subquery(in_messages)))
+        where.append("c.status = 'CLOSED'")
+    elif section is Section.UNASSIGNED:
+        where.append("c.status = 'OPEN' AND c.assignee_id IS NULL")
+    elif section is Section.ASSIGNED_TO_ME:
+        where.append("c.status = 'OPEN' AND c.assignee_id = ?")
+        params.append(viewer.id)
+    else:
+        where.append("c.status = 'OPEN' AND c.assignee_id IS NOT NULL AND c.assignee_id <> ?")
+        params.append(viewer.id)
+    if search and search.strip():
+        # As the ORM's icontains says it (UPPER is Unicode-aware on SQLite too: server/db.py).
+        pattern = f"%{escape_like(search.strip())}%"
+        tables += " JOIN contact sc ON sc.id = c.contact_id"
+        where.append(r"""(UPPER(sc.name) LIKE UPPER(?) ESCAPE '\'
+                     OR c.id IN (SELECT sm.conversation_id FROM message sm
+                                 WHERE sm.company_id = ? AND UPPER(sm.body) LIKE UPPER(?) ESCAPE '\'))""")
+        params += [pattern, viewer.company_id, pattern]
+    return tables, " AND ".join(where), params
 
 
 async def section_page(viewer: User, section: Section, *, channel_id: int | None, search: str | None,
                        first: int | None, after: ConversationKey | None) -> Page:
+    """One page of a section and everything the inbox shows of its conversations, in
+    one statement whatever the page size."""
     size = page_size(first)
-    query = _matching(_in_section(await _visible_conversations(viewer, channel_id), section, viewer.id),
-                      viewer.company_id, search)
-    # Counted only when asked for (totalCount): on a large section the count costs
-    # several times the page itself.
-    count = query.count
+    tables, where, params = await _section_filter(viewer, section, channel_id, search)
+
+    async def count() -> int:
+        # Counted only when asked for (totalCount): on a large section the count costs
+        # several times the page itself.
+        rows = await sql.fetch(f"SELECT COUNT(*) AS n FROM {tables} WHERE {where}", *params)
+        return int(rows[0]["n"])
+
+    page_where, page_params = where, list(params)
     if after is not None:
-        query = query.filter(Q(activity_at__lt=after.activity_at)
-                             | Q(activity_at=after.activity_at, id__lt=after.id))
-    rows = await query.order_by("-activity_at", "-id").limit(size + 1)
-    return Page(rows[:size], len(rows) > size, count=count)
+        # Keyset: stable while messages move conversations to the top.
+        page_where += " AND (c.activity_at, c.id) < (?, ?)"
+        page_params += [after.activity_at, after.id]
+    rows = await sql.fetch(
+        f"""
+        SELECT {sql.columns(Conversation, "c")}, {sql.columns(Contact, "ct")}, {sql.columns(Message, "m")},
+               {sql.columns(User, "a")}, au.name AS author_name,
+               (SELECT COUNT(*) FROM message u WHERE {_UNREAD}) AS unread
+        FROM (SELECT c.* FROM {tables} WHERE {page_where}
+              ORDER BY c.activity_at DESC, c.id DESC LIMIT ?) c
+        JOIN contact ct ON ct.id = c.contact_id
+        LEFT JOIN message m ON m.id = c.last_message_id
+        LEFT JOIN "user" a ON a.id = c.assignee_id
+        LEFT JOIN "user" au ON au.id = m.author_id
+        ORDER BY c.activity_at DESC, c.id DESC
+        """,
+        viewer.id, *page_params, size + 1)
+    entries = [_entry(row) for row in rows[:size]]
+    return Page(entries, len(rows) > size, count=count)
+
+
+def _entry(row: dict) -> InboxEntry:
+    contact = sql.build(Contact, row, "ct")
+    message = sql.build(Message, row, "m")
+    sender = sender_name(message, contact.name, row["author_name"]) if message is not None else None
+    return InboxEntry(conversation=sql.build(Conversation, row, "c"), contact=contact,
+                      assignee=sql.build(User, row, "a"), last_message=message, last_sender_name=sender,
+                      unread=int(row["unread"]))
 
 
 async def counts(viewer: User, channel_id: int | None) -> dict[str, int]:
     """All five counts in one statement."""
-    if channel_id is not None:
-        channel_ids = [(await visible_channel(viewer, channel_id)).id]
-    else:
-        channel_ids = await accessible_channel_ids(viewer)
-    channels, channel_params = sql.in_list(channel_ids)
+    channels, channel_params = sql.in_list(await _channel_ids(viewer, channel_id))
     rows = await sql.fetch(
         f"""
         SELECT
@@ -114,10 +176,7 @@ async def counts(viewer: User, channel_id: int | None) -> dict[str, int]:
           SUM(CASE WHEN c.status = 'OPEN' AND c.assignee_id = ? THEN 1 ELSE 0 END) AS assigned_to_me,
           SUM(CASE WHEN c.status = 'OPEN' AND c.assignee_id <> ? THEN 1 ELSE 0 END) AS assigned_to_others,
           SUM(CASE WHEN c.status = 'CLOSED' THEN 1 ELSE 0 END) AS closed,
-          SUM(CASE WHEN c.status = 'OPEN' AND EXISTS (
-                SELECT 1 FROM message m WHERE m.conversation_id = c.id AND m.direction = 'INBOUND'
-                  AND m.id > COALESCE((SELECT r.last_read_message_id FROM read_state r
-                                       WHERE r.conversation_id = c.id AND r.user_id = ?), 0))
+          SUM(CASE WHEN c.status = 'OPEN' AND EXISTS (SELECT 1 FROM message u WHERE {_UNREAD})
               THEN 1 ELSE 0 END) AS unread
         FROM conversation c
         WHERE c.company_id = ? AND c.deleted_at IS NULL AND c.channel_id IN {channels}
@@ -133,15 +192,8 @@ async def unread_counts(viewer_id: int, conversation_ids: list[int]) -> dict[int
     if not conversation_ids:
         return {}
     ids, params = sql.in_list(conversation_ids)
-    rows = await sql.fetch(
-        f"""
-        SELECT m.conversation_id AS cid, COUNT(*) AS n FROM message m
-        LEFT JOIN read_state r ON r.conversation_id = m.conversation_id AND r.user_id = ?
-        WHERE m.conversation_id IN {ids} AND m.direction = 'INBOUND'
-          AND m.id > COALESCE(r.last_read_message_id, 0)
-        GROUP BY m.conversation_id
-        """,
-        viewer_id, *params)
+    rows = await sql.fetch(f"""SELECT c.id AS cid, (SELECT COUNT(*) FROM message u WHERE {_UNREAD}) AS n
+                               FROM conversation c WHERE c.id IN {ids}""", viewer_id, *params)
     return {row["cid"]: int(row["n"]) for row in rows}
 
 

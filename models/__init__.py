@@ -136,7 +136,11 @@ class Conversation(Model):
 
     class Meta:
         table = "conversation"
-        indexes = (("company_id", "status", "activity_at"),)
+        # Section pages walk these newest first. The second serves a section with an
+        # assignee (or none) as a range: a user's few conversations among many; with the
+        # channel in it, it also counts a section (totalCount) without reading the rows.
+        indexes = (("company_id", "status", "activity_at"),
+                   ("company_id", "status", "assignee_id", "deleted_at", "activity_at", "id", "channel_id"))
 
 
 class Message(Model):

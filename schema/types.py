@@ -116,25 +116,31 @@ class Message(Node):
     sent_at: datetime
     status: DeliveryStatus
     row: strawberry.Private[models.Message]
+    # The sender's name when the query that loaded the row read it too (an inbox page).
+    sender: strawberry.Private[Optional[str]] = None
 
     @classmethod
-    def of(cls, row: models.Message) -> "Message":
+    def of(cls, row: models.Message, sender: str | None = None) -> "Message":
         return cls(id=global_id("Message", row.id), direction=row.direction, body=row.body, sent_at=row.sent_at,
-                   status=row.status, row=row)
+                   status=row.status, row=row, sender=sender)
 
     @strawberry.field
     async def conversation(self, info: Info) -> Annotated["Conversation", strawberry.lazy("schema.types")]:
         return Conversation.of(await info.context.loaders.conversation.load(self.row.conversation_id))
 
     @strawberry.field(description="The contact's or the user's display name.")
-    async def sender_name(self, info: Info) -> str:
+    def sender_name(self, info: Info) -> str:
+        # Known: answered at once. Else loaded (graphql-core awaits what a resolver returns).
+        return self.sender if self.sender is not None else self._load_sender_name(info)
+
+    async def _load_sender_name(self, info: Info) -> str:
         loaders = info.context.loaders
         if self.row.direction is models.MessageDirection.OUTBOUND:
             author = await loaders.user.load(self.row.author_id) if self.row.author_id else None
-            return author.name if author else "Deleted user"
+            return sections.sender_name(self.row, None, author.name if author else None)
         conversation = await loaders.conversation.load(self.row.conversation_id)
         contact = await loaders.contact.load(conversation.contact_id) if conversation else None
-        return contact.name if contact else "Unknown contact"
+        return sections.sender_name(self.row, contact.name if contact else None, None)
 
     @strawberry.field(description="The user who sent an outbound message; null for inbound ones.")
     async def author(self, info: Info) -> Optional[User]:
@@ -219,17 +225,29 @@ class Conversation(Node):
     status: ConversationStatus
     created_at: datetime
     row: strawberry.Private[models.Conversation]
+    # On an inbox page: the contact, assignee, last message and unread count, read with
+    # the row. Those fields then answer at once (no loader, nothing awaited: a page is
+    # hundreds of fields); elsewhere they load through the batching loaders.
+    entry: strawberry.Private[Optional[sections.InboxEntry]] = None
 
     @classmethod
-    def of(cls, row: models.Conversation) -> "Conversation":
-        return cls(id=global_id("Conversation", row.id), status=row.status, created_at=row.created_at, row=row)
+    def of(cls, row: models.Conversation, entry: sections.InboxEntry | None = None) -> "Conversation":
+        return cls(id=global_id("Conversation", row.id), status=row.status, created_at=row.created_at, row=row,
+                   entry=entry)
 
     @strawberry.field
     async def channel(self, info: Info) -> Channel:
         return await _channel(info, self.row.channel_id)
 
+    # The fields below return their value when the entry has it, else an awaitable that
+    # loads it: graphql-core awaits whatever a resolver returns that is awaitable.
     @strawberry.field
-    async def contact(self, info: Info) -> Contact:
+    def contact(self, info: Info) -> Contact:
+        if self.entry is not None:
+            return Contact.of(self.entry.contact)
+        return self._load_contact(info)
+
+    async def _load_contact(self, info: Info) -> Contact:
         return Contact.of(await info.context.loaders.contact.load(self.row.contact_id))
 
     @strawberry.field(description="The section this conversation is in for the viewer.")
@@ -237,27 +255,42 @@ class Conversation(Node):
         return sections.section_of(self.row, info.context.viewer_id)
 
     @strawberry.field
-    async def assignee(self, info: Info) -> Optional[User]:
-        return await _user(info, self.row.assignee_id)
+    def assignee(self, info: Info) -> Optional[User]:
+        if self.entry is not None:
+            return User.of(self.entry.assignee) if self.entry.assignee else None
+        return _user(info, self.row.assignee_id)
 
-    async def _last_message(self, info: Info) -> models.Message | None:
+    @strawberry.field
+    def last_message_at(self, info: Info) -> Optional[datetime]:
+        if self.entry is not None:
+            return self.entry.last_message.sent_at if self.entry.last_message else None
+        return self._load_last_message_at(info)
+
+    async def _load_last_message_at(self, info: Info) -> datetime | None:
+        row = await self._load_last_message(info)
+        return row.sent_at if row else None
+
+    @strawberry.field
+    def last_message(self, info: Info) -> Optional[Message]:
+        if self.entry is not None:
+            found = self.entry.last_message
+            return Message.of(found, self.entry.last_sender_name) if found else None
+        return self._load_last_message_type(info)
+
+    async def _load_last_message_type(self, info: Info) -> Message | None:
+        row = await self._load_last_message(info)
+        return Message.of(row) if row else None
+
+    async def _load_last_message(self, info: Info) -> models.Message | None:
         if self.row.last_message_id is None:
             return None
         return await info.context.loaders.message.load(self.row.last_message_id)
 
-    @strawberry.field
-    async def last_message_at(self, info: Info) -> Optional[datetime]:
-        row = await self._last_message(info)
-        return row.sent_at if row else None
-
-    @strawberry.field
-    async def last_message(self, info: Info) -> Optional[Message]:
-        row = await self._last_message(info)
-        return Message.of(row) if row else None
-
     @strawberry.field(description="Inbound messages the viewer has not read yet.")
-    async def unread_count(self, info: Info) -> int:
-        return await info.context.loaders.unread.load(self.row.id)
+    def unread_count(self, info: Info) -> int:
+        if self.entry is not None:
+            return self.entry.unread
+        return info.context.loaders.unread.load(self.row.id)
 
     @strawberry.field(description="Where a person opens this conversation in the inbox.")
     def url(self, info: Info) -> str:
@@ -306,8 +339,9 @@ class ConversationConnection:
 
 
 def conversation_connection(page: sections.Page, has_previous: bool) -> ConversationConnection:
-    edges = [ConversationEdge(cursor=conversation_cursor(row.activity_at, row.id), node=Conversation.of(row))
-             for row in page.rows]
+    edges = [ConversationEdge(cursor=conversation_cursor(entry.conversation.activity_at, entry.conversation.id),
+                              node=Conversation.of(entry.conversation, entry))
+             for entry in page.entries]
     return ConversationConnection(edges=edges, count=page.count,
                                   page_info=PageInfo.of(edges, page.has_next, has_previous))
 
