@@ -16,9 +16,9 @@ from urllib.parse import quote
 import httpx
 
 from inbox.contacts import apply_profile
-from inbox.messages import Inbound, receive
+from inbox.messages import Inbound, receive_all
 from inbox.sending import update_statuses_up_to
-from models import Channel, ChannelKind, Contact, DeliveryStatus
+from models import Channel, ChannelKind, DeliveryStatus
 
 from . import Malformed, inbound_body
 
@@ -205,20 +205,17 @@ async def page_channels(channel: Channel, events: list[Event]) -> dict[str, Chan
 
 async def apply(channel: Channel, events: list[Event], profiles: "Profiles") -> None:
     routed = await page_channels(channel, events)
-    for event in events:
-        target = routed.get(event.page_id)
-        if target is None:
-            continue
-        if isinstance(event, MessageEvent):
-            _, created = await receive(target, Inbound(
-                external_message_id=event.mid, sender_external_id=event.psid, sender_name=None,
-                body=event.body, sent_at=event.sent_at, default_name=DEFAULT_NAME))
-            if created:
-                names = await Contact.filter(channel_id=target.id, external_id=event.psid).values_list(
-                    "name", flat=True)
-                if DEFAULT_NAME in names:
-                    profiles.fetch_later(target, event.psid)
-        else:
+    routed_events = [(routed[event.page_id], event) for event in events if event.page_id in routed]
+    arrived = [(target, event) for target, event in routed_events if isinstance(event, MessageEvent)]
+    # The messages of one webhook are stored together, and in the order they came.
+    received = await receive_all([(target, Inbound(
+        external_message_id=event.mid, sender_external_id=event.psid, sender_name=None, body=event.body,
+        sent_at=event.sent_at, default_name=DEFAULT_NAME)) for target, event in arrived])
+    for (target, event), stored in zip(arrived, received):
+        if stored.created and stored.contact_name == DEFAULT_NAME:
+            profiles.fetch_later(target, event.psid)
+    for target, event in routed_events:
+        if isinstance(event, ReceiptEvent):
             await update_statuses_up_to(target, event.psid, event.status, event.watermark, list(event.mids))
 
 
