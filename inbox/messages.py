@@ -144,20 +144,6 @@ class _Thread:
     change: EventKind | None = None
 
 
-def _where_sent(pairs: set[tuple[int, str]], channel: str, external_id: str) -> tuple[str, list]:
-    """A WHERE clause for (channel id, external id) pairs, one IN list per channel (each
-    pair's unique index serves it)."""
-    by_channel: dict[int, list[str]] = {}
-    for channel_id, value in sorted(pairs):
-        by_channel.setdefault(channel_id, []).append(value)
-    clauses, params = [], []
-    for channel_id, values in by_channel.items():
-        marks, values = sql.in_list(values)
-        clauses.append(f"({channel} = ? AND {external_id} IN {marks})")
-        params += [channel_id, *values]
-    return " OR ".join(clauses), params
-
-
 async def _installed_members(channel_ids: list[int]) -> dict[int, tuple[int, ...]]:
     """The members of each channel still installed: a channel uninstalled since its webhook
     or token was checked (by another process, say) is missing."""
@@ -173,7 +159,7 @@ async def _installed_members(channel_ids: list[int]) -> dict[int, tuple[int, ...
 
 
 async def _stored_ids(batch: list[_Checked]) -> dict[tuple[int, str], int]:
-    where, params = _where_sent({(item.channel.id, item.external_id) for item in batch}, "channel_id", "external_id")
+    where, params = sql.pairs_in([(item.channel.id, item.external_id) for item in batch], "channel_id", "external_id")
     return {(row["channel_id"], row["external_id"]): row["id"]
             for row in await sql.fetch(f"SELECT id, channel_id, external_id FROM message WHERE {where}", *params)}
 
@@ -181,8 +167,8 @@ async def _stored_ids(batch: list[_Checked]) -> dict[tuple[int, str], int]:
 async def _threads(items: list[_Checked], now: datetime) -> dict[tuple[int, str], _Thread]:
     """Each sender's contact and conversation, created, renamed, restored or reopened as
     its messages of the batch require, in the order they came."""
-    where, params = _where_sent({(item.channel.id, item.sender_id) for item in items},
-                                "ct.channel_id", "ct.external_id")
+    where, params = sql.pairs_in([(item.channel.id, item.sender_id) for item in items],
+                                 "ct.channel_id", "ct.external_id")
     threads: dict[tuple[int, str], _Thread] = {}
     channels = {item.channel.id: item.channel for item in items}
     for row in await sql.fetch(

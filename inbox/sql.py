@@ -53,6 +53,20 @@ def in_list(values) -> tuple[str, list]:
     return "(" + ", ".join("?" for _ in values) + ")", values
 
 
+def pairs_in(pairs, first: str, second: str) -> tuple[str, list]:
+    """A WHERE clause matching (first, second) pairs such as (channel id, external id):
+    one `second IN (...)` per value of `first`, so that an index on both serves it."""
+    by_first: dict = {}
+    for one, other in sorted(set(pairs)):
+        by_first.setdefault(one, []).append(other)
+    clauses, params = [], []
+    for one, others in by_first.items():
+        marks, values = in_list(others)
+        clauses.append(f"({first} = ? AND {second} IN {marks})")
+        params += [one, *values]
+    return " OR ".join(clauses), params
+
+
 def rows(values: Sequence[Sequence]) -> tuple[str, list]:
     """`(?, ?), (?, ?)` and the flattened parameters of a multi-row VALUES list (never empty)."""
     row = "(" + ", ".join("?" for _ in values[0]) + ")"
