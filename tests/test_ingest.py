@@ -44,9 +44,11 @@ async def _statements(count_queries, company: Company, messages_count: int) -> i
 
 
 async def test_a_batch_runs_a_fixed_number_of_statements_whatever_its_size(company, count_queries):
-    # given messages that arrive together, five then twenty-five of them
-    few = await _statements(count_queries, company, 5)
-    many = await _statements(count_queries, company, 25)
+    # given messages that arrive together, five then twenty-five of them (the fewest of
+    # three tries: background work of the server, such as the send queue's poll, logs
+    # its statements to the same counter)
+    few = min([await _statements(count_queries, company, 5) for _ in range(3)])
+    many = min([await _statements(count_queries, company, 25) for _ in range(3)])
     # then both batches ran as many statements: none per message
     assert few == many, (few, many)
     assert many <= 12, many
