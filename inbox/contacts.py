@@ -11,7 +11,7 @@ from subscriptions.events import MessageUpdated
 
 from . import sql
 from .group_commit import GroupCommit
-from .transaction import action
+from .transaction import Action, action
 from .validation import MAX_NAME
 
 # Live clients refresh the `senderName` of the messages they show; the latest ones
@@ -78,7 +78,7 @@ async def _rename(rows: list[dict]) -> None:
         *[value for row in rows for value in (row["id"], row["avatar_url"])], *ids)
 
 
-async def _refresh(act, rows: list[dict], channels: dict[int, Channel]) -> None:
+async def _refresh(act: Action, rows: list[dict], channels: dict[int, Channel]) -> None:
     """`messageUpdated` for each renamed contact's latest inbound messages."""
     if not rows:
         return

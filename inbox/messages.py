@@ -22,7 +22,7 @@ from .conversations import erase_history
 from .errors import BadInput, NotFound
 from .events import NewEvent, record_events
 from .group_commit import GroupCommit
-from .transaction import action
+from .transaction import Action, action
 
 # Bounds the parameters of one statement (SQLite and PostgreSQL take some 32,000).
 MAX_BATCH = 128
@@ -251,18 +251,18 @@ async def _store_batch(batch: list[_Checked]) -> list[Received | Exception]:
                 outcomes[index] = received
         for index, first in again.items():
             outcomes[index] = Received(outcomes[first].message, False, None)
-        before = [index for index, outcome in enumerate(outcomes) if outcome is None]
-        if before:
+        stored_before = [index for index, outcome in enumerate(outcomes) if outcome is None]
+        if stored_before:
             rows = {row.id: row for row in await Message.filter(
-                id__in=[stored[(batch[i].channel.id, batch[i].external_id)] for i in before])}
-            for index in before:
+                id__in=[stored[(batch[i].channel.id, batch[i].external_id)] for i in stored_before])}
+            for index in stored_before:
                 outcomes[index] = Received(rows[stored[(batch[index].channel.id, batch[index].external_id)]],
                                            False, None)
     return outcomes
 
 
 async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]], now: datetime,
-                     act) -> list[Received]:
+                     act: Action) -> list[Received]:
     threads = await _threads(items, now)
     thread_of = [threads[(item.channel.id, item.sender_id)] for item in items]
     ids = {(row["channel_id"], row["external_id"]): row["id"] for row in await sql.insert(
