@@ -16,9 +16,9 @@ from urllib.parse import quote
 import httpx
 
 from inbox.contacts import apply_profile
-from inbox.messages import Inbound, receive
+from inbox.messages import Inbound, receive_all
 from inbox.sending import update_statuses_up_to
-from models import Channel, ChannelKind, Contact, DeliveryStatus
+from models import Channel, ChannelKind, DeliveryStatus
 
 from . import Malformed, inbound_body
 
@@ -31,6 +31,10 @@ PROFILE_TIMEOUT = 5.0
 # again for this long; after a transient failure (network, 429, 5xx) the next message asks.
 REFUSED_PROFILE_SECONDS = 3600.0
 REFUSED_PROFILES_KEPT = 10_000
+# Profiles fetched at once: a burst of new contacts queues here rather than opening a
+# connection each (httpx's pool costs more CPU per request the more are in flight), and
+# the Graph API's rate limit is spent more gently.
+PROFILE_FETCHES = 8
 MAX_ID = 255
 
 
@@ -205,20 +209,17 @@ async def page_channels(channel: Channel, events: list[Event]) -> dict[str, Chan
 
 async def apply(channel: Channel, events: list[Event], profiles: "Profiles") -> None:
     routed = await page_channels(channel, events)
-    for event in events:
-        target = routed.get(event.page_id)
-        if target is None:
-            continue
-        if isinstance(event, MessageEvent):
-            _, created = await receive(target, Inbound(
-                external_message_id=event.mid, sender_external_id=event.psid, sender_name=None,
-                body=event.body, sent_at=event.sent_at, default_name=DEFAULT_NAME))
-            if created:
-                names = await Contact.filter(channel_id=target.id, external_id=event.psid).values_list(
-                    "name", flat=True)
-                if DEFAULT_NAME in names:
-                    profiles.fetch_later(target, event.psid)
-        else:
+    routed_events = [(routed[event.page_id], event) for event in events if event.page_id in routed]
+    arrived = [(target, event) for target, event in routed_events if isinstance(event, MessageEvent)]
+    # The messages of one webhook are stored together, and in the order they came.
+    received = await receive_all([(target, Inbound(
+        external_message_id=event.mid, sender_external_id=event.psid, sender_name=None, body=event.body,
+        sent_at=event.sent_at, default_name=DEFAULT_NAME)) for target, event in arrived])
+    for (target, event), stored in zip(arrived, received):
+        if stored.created and stored.contact_name == DEFAULT_NAME:
+            profiles.fetch_later(target, event.psid)
+    for target, event in routed_events:
+        if isinstance(event, ReceiptEvent):
             await update_statuses_up_to(target, event.psid, event.status, event.watermark, list(event.mids))
 
 
@@ -236,6 +237,7 @@ class Profiles:
         # Contacts that wrote again while their fetch ran: if it fails, one more try.
         self._again: set[tuple[int, str]] = set()
         self._refused: OrderedDict[tuple[int, str], float] = OrderedDict()
+        self._fetching = asyncio.Semaphore(PROFILE_FETCHES)
 
     def fetch_later(self, channel: Channel, psid: str) -> None:
         key = (channel.id, psid)
@@ -267,11 +269,12 @@ class Profiles:
     async def _settled(self, key: tuple[int, str], channel: Channel, psid: str) -> bool:
         """One fetch; True when there is no point in another (fetched, or refused)."""
         try:
-            response = await self.http.get(
-                f"{self.api_base}/{quote(psid, safe='')}",
-                params={"fields": "first_name,last_name,profile_pic",
-                        "access_token": channel.config["pageAccessToken"]},
-                timeout=self.timeout)
+            async with self._fetching:
+                response = await self.http.get(
+                    f"{self.api_base}/{quote(psid, safe='')}",
+                    params={"fields": "first_name,last_name,profile_pic",
+                            "access_token": channel.config["pageAccessToken"]},
+                    timeout=self.timeout)
             if not response.is_success:
                 log.info("messenger profile of %s on channel %s: HTTP %s; keeping %r",
                          psid, channel.id, response.status_code, DEFAULT_NAME)

@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from inbox.errors import BadInput, InboxError
+from inbox import installed
+from inbox.errors import BadInput, InboxError, NotFound
 from models import Channel, ChannelKind
 from schema.ids import pk_of
 
@@ -26,7 +27,8 @@ async def _channel(request: Request, kind: ChannelKind) -> Channel | None:
         pk = pk_of(request.path_params["channel_id"], "Channel")
     except InboxError:
         return None
-    return await Channel.get_or_none(id=pk, kind=kind, uninstalled_at__isnull=True)
+    channel = await installed.channel(pk)
+    return channel if channel is not None and channel.kind is kind else None
 
 
 def _not_found() -> Response:
@@ -66,6 +68,8 @@ async def messenger_event(request: Request) -> Response:
         await messenger.apply(channel, events, request.app.state.profiles)
     except (Malformed, BadInput) as error:
         return _malformed(error)
+    except NotFound:  # uninstalled meanwhile
+        return _not_found()
     return PlainTextResponse("EVENT_RECEIVED")
 
 
@@ -94,6 +98,8 @@ async def twilio_event(request: Request) -> Response:
         await twilio.apply(channel, twilio.parse(params))
     except (Malformed, BadInput) as error:
         return _malformed(error)
+    except NotFound:  # uninstalled meanwhile
+        return _not_found()
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 

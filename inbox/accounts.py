@@ -6,7 +6,7 @@ from tortoise.transactions import in_transaction
 
 from models import Channel, Company, User
 
-from . import validation
+from . import installed, validation
 from .access import require_admin
 from .errors import Conflict
 from .tokens import CHANNEL_PREFIX, USER_PREFIX, new_token, token_hash
@@ -52,7 +52,7 @@ async def authenticate(token: str | None) -> User | Channel | None:
         return None
     digest = token_hash(token)
     if token.startswith(CHANNEL_PREFIX):
-        return await Channel.get_or_none(token_hash=digest, uninstalled_at__isnull=True)
+        return await installed.channel_of_token(digest)
     if token.startswith(USER_PREFIX):
         return await User.get_or_none(token_hash=digest)
     return None

@@ -9,7 +9,7 @@ from tortoise.transactions import in_transaction
 
 from models import Channel, ChannelKind, ChannelMember, Contact, Conversation, EventKind, User
 
-from . import validation
+from . import installed, validation
 from .access import audience, company_user, live_channels, require_admin
 from .errors import BadInput, Forbidden, NotFound
 from .events import record_event
@@ -103,4 +103,5 @@ async def uninstall(viewer: User, channel_id: int) -> int:
         channel.uninstalled_at = datetime.now(timezone.utc)
         channel.token_hash = None
         await channel.save(update_fields=["uninstalled_at", "token_hash"])
+    installed.forget(channel.id)
     return channel.id

@@ -68,15 +68,15 @@ async def reopen(viewer: User, conversation_id: int) -> Conversation:
     return await _set_status(viewer, conversation_id, ConversationStatus.OPEN, EventKind.REOPENED)
 
 
-async def erase_history(conversation: Conversation) -> None:
+async def erase_history(conversation_id: int) -> None:
     """What delete erases for good: messages, events, read state, links, and the
     notifications about them with their unsent emails (notes in the CRM stay)."""
-    await Notification.filter(conversation_id=conversation.id).delete()
-    await NotificationEmail.filter(conversation_id=conversation.id).delete()
-    await ConversationLink.filter(conversation_id=conversation.id).delete()
-    await Message.filter(conversation_id=conversation.id).delete()
-    await ConversationEvent.filter(conversation_id=conversation.id).delete()
-    await ReadState.filter(conversation_id=conversation.id).delete()
+    await Notification.filter(conversation_id=conversation_id).delete()
+    await NotificationEmail.filter(conversation_id=conversation_id).delete()
+    await ConversationLink.filter(conversation_id=conversation_id).delete()
+    await Message.filter(conversation_id=conversation_id).delete()
+    await ConversationEvent.filter(conversation_id=conversation_id).delete()
+    await ReadState.filter(conversation_id=conversation_id).delete()
 
 
 async def delete(viewer: User, conversation_id: int) -> int:
@@ -86,7 +86,7 @@ async def delete(viewer: User, conversation_id: int) -> int:
         channel = await Channel.get(id=conversation.channel_id)
         if channel.installed_by_id != viewer.id:
             raise Forbidden("only the channel's installer may delete its conversations")
-        await erase_history(conversation)
+        await erase_history(conversation.id)
         conversation.deleted_at = datetime.now(timezone.utc)
         conversation.last_message_id = None
         await conversation.save(update_fields=["deleted_at", "last_message_id"])

@@ -1,6 +1,11 @@
 """Inbound messages, shared by every messaging app's path: the first message of a
 contact opens a conversation, a message into a CLOSED one reopens it, into a
-deleted one restores it; one message per messaging-app message id."""
+deleted one restores it; one message per messaging-app message id.
+
+Messages that arrive together are stored together (inbox/group_commit.py): one
+transaction and a fixed number of bulk statements for the whole batch, not a dozen
+statements per message. Each message keeps its own outcome, and the batch's events
+are published after its commit."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,16 +14,18 @@ from datetime import datetime, timezone
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from models import (Channel, Contact, Conversation, ConversationStatus, DeliveryStatus, EventKind, Message,
-                    MessageDirection)
+from models import Channel, Conversation, ConversationStatus, DeliveryStatus, EventKind, Message, MessageDirection
 from subscriptions.events import MessageAdded
 
 from . import notes, notifications, sql, validation
-from .access import audience
 from .conversations import erase_history
-from .errors import BadInput
-from .events import record_event
+from .errors import BadInput, NotFound
+from .events import NewEvent, record_events
+from .group_commit import GroupCommit
 from .transaction import Action, action
+
+# Bounds the parameters of one statement (SQLite and PostgreSQL take some 32,000).
+MAX_BATCH = 128
 
 
 @dataclass
@@ -56,31 +63,29 @@ async def committed_horizon(company_id: int) -> int:
         return (await sql.fetch("SELECT COALESCE(MAX(id), 0) AS horizon FROM message"))[0]["horizon"]
 
 
-async def _conversation_for(act: Action, channel: Channel, contact: Contact, members: tuple[int, ...],
-                            conversation: Conversation | None) -> Conversation:
-    if conversation is None:
-        conversation = await Conversation.get_or_none(contact_id=contact.id)
-    now = datetime.now(timezone.utc)
-    if conversation is None:
-        conversation = await Conversation.create(company_id=channel.company_id, channel_id=channel.id,
-                                                 contact_id=contact.id, activity_at=now)
-        await record_event(act, conversation, EventKind.CREATED, audience=members)
-    elif conversation.deleted_at is not None:
-        await erase_history(conversation)
-        conversation.deleted_at = None
-        conversation.status = ConversationStatus.OPEN
-        conversation.assignee_id = None
-        await conversation.save(update_fields=["deleted_at", "status", "assignee_id"])
-        await record_event(act, conversation, EventKind.RESTORED, audience=members)
-    elif conversation.status is ConversationStatus.CLOSED:
-        conversation.status = ConversationStatus.OPEN
-        await conversation.save(update_fields=["status"])
-        await record_event(act, conversation, EventKind.REOPENED, audience=members)
-    return conversation
+@dataclass(frozen=True)
+class Received:
+    message: Message
+    created: bool
+    # The contact's name as the new message leaves it; None when the message was stored before.
+    contact_name: str | None
 
 
-async def receive(channel: Channel, inbound: Inbound) -> tuple[Message, bool]:
-    """Stores an inbound message once; returns it and whether it is new."""
+@dataclass(frozen=True)
+class _Checked:
+    """An inbound message on its channel, validated."""
+
+    channel: Channel
+    external_id: str
+    sender_id: str
+    name: str | None
+    body: str
+    avatar: str | None
+    sent_at: datetime
+    default_name: str
+
+
+def _checked(channel: Channel, inbound: Inbound) -> _Checked:
     external_id = validation.text(inbound.external_message_id, "externalMessageId")
     sender_id = validation.text(inbound.sender_external_id, "sender.externalId")
     name = validation.text(inbound.sender_name, "sender.name", required=inbound.sender_name is not None)
@@ -89,46 +94,222 @@ async def receive(channel: Channel, inbound: Inbound) -> tuple[Message, bool]:
     sent_at = inbound.sent_at or datetime.now(timezone.utc)
     if sent_at.tzinfo is None:
         raise BadInput("sentAt needs an explicit UTC offset")
+    return _Checked(channel, external_id, sender_id, name, body, avatar, sent_at, inbound.default_name)
 
-    members = await audience(channel.id)
+
+async def receive(channel: Channel, inbound: Inbound) -> tuple[Message, bool]:
+    """Stores an inbound message once; returns it and whether it is new."""
+    received, = await receive_all([(channel, inbound)])
+    return received.message, received.created
+
+
+async def receive_all(inbounds: list[tuple[Channel, Inbound]]) -> list[Received]:
+    """Stores inbound messages once each, in this order. All are checked first: a bad one
+    (BadInput) stores none. NotFound: a channel was uninstalled meanwhile."""
+    checked = [_checked(channel, inbound) for channel, inbound in inbounds]
+    return await _writer.submit(checked) if checked else []
+
+
+async def _store(batch: list[_Checked]) -> list[Received | Exception]:
     try:
-        async with action() as act:
-            await lock_message_order(channel.company_id)
-            # Checked under the lock only: a redelivery is rare, a new message is the hot path.
-            existing = await Message.get_or_none(channel_id=channel.id, external_id=external_id)
-            if existing is not None:
-                return existing, False
-            # The usual case, a known contact, in one query: its conversation with the contact.
-            known = await (Conversation.filter(channel_id=channel.id, contact__external_id=sender_id)
-                           .select_related("contact").first())
-            contact = known.contact if known else await Contact.get_or_none(channel_id=channel.id,
-                                                                            external_id=sender_id)
-            if contact is None:
-                contact = await Contact.create(channel_id=channel.id, external_id=sender_id,
-                                               company_id=channel.company_id,
-                                               name=name or inbound.default_name, avatar_url=avatar)
-            elif (name and contact.name != name) or (avatar and contact.avatar_url != avatar):
-                contact.name = name or contact.name
-                contact.avatar_url = avatar or contact.avatar_url
-                await contact.save(update_fields=["name", "avatar_url"])
-            conversation = await _conversation_for(act, channel, contact, members, known)
-            message = await Message.create(
-                company_id=channel.company_id, channel_id=channel.id, conversation_id=conversation.id,
-                direction=MessageDirection.INBOUND, body=body, sent_at=sent_at,
-                status=DeliveryStatus.RECEIVED, external_id=external_id)
-            conversation.last_message_id = message.id
-            conversation.activity_at = datetime.now(timezone.utc)
-            await conversation.save(update_fields=["last_message_id", "activity_at"])
-            await notes.on_message(conversation, message)
-            act.emit(MessageAdded(company_id=channel.company_id, channel_id=channel.id,
-                                  conversation_id=conversation.id, audience=members, message_id=message.id))
-            await record_event(act, conversation, EventKind.MESSAGE_ADDED, audience=members,
-                               message_id=message.id)
-            await notifications.on_inbound_message(act, conversation, message, members)
+        return await _store_batch(batch)
     except IntegrityError:
-        # A concurrent delivery of the same message id won the race: it is stored once.
-        existing = await Message.get_or_none(channel_id=channel.id, external_id=external_id)
+        if len(batch) > 1:
+            raise  # the group commit stores them one by one
+        # A concurrent delivery of the same message id (by another process) won the race.
+        existing = await Message.get_or_none(channel_id=batch[0].channel.id, external_id=batch[0].external_id)
         if existing is None:
             raise
-        return existing, False
-    return message, True
+        return [Received(existing, False, None)]
+
+
+_writer: GroupCommit[_Checked, Received] = GroupCommit(_store, MAX_BATCH)
+
+
+@dataclass
+class _Thread:
+    """A contact with its conversation, as the batch finds and leaves them."""
+
+    channel: Channel
+    sender_id: str
+    contact_id: int | None
+    name: str
+    avatar: str | None
+    renamed: bool = False
+    conversation_id: int | None = None
+    status: ConversationStatus = ConversationStatus.OPEN
+    assignee_id: int | None = None
+    deleted: bool = False
+    # What the batch's first message does to the conversation: CREATED, RESTORED, REOPENED.
+    change: EventKind | None = None
+
+
+async def _installed_members(channel_ids: list[int]) -> dict[int, tuple[int, ...]]:
+    """The members of each channel still installed: a channel uninstalled since its webhook
+    or token was checked (by another process, say) is missing."""
+    channels, params = sql.in_list(channel_ids)
+    members: dict[int, list[int]] = {}
+    for row in await sql.fetch(
+            "SELECT c.id AS channel_id, m.user_id FROM channel c LEFT JOIN channel_member m ON m.channel_id = c.id"
+            f" WHERE c.id IN {channels} AND c.uninstalled_at IS NULL ORDER BY m.id", *params):
+        users = members.setdefault(row["channel_id"], [])
+        if row["user_id"] is not None:
+            users.append(row["user_id"])
+    return {channel_id: tuple(users) for channel_id, users in members.items()}
+
+
+async def _stored_ids(batch: list[_Checked]) -> dict[tuple[int, str], int]:
+    where, params = sql.pairs_in([(item.channel.id, item.external_id) for item in batch], "channel_id", "external_id")
+    return {(row["channel_id"], row["external_id"]): row["id"]
+            for row in await sql.fetch(f"SELECT id, channel_id, external_id FROM message WHERE {where}", *params)}
+
+
+async def _threads(items: list[_Checked], now: datetime) -> dict[tuple[int, str], _Thread]:
+    """Each sender's contact and conversation, created, renamed, restored or reopened as
+    its messages of the batch require, in the order they came."""
+    where, params = sql.pairs_in([(item.channel.id, item.sender_id) for item in items],
+                                 "ct.channel_id", "ct.external_id")
+    threads: dict[tuple[int, str], _Thread] = {}
+    channels = {item.channel.id: item.channel for item in items}
+    for row in await sql.fetch(
+            "SELECT ct.id AS contact_id, ct.channel_id, ct.external_id, ct.name, ct.avatar_url,"
+            " cv.id AS conversation_id, cv.status, cv.assignee_id, cv.deleted_at"
+            f" FROM contact ct LEFT JOIN conversation cv ON cv.contact_id = ct.id WHERE {where}", *params):
+        threads[(row["channel_id"], row["external_id"])] = _Thread(
+            channels[row["channel_id"]], row["external_id"], row["contact_id"], row["name"], row["avatar_url"],
+            conversation_id=row["conversation_id"], status=ConversationStatus(row["status"] or "OPEN"),
+            assignee_id=row["assignee_id"], deleted=row["deleted_at"] is not None)
+    for item in items:
+        thread = threads.get((item.channel.id, item.sender_id))
+        if thread is None:
+            threads[(item.channel.id, item.sender_id)] = _Thread(item.channel, item.sender_id, None,
+                                                                 item.name or item.default_name, item.avatar)
+        elif (item.name and thread.name != item.name) or (item.avatar and thread.avatar != item.avatar):
+            thread.name = item.name or thread.name
+            thread.avatar = item.avatar or thread.avatar
+            thread.renamed = thread.contact_id is not None
+    for thread in threads.values():
+        if thread.conversation_id is None:
+            thread.change = EventKind.CREATED
+        elif thread.deleted:
+            thread.change, thread.assignee_id = EventKind.RESTORED, None
+        elif thread.status is ConversationStatus.CLOSED:
+            thread.change = EventKind.REOPENED
+        thread.status = ConversationStatus.OPEN
+    await _save_threads(list(threads.values()), now)
+    return threads
+
+
+async def _save_threads(threads: list[_Thread], now: datetime) -> None:
+    created = {(row["channel_id"], row["external_id"]): row["id"] for row in await sql.insert(
+        "contact", ("company_id", "channel_id", "external_id", "name", "avatar_url"),
+        [(t.channel.company_id, t.channel.id, t.sender_id, t.name, t.avatar) for t in threads if t.contact_id is None],
+        returning="id, channel_id, external_id")}
+    for thread in threads:
+        if thread.contact_id is None:
+            thread.contact_id = created[(thread.channel.id, thread.sender_id)]
+        elif thread.renamed:
+            await sql.execute("UPDATE contact SET name = ?, avatar_url = ? WHERE id = ?",
+                              thread.name, thread.avatar, thread.contact_id)
+    opened = {row["contact_id"]: row["id"] for row in await sql.insert(
+        "conversation", ("company_id", "channel_id", "contact_id", "status", "created_at", "activity_at"),
+        [(t.channel.company_id, t.channel.id, t.contact_id, ConversationStatus.OPEN.value, now, now)
+         for t in threads if t.conversation_id is None],
+        returning="id, contact_id")}
+    for thread in threads:
+        if thread.conversation_id is None:
+            thread.conversation_id = opened[thread.contact_id]
+        elif thread.deleted:
+            # Restored: it keeps its id, and only the messages from now on.
+            await erase_history(thread.conversation_id)
+
+
+async def _store_batch(batch: list[_Checked]) -> list[Received | Exception]:
+    outcomes: list[Received | Exception | None] = [None] * len(batch)
+    now = datetime.now(timezone.utc)
+    async with action() as act:
+        for company_id in sorted({item.channel.company_id for item in batch}):
+            await lock_message_order(company_id)
+        members = await _installed_members(sorted({item.channel.id for item in batch}))
+        # Checked under the lock only: a redelivery is rare, a new message is the hot path.
+        stored = await _stored_ids(batch)
+        firsts: dict[tuple[int, str], int] = {}  # a message id's first new delivery in the batch
+        again: dict[int, int] = {}  # a later delivery -> the first
+        new: list[int] = []
+        for index, item in enumerate(batch):
+            key = (item.channel.id, item.external_id)
+            if item.channel.id not in members:
+                outcomes[index] = NotFound("channel not found")
+            elif key in firsts:
+                again[index] = firsts[key]
+            elif key not in stored:
+                firsts[key] = index
+                new.append(index)
+        if new:
+            messages = await _store_new([batch[index] for index in new], members, now, act)
+            for index, received in zip(new, messages):
+                outcomes[index] = received
+        for index, first in again.items():
+            outcomes[index] = Received(outcomes[first].message, False, None)
+        stored_before = [index for index, outcome in enumerate(outcomes) if outcome is None]
+        if stored_before:
+            rows = {row.id: row for row in await Message.filter(
+                id__in=[stored[(batch[i].channel.id, batch[i].external_id)] for i in stored_before])}
+            for index in stored_before:
+                outcomes[index] = Received(rows[stored[(batch[index].channel.id, batch[index].external_id)]],
+                                           False, None)
+    return outcomes
+
+
+async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]], now: datetime,
+                     act: Action) -> list[Received]:
+    threads = await _threads(items, now)
+    thread_of = [threads[(item.channel.id, item.sender_id)] for item in items]
+    ids = {(row["channel_id"], row["external_id"]): row["id"] for row in await sql.insert(
+        "message", ("company_id", "channel_id", "conversation_id", "direction", "body", "sent_at", "status",
+                    "external_id", "created_at"),
+        [(item.channel.company_id, item.channel.id, thread.conversation_id, MessageDirection.INBOUND.value,
+          item.body, item.sent_at, DeliveryStatus.RECEIVED.value, item.external_id, now)
+         for item, thread in zip(items, thread_of)],
+        returning="id, channel_id, external_id")}
+    messages = [Message._init_from_db(
+        id=ids[(item.channel.id, item.external_id)], company_id=item.channel.company_id, channel_id=item.channel.id,
+        conversation_id=thread.conversation_id, direction=MessageDirection.INBOUND, body=item.body,
+        sent_at=item.sent_at, status=DeliveryStatus.RECEIVED, author_id=None, external_id=item.external_id,
+        client_message_id=None, failure_reason=None, created_at=now) for item, thread in zip(items, thread_of)]
+    conversation_ids = sorted({thread.conversation_id for thread in thread_of})
+    conversations, params = sql.in_list(conversation_ids)
+    # Open (a restored one unassigned), and its latest message is the batch's: ids grow,
+    # and the company's lock holds other writers off.
+    await sql.execute(
+        "UPDATE conversation SET status = ?, deleted_at = NULL,"
+        " assignee_id = CASE WHEN deleted_at IS NULL THEN assignee_id END,"
+        " last_message_id = (SELECT MAX(m.id) FROM message m WHERE m.conversation_id = conversation.id),"
+        f" activity_at = ? WHERE id IN {conversations}", ConversationStatus.OPEN.value, now, *params)
+    linked = await notes.linked(conversation_ids)
+    if linked:
+        rows = {row.id: row for row in await Conversation.filter(id__in=list(linked))}
+        for message in messages:
+            if message.conversation_id in linked:
+                await notes.on_message(rows[message.conversation_id], message)
+    events, announced = [], set()
+    for item, thread, message in zip(items, thread_of, messages):
+        audience = members[item.channel.id]
+        if thread.change is not None and thread.conversation_id not in announced:
+            announced.add(thread.conversation_id)
+            events.append(NewEvent(item.channel.company_id, item.channel.id, thread.conversation_id, thread.change,
+                                   audience))
+        events.append(NewEvent(item.channel.company_id, item.channel.id, thread.conversation_id,
+                               EventKind.MESSAGE_ADDED, audience, message.id))
+    broadcasts = iter(await record_events(events, now))
+    for event, broadcast in zip(events, broadcasts):
+        if event.kind is EventKind.MESSAGE_ADDED:
+            act.emit(MessageAdded(company_id=event.company_id, channel_id=event.channel_id,
+                                  conversation_id=event.conversation_id, audience=event.audience,
+                                  message_id=event.message_id))
+        act.emit(broadcast)
+    await notifications.on_inbound_messages(act, [
+        notifications.Arrival(item.channel.company_id, item.channel.id, thread.conversation_id, thread.assignee_id,
+                              members[item.channel.id], message)
+        for item, thread, message in zip(items, thread_of, messages)])
+    return [Received(message, True, thread.name) for message, thread in zip(messages, thread_of)]

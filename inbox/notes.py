@@ -18,7 +18,7 @@ from tortoise.transactions import in_transaction
 from models import (Channel, Contact, Conversation, ConversationLink, EventKind, LinkTargetKind, Message,
                     MessageDirection, Note, User)
 
-from . import crm, validation
+from . import crm, sql, validation
 from .access import audience, visible_conversation
 from .errors import Conflict, NotFound
 from .events import record_event
@@ -150,6 +150,16 @@ async def unlink(viewer: User, link_id: int) -> int:
         await record_event(act, conversation, EventKind.UNLINKED, actor=viewer,
                            audience=await audience(conversation.channel_id))
     return link_id
+
+
+async def linked(conversation_ids: list[int]) -> set[int]:
+    """Which of the conversations are linked: only their messages go into notes. The
+    caller's transaction holds the conversations' rows (a link made meanwhile waits)."""
+    if not conversation_ids:
+        return set()
+    conversations, params = sql.in_list(conversation_ids)
+    return {row["conversation_id"] for row in await sql.fetch(
+        f"SELECT DISTINCT conversation_id FROM conversation_link WHERE conversation_id IN {conversations}", *params)}
 
 
 async def on_message(conversation: Conversation, message: Message) -> None:

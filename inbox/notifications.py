@@ -16,6 +16,7 @@ from models import (Channel, Contact, Conversation, Message, MessageDirection, N
                     NotificationKind, NotificationPreference, User)
 from subscriptions.events import NotificationReceived
 
+from . import sql
 from .errors import NotFound
 from .sections import page_size
 from .transaction import Action
@@ -48,8 +49,12 @@ MAX_QUOTE = 2000
 async def toggles_of(user_ids: list[int]) -> dict[int, dict[Kind, Toggles]]:
     """Each user's toggles: their own where they set them, the spec's defaults elsewhere."""
     found = {user_id: dict(DEFAULTS) for user_id in user_ids}
-    for row in await NotificationPreference.filter(user_id__in=list(found)):
-        found[row.user_id][row.kind] = Toggles(desktop=row.desktop, email=row.email)
+    if not found:
+        return found
+    users, params = sql.in_list(found)
+    for row in await sql.fetch(
+            f"SELECT user_id, kind, desktop, email FROM notification_preference WHERE user_id IN {users}", *params):
+        found[row["user_id"]][Kind(row["kind"])] = Toggles(desktop=bool(row["desktop"]), email=bool(row["email"]))
     return found
 
 
@@ -84,20 +89,38 @@ async def _store(user_id: int, kind: Kind, toggles: Toggles) -> None:
 # -- who is notified --------------------------------------------------------------------
 
 
-async def on_inbound_message(act: Action, conversation: Conversation, message: Message,
-                             members: tuple[int, ...]) -> None:
-    """A new inbound message: its assignee is told (NEW_MESSAGE_ASSIGNED_TO_ME, even an admin
-    who is not a member), and the channel's other members are told it is assigned to
+@dataclass(frozen=True)
+class Arrival:
+    """A new inbound message, with what deciding its notifications takes: its conversation's
+    assignee (as the message's transaction leaves it) and its channel's members."""
+
+    company_id: int
+    channel_id: int
+    conversation_id: int
+    assignee_id: int | None
+    members: tuple[int, ...]
+    message: Message
+
+
+async def on_inbound_messages(act: Action, arrivals: list[Arrival]) -> None:
+    """New inbound messages: each one's assignee is told (NEW_MESSAGE_ASSIGNED_TO_ME, even an
+    admin who is not a member), and the channel's other members are told it is assigned to
     someone else or unassigned; admins who are not members hear nothing of it. The
-    caller's transaction holds the conversation's row."""
-    assignee_id = conversation.assignee_id
-    others = Kind.NEW_MESSAGE_ASSIGNED_TO_OTHERS if assignee_id is not None else Kind.NEW_MESSAGE_UNASSIGNED
-    recipients = {user_id: others for user_id in members if user_id != assignee_id}
-    if assignee_id is not None and (assignee_id in members
-                                    or await User.filter(id=assignee_id, is_admin=True).exists()):
-        # Only while the assignee has access: someone unshared from the channel is not told.
-        recipients[assignee_id] = Kind.NEW_MESSAGE_ASSIGNED_TO_ME
-    await _notify(act, conversation, recipients, message=message, actor=None)
+    caller's transaction holds the conversations' rows."""
+    outsiders = {a.assignee_id for a in arrivals if a.assignee_id is not None and a.assignee_id not in a.members}
+    admins = set(await User.filter(id__in=list(outsiders), is_admin=True).values_list("id", flat=True)
+                 ) if outsiders else set()
+    notices = []
+    for arrival in arrivals:
+        assignee_id = arrival.assignee_id
+        others = Kind.NEW_MESSAGE_ASSIGNED_TO_OTHERS if assignee_id is not None else Kind.NEW_MESSAGE_UNASSIGNED
+        recipients = {user_id: others for user_id in arrival.members if user_id != assignee_id}
+        if assignee_id is not None and (assignee_id in arrival.members or assignee_id in admins):
+            # Only while the assignee has access: someone unshared from the channel is not told.
+            recipients[assignee_id] = Kind.NEW_MESSAGE_ASSIGNED_TO_ME
+        notices.append(_Notice(arrival.company_id, arrival.channel_id, arrival.conversation_id, recipients,
+                               arrival.message))
+    await _notify(act, notices)
 
 
 async def on_assignment(act: Action, conversation: Conversation, actor: User, assignee: User,
@@ -107,26 +130,50 @@ async def on_assignment(act: Action, conversation: Conversation, actor: User, as
     if assignee.id == actor.id or assignee.id == previous_assignee_id:
         return
     latest = await Message.get_or_none(id=conversation.last_message_id) if conversation.last_message_id else None
-    await _notify(act, conversation, {assignee.id: Kind.CONVERSATION_ASSIGNED_TO_ME}, message=latest, actor=actor)
+    await _notify(act, [_Notice(conversation.company_id, conversation.channel_id, conversation.id,
+                                {assignee.id: Kind.CONVERSATION_ASSIGNED_TO_ME}, latest, actor, conversation)])
 
 
-async def _notify(act: Action, conversation: Conversation, recipients: dict[int, Kind], *,
-                  message: Message | None, actor: User | None) -> None:
-    if not recipients:
+@dataclass(frozen=True)
+class _Notice:
+    """What to tell whom about one conversation."""
+
+    company_id: int
+    channel_id: int
+    conversation_id: int
+    recipients: dict[int, Kind]
+    message: Message | None
+    actor: User | None = None
+    conversation: Conversation | None = None  # when the caller holds it: emails need it
+
+
+async def _notify(act: Action, notices: list[_Notice]) -> None:
+    """The desktop notifications of every notice in one statement, then their emails."""
+    notices = [notice for notice in notices if notice.recipients]
+    if not notices:
         return
-    toggles = await toggles_of(list(recipients))
-    for user_id, kind in recipients.items():
-        if toggles[user_id][kind].desktop:
-            row = await Notification.create(company_id=conversation.company_id, user_id=user_id, kind=kind,
-                                            conversation_id=conversation.id,
-                                            message_id=message.id if message else None,
-                                            actor_id=actor.id if actor else None)
-            act.emit(NotificationReceived(company_id=conversation.company_id, channel_id=conversation.channel_id,
-                                          conversation_id=conversation.id, audience=(user_id,),
-                                          notification_id=row.id, user_id=user_id))
-    by_email = {user_id: kind for user_id, kind in recipients.items() if toggles[user_id][kind].email}
-    if by_email:
-        await _queue_emails(act, conversation, by_email, message, actor)
+    toggles = await toggles_of(sorted({user_id for notice in notices for user_id in notice.recipients}))
+    desktop = [(notice, user_id, kind) for notice in notices for user_id, kind in notice.recipients.items()
+               if toggles[user_id][kind].desktop]
+    now = datetime.now(timezone.utc)
+    rows = await sql.insert(
+        "notification", ("company_id", "user_id", "kind", "conversation_id", "message_id", "actor_id", "created_at"),
+        [(notice.company_id, user_id, kind.value, notice.conversation_id,
+          notice.message.id if notice.message else None, notice.actor.id if notice.actor else None, now)
+         for notice, user_id, kind in desktop],
+        returning="id, user_id, conversation_id, message_id")
+    # One notification per user, conversation and message within one call.
+    ids = {(row["user_id"], row["conversation_id"], row["message_id"]): row["id"] for row in rows}
+    for notice, user_id, _ in desktop:
+        notification_id = ids[(user_id, notice.conversation_id, notice.message.id if notice.message else None)]
+        act.emit(NotificationReceived(company_id=notice.company_id, channel_id=notice.channel_id,
+                                      conversation_id=notice.conversation_id, audience=(user_id,),
+                                      notification_id=notification_id, user_id=user_id))
+    for notice in notices:
+        by_email = {user_id: kind for user_id, kind in notice.recipients.items() if toggles[user_id][kind].email}
+        if by_email:
+            conversation = notice.conversation or await Conversation.get(id=notice.conversation_id)
+            await _queue_emails(act, conversation, by_email, notice.message, notice.actor)
 
 
 # -- desktop notifications --------------------------------------------------------------

@@ -1,14 +1,20 @@
-"""Raw SQL for the few queries the ORM cannot say in one statement (aggregates, the
-inbox page with its joined rows), and model instances built from their rows."""
+"""Raw SQL, on SQLite and PostgreSQL alike: the few queries the ORM cannot say in one
+statement (aggregates, the inbox page with its joined rows, and model instances built
+from those rows), and the inbound path's bulk statements (one INSERT of many rows, with
+RETURNING, instead of a statement and an ORM query build per row)."""
 from __future__ import annotations
 
 import re
 from datetime import datetime
 from functools import cache
+from typing import Iterable, Sequence
 
 from tortoise import connections, fields
 
 _PLACEHOLDER = re.compile(r"\?")
+# SQL text -> its PostgreSQL spelling: the bulk statements repeat few shapes.
+_POSTGRES_SQL: dict[str, str] = {}
+_POSTGRES_SQL_KEPT = 512
 
 
 def _connection():
@@ -22,14 +28,26 @@ def is_postgres() -> bool:
 def _dialect_sql(sql: str) -> str:
     if not is_postgres():
         return sql
-    counter = iter(range(1, 10_000))
-    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+    found = _POSTGRES_SQL.get(sql)
+    if found is None:
+        counter = iter(range(1, 100_000))
+        found = _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+        if len(_POSTGRES_SQL) >= _POSTGRES_SQL_KEPT:
+            _POSTGRES_SQL.clear()
+        _POSTGRES_SQL[sql] = found
+    return found
 
 
 async def fetch(sql: str, *params) -> list[dict]:
-    """Runs a query written with `?` placeholders on SQLite and PostgreSQL alike."""
-    _, rows = await _connection().execute_query(_dialect_sql(sql), list(params))
-    return [dict(row) for row in rows]
+    """Runs a query written with `?` placeholders on SQLite and PostgreSQL alike, and
+    returns its rows (also those of an INSERT or UPDATE ... RETURNING)."""
+    return await _connection().execute_query_dict(_dialect_sql(sql), list(params))
+
+
+async def execute(sql: str, *params) -> int:
+    """Runs a statement written with `?` placeholders; returns the number of rows it changed."""
+    changed, _ = await _connection().execute_query(_dialect_sql(sql), list(params))
+    return changed
 
 
 def in_list(values) -> tuple[str, list]:
@@ -70,3 +88,34 @@ def _datetime_columns(model) -> list[str]:
     meta = model._meta
     return [meta.fields_map[name].source_field or name for name in meta.fields_map
             if isinstance(meta.fields_map[name], fields.DatetimeField)]
+
+
+def pairs_in(pairs, first: str, second: str) -> tuple[str, list]:
+    """A WHERE clause matching (first, second) pairs such as (channel id, external id):
+    one `second IN (...)` per value of `first`, so that an index on both serves it."""
+    by_first: dict = {}
+    for one, other in sorted(set(pairs)):
+        by_first.setdefault(one, []).append(other)
+    clauses, params = [], []
+    for one, others in by_first.items():
+        marks, values = in_list(others)
+        clauses.append(f"({first} = ? AND {second} IN {marks})")
+        params += [one, *values]
+    return " OR ".join(clauses), params
+
+
+def rows(values: Sequence[Sequence]) -> tuple[str, list]:
+    """`(?, ?), (?, ?)` and the flattened parameters of a multi-row VALUES list (never empty)."""
+    row = "(" + ", ".join("?" for _ in values[0]) + ")"
+    return ", ".join(row for _ in values), [value for one in values for value in one]
+
+
+async def insert(table: str, columns: Iterable[str], values: Sequence[Sequence],
+                 returning: str = "id") -> list[dict]:
+    """One INSERT of every row in `values`, returning `returning` of each (in no
+    guaranteed order: map them back by a key). The table and columns are ours, never input."""
+    if not values:
+        return []
+    placeholders, params = rows(values)
+    return await fetch(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {placeholders} RETURNING {returning}",
+                       *params)

@@ -2,7 +2,7 @@
 each, serialised in one place so that publishers and subscribers cannot drift."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 
@@ -24,10 +24,9 @@ class _Event:
         return is_admin or user_id in self.audience
 
     def to_payload(self) -> dict:
-        payload = asdict(self)
-        payload["audience"] = list(self.audience)
-        payload["type"] = self.type
-        return payload
+        # Every field is a number, a string or the audience: a shallow copy (asdict's deep
+        # copy is most of the cost of an event that inbound messages publish a dozen of).
+        return {**self.__dict__, "audience": list(self.audience), "type": self.type}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,132 @@
+"""Inbound messages that arrive together are stored together (inbox/group_commit.py):
+each keeps its own outcome, order and idempotency, a batch costs a fixed number of
+SQL statements whatever its size, and a channel uninstalled meanwhile stores nothing."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+from conftest import RECEIVE, Company, unique
+from test_messenger import install_page, text_message, webhook
+
+CONVERSATION = """
+query($c: ID!) { conversation(id: $c) {
+  lastMessage { id body }
+  messages(first: 100) { edges { node { id body } } }
+  events { kind message { id } } } }"""
+
+
+async def _channel(company: Company):
+    import models
+    from schema.ids import pk_of
+
+    return await models.Channel.get(id=pk_of(company.channel_id, "Channel"))
+
+
+def _inbound(contact: str, body: str, external_id: str | None = None):
+    from inbox import messages
+
+    return messages.Inbound(external_message_id=external_id or unique("m"), sender_external_id=contact,
+                            sender_name=f"Contact {contact}", body=body)
+
+
+async def _statements(count_queries, company: Company, messages_count: int) -> int:
+    from inbox import messages
+
+    channel = await _channel(company)
+    # New and known contacts alike: every message after the first two comes from one of them.
+    contacts = [unique("contact"), unique("contact")]
+    await messages.receive_all([(channel, _inbound(contacts[0], "known"))])
+    count_queries.count = 0
+    await messages.receive_all([(channel, _inbound(contacts[i % 2] if i > 1 else unique("new"), f"m{i}"))
+                                for i in range(messages_count)])
+    return count_queries.count
+
+
+async def test_a_batch_runs_a_fixed_number_of_statements_whatever_its_size(company, count_queries):
+    # given messages that arrive together, five then twenty-five of them (the fewest of
+    # three tries: background work of the server, such as the send queue's poll, logs
+    # its statements to the same counter)
+    few = min([await _statements(count_queries, company, 5) for _ in range(3)])
+    many = min([await _statements(count_queries, company, 25) for _ in range(3)])
+    # then both batches ran as many statements: none per message
+    assert few == many, (few, many)
+    assert many <= 12, many
+
+
+async def test_a_message_delivered_twice_in_one_batch_is_stored_once(company):
+    from inbox import messages
+
+    channel = await _channel(company)
+    contact, external_id = unique("contact"), unique("m")
+    # when one batch carries the same message twice, around another one
+    first, other, again = await messages.receive_all([
+        (channel, _inbound(contact, "once", external_id)), (channel, _inbound(contact, "other")),
+        (channel, _inbound(contact, "once", external_id))])
+    # then the first delivery stored it, the second got the same message
+    assert (first.created, other.created, again.created) == (True, True, False)
+    assert again.message.id == first.message.id
+    data = await company.admin.data(CONVERSATION, {"c": _global("Conversation", first.message.conversation_id)})
+    assert [e["node"]["body"] for e in data["conversation"]["messages"]["edges"]] == ["once", "other"]
+
+
+def _global(type_name: str, pk: int) -> str:
+    from schema.ids import global_id
+
+    return global_id(type_name, pk)
+
+
+async def test_concurrent_partner_messages_each_get_their_own_message_in_order(company):
+    # given twenty messages from three contacts pushed at the same moment
+    contacts = [unique("contact") for _ in range(3)]
+    sent = await asyncio.gather(*(company.inbound(f"message {i}", contact=contacts[i % 3]) for i in range(20)))
+    # then each got its own message, in its contact's conversation
+    assert len({message["id"] for message in sent}) == 20
+    by_conversation: dict[str, list[dict]] = {}
+    for message in sent:
+        by_conversation.setdefault(message["conversation"]["id"], []).append(message)
+    assert len(by_conversation) == 3
+    for conversation_id, pushed in by_conversation.items():
+        data = (await company.admin.data(CONVERSATION, {"c": conversation_id}))["conversation"]
+        stored = [edge["node"] for edge in data["messages"]["edges"]]
+        # every message once, ids (cursors) in order, the latest one the conversation's last message
+        assert sorted(m["id"] for m in stored) == sorted(m["id"] for m in pushed)
+        assert data["lastMessage"]["id"] == stored[-1]["id"]
+        kinds = [event["kind"] for event in data["events"]]
+        assert kinds == ["CREATED"] + ["MESSAGE_ADDED"] * len(pushed), kinds
+
+
+async def test_messages_of_one_webhook_are_stored_in_the_order_meta_sent_them(company, http, server):
+    page = await install_page(company, http, server)
+    psid = unique("psid")
+    # when one webhook carries three messages of one contact
+    await page.deliver(*(text_message(psid, page.page_id, f"part {i}") for i in range(3)))
+    # then they are stored in that order
+    assert [m["body"] for m in await page.messages()] == ["part 0", "part 1", "part 2"]
+
+
+async def test_webhook_for_a_channel_uninstalled_by_another_process_is_404_and_stores_nothing(
+        company, http, server):
+    import models
+    from schema.ids import pk_of
+
+    page = await install_page(company, http, server)
+    await page.deliver(text_message(unique("psid"), page.page_id, "before"))  # this process knows the channel
+    # given another process uninstalls the channel (this one is not told)
+    await models.Channel.filter(id=pk_of(page.channel_id, "Channel")).update(
+        uninstalled_at=datetime.now(timezone.utc))
+    # when Meta posts a message for it
+    response = await page.post(webhook(page.page_id, text_message(unique("psid"), page.page_id, "after")))
+    # then it is refused and not stored
+    assert response.status_code == 404
+    assert await models.Message.filter(channel_id=pk_of(page.channel_id, "Channel"), body="after").count() == 0
+
+
+async def test_the_same_partner_message_pushed_concurrently_is_one_message(company):
+    external_id = unique("m")
+    variables = {"input": {"externalMessageId": external_id, "sender": {"externalId": "c1", "name": "C"},
+                           "body": "only once"}}
+    # when a partner pushes one message five times at once
+    answers = await asyncio.gather(*(company.partner.data(RECEIVE, variables) for _ in range(5)))
+    # then every answer is the same message
+    assert len({answer["receiveChannelMessage"]["id"] for answer in answers}) == 1
