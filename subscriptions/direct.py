@@ -376,9 +376,9 @@ def _encode(result: ExecutionResult) -> bytes:
 
 
 def live_subscriptions(hub: Hub, topic: str) -> int:
-    """Subscriptions of a topic live in this process, whoever delivers to them: the hub's
-    readers, with the engine's sinks in place of its one reader."""
+    """Subscriptions of a topic that deliver every event published from now on, in this
+    process: the hub's readers past their replay, and the engine's sinks."""
     state = hub._topics.get(topic)
-    readers = 0 if state is None else len(state.subscribers)
+    readers = 0 if state is None else sum(1 for sub in state.subscribers if sub.live)
     engine = _engines.get((id(hub), topic))
-    return readers if engine is None else readers - 1 + len(engine.sinks)
+    return readers if engine is None else readers + len(engine.sinks)

@@ -163,6 +163,9 @@ class LocalSubscription:
         self._waiter: asyncio.Future[None] | None = None
         self._state: _Topic | None = None
         self._used = False
+        # Set by its reader once it reads live events (after any replay): from then on an
+        # event published is one it delivers.
+        self.live = False
 
     async def __aenter__(self) -> LocalSubscription:
         if self._used:

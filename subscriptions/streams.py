@@ -68,6 +68,7 @@ async def _live(info: Info, sub, roots, hand_over: bool = True) -> AsyncGenerato
     """The subscription's live events as the roots `roots(payload, event)` turns them
     into; handed over to direct delivery (direct.py) as soon as nothing is buffered."""
     topic = sub.topic
+    sub.live = True
     try:
         while True:
             if hand_over and not sub.pending:
