@@ -163,9 +163,18 @@ class _AddedMessages:
         return event.message_id > self.last and self.conversation_pk in (None, event.conversation_id)
 
     async def roots(self, payload: dict, event: MessageAdded) -> list[types.Message]:
-        rows = await self._messages.added(self.viewer, self.conversation_pk, self.last, event)
+        # The same for every subscription of this viewer, conversation and position: worked
+        # out once per event (the payload is shared by every local subscriber).
+        key = (self.viewer.id, self.conversation_pk, self.last)
+        found = payload.get("_added")
+        if found is None:
+            found = payload["_added"] = {}
+        roots = found.get(key)
+        if roots is None:
+            rows = await self._messages.added(self.viewer, self.conversation_pk, self.last, event)
+            roots = found[key] = [_shared_message(payload, row) for row in rows]
         self.last = event.message_id
-        return [_shared_message(payload, row) for row in rows]
+        return roots
 
 
 async def message_updated(info: Info, conversation_id: Optional[strawberry.ID] = None
