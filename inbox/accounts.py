@@ -43,9 +43,12 @@ async def create_user(viewer: User, name: str, email: str, is_admin: bool) -> tu
 
 
 async def set_availability(viewer: User, available: bool) -> User:
-    viewer.available = available
-    await viewer.save(update_fields=["available"])
-    return viewer
+    await User.filter(id=viewer.id).update(available=available)
+    # The viewer may be a websocket's for as long as it lives: it keeps availability
+    # unknown, to be read fresh, and the answer is a copy.
+    changed = copy.copy(viewer)
+    changed.available = available
+    return changed
 
 
 async def availability(user_id: int) -> bool:

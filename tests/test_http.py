@@ -232,13 +232,14 @@ async def test_an_uninstalled_channels_token_is_refused_at_once(company):
     assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
-async def test_a_known_users_request_changes_no_other_request_of_theirs(server, company):
-    # Given ann's token known to the process, when one request of hers makes her
-    # unavailable, then a request of hers running at the same time is not touched:
-    # each request has its own copy of her
-    from inbox.accounts import authenticate
+async def test_a_known_user_is_a_copy_per_request_with_availability_unknown(company):
+    # Given ann's token, known to the process: each request gets its own copy of her, with
+    # availability to be read fresh, and setting it leaves the copy so (a websocket's
+    # viewer lives as long as the socket)
+    from inbox.accounts import authenticate, availability, set_availability
 
     first, second = await authenticate(company.ann.token), await authenticate(company.ann.token)
-    assert first is not second
-    first.available = False
-    assert second.available is None
+    assert first is not second and first.available is None
+    assert (await set_availability(first, False)).available is False
+    assert first.available is None and second.available is None
+    assert await availability(first.id) is False
