@@ -210,6 +210,26 @@ class GraphQLHTTP:
         return True
 
 
+class PostsFirst:
+    """POST /graphql straight to GraphQLHTTP, past starlette's middleware and router: a
+    tenth of the server's time on a small query. The same answers (the route takes GET,
+    POST and OPTIONS to the same endpoint; an exception is a 500 from uvicorn instead)."""
+
+    def __init__(self, app, graphql: GraphQLHTTP) -> None:
+        self.app = app
+        self.graphql = graphql
+
+    def __getattr__(self, name: str):
+        return getattr(self.app, name)  # starlette's `state`, `routes`...: this is its stand-in
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/graphql"
+                and not scope.get("root_path")):
+            await self.graphql(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 def _plain_json(content_type: bytes | None, accept: bytes | None) -> bool:
     """A JSON body, and no streamed answer asked for (multipart or server-sent events)."""
     if content_type is None or content_type.partition(b";")[0].strip().lower() != b"application/json":
