@@ -5,7 +5,7 @@ graphql-core; anything else goes to strawberry's view, which answers it as it al
 The direct path does what the view and the schema's extensions do for such a request
 (cached parse with the token limit, cached validation with the depth and alias rules,
 contract error codes, 401 for UNAUTHENTICATED, the same JSON), without their per-request
-machinery: about half of the server's time on a small query."""
+machinery: more than half of the server's time on a small query."""
 from __future__ import annotations
 
 import json
