@@ -1,6 +1,8 @@
 """Companies, users, their tokens and availability."""
 from __future__ import annotations
 
+import copy
+
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -41,18 +43,49 @@ async def create_user(viewer: User, name: str, email: str, is_admin: bool) -> tu
 
 
 async def set_availability(viewer: User, available: bool) -> User:
-    viewer.available = available
-    await viewer.save(update_fields=["available"])
-    return viewer
+    await User.filter(id=viewer.id).update(available=available)
+    # The viewer may be a websocket's for as long as it lives: it keeps availability
+    # unknown, to be read fresh, and the answer is a copy.
+    changed = copy.copy(viewer)
+    changed.available = available
+    return changed
+
+
+async def availability(user_id: int) -> bool:
+    """Whether a user is available now, read from the database."""
+    return bool(await User.filter(id=user_id).first().values_list("available", flat=True))
+
+
+# The signed-in user of every user token this process has seen. A user token is never
+# revoked, its user never deleted, and of a user only `available` ever changes
+# (setAvailability, maybe on another process): so the rest is kept here, and
+# `available` is None on the users authenticate returns, to be read fresh when needed.
+# Misses are not kept: a user made by another process signs in at once. (CUSTOM channel
+# tokens, which uninstallChannel revokes: inbox/installed.py.)
+KNOWN_USERS_MAX = 10_000
+_known_users: dict[str, User] = {}
 
 
 async def authenticate(token: str | None) -> User | Channel | None:
-    """The user or CUSTOM channel a bearer token belongs to, or None."""
+    """The user or CUSTOM channel a bearer token belongs to, or None. A user comes with
+    `available` None: its availability is `availability(user.id)`."""
     if not token:
         return None
     digest = token_hash(token)
     if token.startswith(CHANNEL_PREFIX):
         return await installed.channel_of_token(digest)
     if token.startswith(USER_PREFIX):
-        return await User.get_or_none(token_hash=digest)
+        known = _known_users.get(digest)
+        if known is None:
+            known = await User.get_or_none(token_hash=digest)
+            if known is None:
+                return None
+            known.available = None
+            if len(_known_users) >= KNOWN_USERS_MAX:
+                del _known_users[next(iter(_known_users))]  # the oldest
+            _known_users[digest] = known
+        # A copy per request: a request that changes its viewer changes no other's.
+        user = copy.copy(known)
+        user._await_when_save = {}
+        return user
     return None

@@ -54,7 +54,8 @@ class Context:
 
     @property
     def viewer(self) -> models.User:
-        """The signed-in user; a CUSTOM channel's token is not one."""
+        """The signed-in user; a CUSTOM channel's token is not one. Its `available` is
+        None (inbox.accounts.authenticate): `accounts.availability` reads it."""
         if not isinstance(self.principal, models.User):
             raise Unauthenticated("a user token is required")
         return self.principal

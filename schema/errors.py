@@ -39,13 +39,18 @@ def with_contract_code(error: GraphQLError) -> GraphQLError:
     return error
 
 
+def refuses_authentication(errors: list[GraphQLError]) -> bool:
+    """Whether an HTTP answer with these (processed) errors is a 401."""
+    return any(error.extensions.get("code") == "UNAUTHENTICATED" for error in errors)
+
+
 class ContractErrors(MaskErrors):
     def __init__(self) -> None:
         super().__init__(error_message=INTERNAL_MESSAGE)
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         processed = [with_contract_code(error) for error in errors]
-        if any(error.extensions.get("code") == "UNAUTHENTICATED" for error in processed):
+        if refuses_authentication(processed):
             response = getattr(self.execution_context.context, "response", None)
             if isinstance(response, Response):  # HTTP, not a websocket
                 response.status_code = 401

@@ -9,7 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 import models
-from inbox import sections
+from inbox import accounts, sections
 from subscriptions.events import ConversationChanged
 
 from .ids import conversation_cursor, conversation_url, global_id, message_cursor
@@ -48,12 +48,22 @@ class User(Node):
     email: str
     is_admin: bool = strawberry.field(
         description="Has access to the account settings, and so to the messaging settings.")
-    available: bool = strawberry.field(description="Whether new conversations may be assigned to this user.")
+    row_id: strawberry.Private[int]
+    row_available: strawberry.Private[Optional[bool]]
+
+    @strawberry.field(description="Whether new conversations may be assigned to this user.")
+    def available(self) -> bool:
+        # None for the signed-in user, whom authentication keeps per token without
+        # availability (inbox/accounts.py): read now. Not async, so that a list of
+        # users adds no coroutine per user (graphql-core awaits what it is given).
+        if self.row_available is None:
+            return accounts.availability(self.row_id)  # type: ignore[return-value]
+        return self.row_available
 
     @classmethod
     def of(cls, row: models.User) -> "User":
         return cls(id=global_id("User", row.id), name=row.name, email=row.email, is_admin=row.is_admin,
-                   available=row.available)
+                   row_id=row.id, row_available=row.available)
 
 
 async def _user(info: Info, user_id: int | None) -> User | None:

@@ -26,7 +26,6 @@ from inbox.accounts import authenticate
 from inbox.sending import Sender
 from schema import schema
 from schema.context import Context
-from schema.errors import INTERNAL_MESSAGE
 from subscriptions import direct
 from subscriptions.fanout import next_frame
 from subscriptions.hub import Hub, Overflowed, SubscriptionEnded
@@ -35,31 +34,13 @@ from subscriptions.publish import current_hub, use_hub
 
 from .config import Settings
 from .db import close_database, database_reachable, open_database
+from .http import GraphQLHTTP, PostsFirst, bearer, replaying
 from .mail import start_mailer
 
 log = logging.getLogger("inbox")
 
 WS_REJECTED = 4403
 WS_INTERNAL_ERROR = 1011
-
-
-def bearer(value: str | None) -> str | None:
-    if not value:
-        return None
-    scheme, _, token = value.strip().partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-def unauthenticated(message: str = "missing or invalid bearer token") -> JSONResponse:
-    return JSONResponse({"data": None, "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
-                        status_code=401)
-
-
-def internal_error() -> JSONResponse:
-    """What a request gets when it fails before GraphQL runs (the database is down while
-    its token is checked): the same masked INTERNAL error as a failing field."""
-    return JSONResponse({"data": None, "errors": [{"message": INTERNAL_MESSAGE, "extensions": {"code": "INTERNAL"}}]},
-                        status_code=500)
 
 
 class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
@@ -192,29 +173,17 @@ class InboxGraphQL(GraphQL):
 
 
 class GraphQLEndpoint:
-    """Authenticates HTTP requests before strawberry runs them (401 on a missing or bad
-    token); the browser's GraphiQL page needs no token."""
+    """/graphql: HTTP requests (server/http.py) and websockets."""
 
     def __init__(self, graphql: InboxGraphQL) -> None:
         self.graphql = graphql
+        self.http = GraphQLHTTP(graphql)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
-            request = Request(scope, receive)
-            wants_ide = (request.method == "GET" and "text/html" in request.headers.get("accept", "")
-                         and "query" not in request.query_params)
-            if not wants_ide and request.method != "OPTIONS":
-                try:
-                    principal = await authenticate(bearer(request.headers.get("authorization")))
-                except Exception:
-                    log.exception("authenticating a request failed")
-                    await internal_error()(scope, receive, send)
-                    return
-                if principal is None:
-                    await unauthenticated()(scope, receive, send)
-                    return
-                scope.setdefault("state", {})["principal"] = principal
-        elif scope["type"] == "websocket":
+            await self.http(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
             try:
                 await self.graphql(scope, receive, send)
             except Exception:
@@ -257,17 +226,7 @@ class BodyLimit:
                 return
             if not message.get("more_body"):
                 break
-        body = b"".join(chunks)
-        delivered = False
-
-        async def replay():
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
 
     async def _too_large(self, scope, receive, send) -> None:
         response = JSONResponse({"errors": [{"message": "request body too large",
@@ -332,4 +291,4 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
-    return BodyLimit(app, settings.max_body_bytes)
+    return BodyLimit(PostsFirst(app, graphql.http), settings.max_body_bytes)

@@ -383,6 +383,44 @@ async def test_client_resuming_on_another_process_misses_nothing_and_gets_no_dup
     assert received == sorted(message_pk(m) for m in [*sent, later])
 
 
+# -- what each process knows of the signed-in ------------------------------------------------------
+
+
+@needs_postgres_and_redis
+async def test_availability_set_through_one_process_reads_fresh_on_another(cluster, company):
+    # given: ann, signed in on process B (which keeps who she is per token)
+    ann_on_b = on(company.ann, cluster.b)
+    assert (await ann_on_b.data("{ me { available } }"))["me"]["available"] is True
+
+    # when: she makes herself unavailable through process A
+    await on(company.ann, cluster.a).data("mutation { setAvailability(available: false) { id } }")
+
+    # then: process B reads her as unavailable at once, and cannot assign to her
+    assert (await ann_on_b.data("{ me { available } }"))["me"]["available"] is False
+    conversation = (await inbound_on(company, cluster.b, "hello"))["conversation"]["id"]
+    refused = await on(company.admin, cluster.b).execute(ASSIGN, {"c": conversation, "u": company.ids["ann"]})
+    assert refused["errors"][0]["extensions"]["code"] == "USER_UNAVAILABLE"
+
+
+@needs_postgres_and_redis
+async def test_a_channel_uninstalled_through_one_process_refuses_its_token_at_once_on_another(cluster, company):
+    # given: the partner pushing through process B
+    await inbound_on(company, cluster.b, "before")
+
+    # when: the admin uninstalls the channel through process A
+    await on(company.admin, cluster.a).data("mutation($c: ID!) { uninstallChannel(channelId: $c) }",
+                                            {"c": company.channel_id})
+
+    # then: process B refuses the partner's very next push and stores nothing: 401 once it
+    # knows, NOT_FOUND while it still remembers the channel (inbox/installed.py)
+    response = await on(company.partner, cluster.b).post(
+        "mutation($i: ReceiveMessageInput!) { receiveChannelMessage(input: $i) { id } }",
+        {"i": {"externalMessageId": unique("after"), "sender": {"externalId": "c1", "name": "C"}, "body": "hi"}})
+    body = response.json()
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] in {"UNAUTHENTICATED", "NOT_FOUND"}
+
+
 # -- background workers on every process ----------------------------------------------------------
 
 

@@ -1,0 +1,262 @@
+"""GraphQL over HTTP at /graphql: the bearer token first, then the common request (a JSON
+POST of one query or mutation whose document parses and validates) executed straight on
+graphql-core; anything else goes to strawberry's view, which answers it as it always has.
+
+The direct path does what the view and the schema's extensions do for such a request
+(cached parse with the token limit, cached validation with the depth and alias rules,
+contract error codes, 401 for UNAUTHENTICATED, the same JSON), without their per-request
+machinery: more than half of the server's time on a small query."""
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+from typing import NamedTuple
+
+from graphql import (DocumentNode, ExecutionResult, GraphQLError, OperationDefinitionNode, OperationType, execute,
+                     parse)
+from graphql.validation import specified_rules
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from strawberry.execution import optimized_is_awaitable
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.schema.schema import validate_document
+
+from inbox.accounts import authenticate
+from schema.errors import INTERNAL_MESSAGE, ContractErrors, refuses_authentication, with_contract_code
+
+log = logging.getLogger("inbox")
+
+# Parsed and validated documents kept, by query text; longer texts are prepared anew each
+# time (a cache of a few hundred of them could hold hundreds of MiB).
+DOCUMENTS_CACHED = 512
+LONGEST_CACHED = 16_384
+
+
+def bearer(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def unauthenticated(message: str = "missing or invalid bearer token") -> JSONResponse:
+    return JSONResponse({"data": None, "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
+                        status_code=401)
+
+
+def internal_error() -> JSONResponse:
+    """What a request gets when it fails before GraphQL runs (the database is down while
+    its token is checked): the same masked INTERNAL error as a failing field."""
+    return JSONResponse({"data": None, "errors": [{"message": INTERNAL_MESSAGE, "extensions": {"code": "INTERNAL"}}]},
+                        status_code=500)
+
+
+class Prepared(NamedTuple):
+    """A document that parsed and validated, with the type of each of its operations
+    by name (None: an anonymous one)."""
+    document: DocumentNode
+    operations: dict[str | None, OperationType]
+
+
+class DirectExecution:
+    """What the direct path needs of the schema, or None when the schema has anything it
+    does not reproduce (another extension, middleware, incremental delivery): then every
+    request goes through the view."""
+
+    KNOWN = (MaxTokensLimiter, ParserCache, AddValidationRules, ValidationCache, ContractErrors)
+
+    def __init__(self, schema, max_tokens: int, rules: tuple) -> None:
+        self.graphql_schema = schema._schema
+        self.executor_class = schema.execution_context_class
+        self.max_tokens = max_tokens
+        self.rules = rules
+        self._cached = lru_cache(maxsize=DOCUMENTS_CACHED)(self._prepare)
+
+    @classmethod
+    def of(cls, schema) -> "DirectExecution | None":
+        extensions = schema.get_extensions()
+        if (schema.config.enable_experimental_incremental_execution
+                or any(type(extension) not in cls.KNOWN for extension in extensions)):
+            return None
+        max_tokens = [e.max_token_count for e in extensions if isinstance(e, MaxTokensLimiter)]
+        added = tuple(rule for e in extensions if isinstance(e, AddValidationRules) for rule in e.validation_rules)
+        return cls(schema, max_tokens[0] if max_tokens else None, (*specified_rules, *added))
+
+    def _prepare(self, query: str) -> Prepared | None:
+        try:
+            document = parse(query, max_tokens=self.max_tokens)
+        except GraphQLError:
+            return None
+        if validate_document(self.graphql_schema, document, self.rules):
+            return None
+        return Prepared(document, {
+            (definition.name.value if definition.name else None): definition.operation
+            for definition in document.definitions if isinstance(definition, OperationDefinitionNode)})
+
+    def operation(self, data: object) -> tuple[Prepared, dict | None, str | None] | None:
+        """The prepared document, variables and operation name of a request body this path
+        answers as the view would; None for anything else."""
+        if type(data) is not dict or data.get("extensions") is not None:
+            return None
+        query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
+        if type(query) is not str or not (variables is None or type(variables) is dict):
+            return None
+        if not (name is None or type(name) is str):
+            return None
+        prepared = self._cached(query) if len(query) <= LONGEST_CACHED else self._prepare(query)
+        if prepared is None:
+            return None
+        if name is None and len(prepared.operations) != 1:
+            return None
+        kind = prepared.operations.get(name) if name is not None else next(iter(prepared.operations.values()))
+        if kind is not OperationType.QUERY and kind is not OperationType.MUTATION:
+            return None  # a subscription (refused by the view), or no such operation
+        return prepared, variables, name
+
+    async def run(self, prepared: Prepared, variables: dict | None, name: str | None,
+                  context) -> tuple[dict | None, list[GraphQLError]]:
+        """The data and the errors, with their contract codes."""
+        try:
+            result = execute(self.graphql_schema, prepared.document, context_value=context,
+                             variable_values=variables, operation_name=name, is_awaitable=optimized_is_awaitable,
+                             executor_class=self.executor_class, operation_extensions=None)
+            if optimized_is_awaitable(result):
+                result = await result
+        except Exception as error:  # as strawberry does: an error of the request, masked
+            result = ExecutionResult(None, [error if isinstance(error, GraphQLError)
+                                            else GraphQLError(str(error), original_error=error)])
+        return result.data, [with_contract_code(error) for error in result.errors or ()]
+
+
+class GraphQLHTTP:
+    """/graphql over HTTP: 401 on a missing or bad token (the browser's GraphiQL page
+    needs none), then the direct path or the view."""
+
+    def __init__(self, view) -> None:
+        self.view = view
+        self.direct = DirectExecution.of(view.schema)
+        if self.direct is None:
+            log.warning("GraphQL over HTTP: every request goes through strawberry's view")
+
+    async def __call__(self, scope, receive, send) -> None:
+        method = scope["method"]
+        if method == "POST":
+            authorization = content_type = accept = None
+            for key, value in scope["headers"]:
+                if key == b"authorization" and authorization is None:
+                    authorization = value.decode("latin-1")
+                elif key == b"content-type" and content_type is None:
+                    content_type = value
+                elif key == b"accept" and accept is None:
+                    accept = value
+            principal = await self._principal(authorization, scope, receive, send)
+            if principal is None:
+                return
+            if self.direct is not None and _plain_json(content_type, accept):
+                body = await _body(receive)
+                if body is None:
+                    return  # the client left
+                if await self._answer(scope, receive, send, body):
+                    return
+                receive = replaying(body, receive)
+        elif method != "OPTIONS":
+            request = Request(scope, receive)
+            wants_ide = (method == "GET" and "text/html" in request.headers.get("accept", "")
+                         and "query" not in request.query_params)
+            if not wants_ide:
+                if await self._principal(request.headers.get("authorization"), scope, receive, send) is None:
+                    return
+        await self.view(scope, receive, send)
+
+    async def _principal(self, authorization: str | None, scope, receive, send):
+        """The request's principal, also kept in its scope; None once refused."""
+        try:
+            principal = await authenticate(bearer(authorization))
+        except Exception:
+            log.exception("authenticating a request failed")
+            await internal_error()(scope, receive, send)
+            return None
+        if principal is None:
+            await unauthenticated()(scope, receive, send)
+            return None
+        scope.setdefault("state", {})["principal"] = principal
+        return principal
+
+    async def _answer(self, scope, receive, send, body: bytes) -> bool:
+        """Answers the request and returns True, or returns False for the view to answer it."""
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return False
+        operation = self.direct.operation(data)
+        if operation is None:
+            return False
+        request = Request(scope, receive)
+        sub_response = await self.view.get_sub_response(request)
+        context = await self.view.get_context(request, sub_response)
+        data, errors = await self.direct.run(*operation, context)
+        # As the view: "errors" only when there are some, and 401 for UNAUTHENTICATED.
+        answer = {"data": data, "errors": [error.formatted for error in errors]} if errors else {"data": data}
+        status = 401 if refuses_authentication(errors) else (sub_response.status_code or 200)
+        encoded = json.dumps(answer, separators=(",", ":")).encode()
+        # As the view's response: its own two headers, then any the resolvers set.
+        headers = [(b"content-length", str(len(encoded)).encode()), (b"content-type", b"application/json"),
+                   *sub_response.headers.raw]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": encoded})
+        if sub_response.background is not None:
+            await sub_response.background()
+        return True
+
+
+class PostsFirst:
+    """POST /graphql straight to GraphQLHTTP, past starlette's middleware and router: a
+    tenth of the server's time on a small query. The same answers (the route takes GET,
+    POST and OPTIONS to the same endpoint; an exception is a 500 from uvicorn instead)."""
+
+    def __init__(self, app, graphql: GraphQLHTTP) -> None:
+        self.app = app
+        self.graphql = graphql
+
+    def __getattr__(self, name: str):
+        return getattr(self.app, name)  # starlette's `state`, `routes`...: this is its stand-in
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/graphql"
+                and not scope.get("root_path")):
+            await self.graphql(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def _plain_json(content_type: bytes | None, accept: bytes | None) -> bool:
+    """A JSON body, and no streamed answer asked for (multipart or server-sent events)."""
+    if content_type is None or content_type.partition(b";")[0].strip().lower() != b"application/json":
+        return False
+    return accept is None or not (b"multipart" in accept.lower() or b"event-stream" in accept.lower())
+
+
+async def _body(receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive):
+    """An ASGI `receive` that gives the body read already, then what `receive` gives."""
+    delivered = False
+
+    async def replay():
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
