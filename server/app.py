@@ -57,9 +57,12 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
             self.websocket, operation.id, "next", finish=functools.partial(self._finish, operation))
         direct.begin(handle)
         try:
+            await handle.setting_up()
             await super().run_operation(operation)
         except direct.Detached:
             pass
+        finally:
+            handle.settled()
 
     async def _finish(self, operation, kind: type[SubscriptionEnded]) -> None:
         if kind is Overflowed:
@@ -95,8 +98,10 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):
         handle = self.direct[operation_id] = direct.Operation(self.websocket, operation_id, "data")
         direct.begin(handle)
         try:
+            await handle.setting_up()
             await super().handle_async_results(operation_id, *args)
         finally:
+            handle.settled()
             if self.direct.get(operation_id) is handle:
                 del self.direct[operation_id]
             handle.forget()

@@ -69,6 +69,7 @@ async def _live(info: Info, sub, roots, hand_over: bool = True) -> AsyncGenerato
     into; handed over to direct delivery (direct.py) as soon as nothing is buffered."""
     topic = sub.topic
     sub.live = True
+    direct.settled()
     try:
         while True:
             if hand_over and not sub.pending:
@@ -132,6 +133,8 @@ async def _message_stream(info: Info, viewer: models.User, conversation_pk: int 
         # Subscribed first, then the horizon: every message of the company up to it is
         # stored, and every later one reaches this subscription as an event.
         horizon = await committed_horizon(viewer.company_id)
+        # Set up: a long replay to a slow client must not hold up others' set-ups.
+        direct.settled()
         if after_pk is not None:
             while True:
                 rows = await sections.replay_messages(viewer, added.last, conversation_pk, REPLAY_BATCH)

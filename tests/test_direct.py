@@ -16,6 +16,7 @@ from subscriptions.events import company_topic
 from subscriptions.publish import current_hub
 
 from conftest import company_pk, subscriptions_live
+from test_realtime import connect_without_reading
 
 MESSAGE_ADDED = "subscription { messageAdded { id body } }"
 
@@ -102,3 +103,50 @@ async def test_messages_arriving_while_subscriptions_hand_over_arrive_once_in_or
         # Everything after `before`, each exactly once, in order, whenever it subscribed.
         assert received == written
         assert await client.nothing_within(0.2)
+
+
+@pytest.fixture
+async def one_setup_at_a_time(monkeypatch):
+    """The process's set-up slots down to one, for this test's event loop."""
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(direct, "SETTING_UP", 1)
+    previous = direct._setup_slots.pop(loop, None)
+    yield
+    direct._setup_slots.pop(loop, None)
+    if previous is not None:
+        direct._setup_slots[loop] = previous
+
+
+async def test_a_crowd_subscribing_at_once_is_set_up_in_turn(company, subscribers, one_setup_at_a_time):
+    clients = [await subscribers(company.ann.token) for _ in range(5)]
+    for client in clients:
+        for _ in range(4):
+            await client.subscribe(MESSAGE_ADDED)
+    await subscriptions_live(company, 20)
+
+    message = await company.inbound("to the crowd")
+
+    for client in clients:
+        assert [(await client.next_data())["messageAdded"]["id"] for _ in range(4)] == [message["id"]] * 4
+
+
+async def test_a_long_replay_to_a_client_that_does_not_read_holds_up_no_other_set_up(
+        server, company, subscribers, one_setup_at_a_time):
+    first = await company.inbound("x" * 4000)
+    for n in range(100):
+        await company.inbound("y" * 4000 + str(n))
+    # A replay of 100 messages of 40 KB (each body ten times) to a client that reads nothing.
+    stalled = await connect_without_reading(server, company.admin.token)
+    big = " ".join(f"b{i}: body" for i in range(10))
+    await stalled.send(json.dumps({"id": "replay", "type": "subscribe", "payload": {
+        "query": f"subscription($a: String) {{ messageAdded(after: $a) {{ id {big} }} }}",
+        "variables": {"a": first["cursor"]}}}))
+    await asyncio.sleep(0.3)
+
+    live = await subscribers(company.ann.token)
+    await live.subscribe(MESSAGE_ADDED)
+    await subscriptions_live(company, 1)
+    message = await company.inbound("still live")
+
+    assert (await live.next_data())["messageAdded"]["id"] == message["id"]
+    stalled.transport.abort()
