@@ -34,7 +34,7 @@ from subscriptions.publish import current_hub, use_hub
 
 from .config import Settings
 from .db import close_database, database_reachable, open_database
-from .http import GraphQLHTTP, PostsFirst, bearer, replaying
+from .http import GraphQLFirst, GraphQLHTTP, bearer, replaying
 from .mail import start_mailer
 
 log = logging.getLogger("inbox")
@@ -296,4 +296,4 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
-    return BodyLimit(PostsFirst(app, graphql.http), settings.max_body_bytes)
+    return BodyLimit(GraphQLFirst(app, graphql.http, graphql), settings.max_body_bytes)
