@@ -141,4 +141,6 @@ async def apply(channel: Channel, event: MessageEvent | StatusEvent | None) -> N
         await receive(channel, Inbound(external_message_id=event.sid, sender_external_id=event.number,
                                        sender_name=event.name, body=event.body, default_name=event.number))
     elif isinstance(event, StatusEvent):
-        await update_status_by_external_id(channel, event.sid, event.status, event.failure_reason)
+        # A callback may overtake the API's answer to the send: kept until the sid is recorded.
+        await update_status_by_external_id(channel, event.sid, event.status, event.failure_reason,
+                                           keep_if_early=True)

@@ -12,8 +12,8 @@ from typing import Awaitable, Callable
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from models import (Channel, ChannelKind, Contact, Conversation, Delivery, DeliveryStatus, EventKind, Message,
-                    MessageDirection, User)
+from models import (Channel, ChannelKind, Contact, Conversation, Delivery, DeliveryStatus, EarlyReceipt, EventKind,
+                    Message, MessageDirection, User)
 from subscriptions.events import MessageAdded, MessageUpdated
 from subscriptions.publish import publish
 
@@ -28,6 +28,8 @@ from .transaction import action
 log = logging.getLogger(__name__)
 
 # Statuses move forward only: a late DELIVERED never follows READ.
+# How long a status report naming an id no reply carries yet is kept for its reply.
+EARLY_RECEIPTS_KEPT = timedelta(days=1)
 RANK = {DeliveryStatus.PENDING: 0, DeliveryStatus.SENT: 1, DeliveryStatus.DELIVERED: 2, DeliveryStatus.READ: 3}
 
 
@@ -113,17 +115,56 @@ async def update_status(message_id: int, status: DeliveryStatus, *, failure_reas
     await publish([MessageUpdated(company_id=message.company_id, channel_id=message.channel_id,
                                   conversation_id=message.conversation_id,
                                   audience=await audience(message.channel_id), message_id=message.id)])
+    if "external_id" in fields:
+        await _apply_early_receipts(message)
     return message
 
 
 async def update_status_by_external_id(channel: Channel, external_id: str, status: DeliveryStatus,
-                                       failure_reason: str | None = None) -> Message | None:
-    """For status reports that name the messaging app's id. None when no such message."""
-    message = await Message.get_or_none(channel_id=channel.id, external_id=external_id,
-                                        direction=MessageDirection.OUTBOUND)
+                                       failure_reason: str | None = None, *,
+                                       keep_if_early: bool = False) -> Message | None:
+    """For status reports that name the messaging app's id. None when no such message.
+    `keep_if_early`: the report may come before the sender has recorded that id (the app
+    answered the send, the report overtook the answer); it is kept and applied then."""
+    message = await _by_external_id(channel.id, external_id)
     if message is None:
-        return None
+        if not keep_if_early:
+            return None
+        await _keep_early_receipt(channel.id, external_id, status, failure_reason)
+        # The sender may have recorded the id meanwhile, after looking for early reports.
+        message = await _by_external_id(channel.id, external_id)
+        if message is None:
+            return None
+        await _apply_early_receipts(message)
+        return message
     return await update_status(message.id, status, failure_reason=failure_reason) or message
+
+
+async def _by_external_id(channel_id: int, external_id: str) -> Message | None:
+    return await Message.get_or_none(channel_id=channel_id, external_id=external_id,
+                                     direction=MessageDirection.OUTBOUND)
+
+
+async def _keep_early_receipt(channel_id: int, external_id: str, status: DeliveryStatus,
+                              failure_reason: str | None) -> None:
+    # Reports of ids no reply of ours ever gets (another system's sends on the same
+    # sender) are not kept for ever.
+    await EarlyReceipt.filter(created_at__lt=datetime.now(timezone.utc) - EARLY_RECEIPTS_KEPT).delete()
+    try:
+        await EarlyReceipt.create(channel_id=channel_id, external_id=external_id[:255], status=status,
+                                  failure_reason=failure_reason)
+    except IntegrityError:
+        pass  # the same report again
+
+
+async def _apply_early_receipts(message: Message) -> None:
+    """Applies, in order, the reports that came before the message's id was recorded."""
+    early = await EarlyReceipt.filter(channel_id=message.channel_id, external_id=message.external_id)
+    if not early:
+        return
+    await EarlyReceipt.filter(id__in=[receipt.id for receipt in early]).delete()
+    for receipt in sorted(early, key=lambda receipt: RANK.get(receipt.status, len(RANK))):
+        await update_status(message.id, receipt.status, failure_reason=receipt.failure_reason)
 
 
 @dataclass
@@ -211,4 +252,10 @@ async def update_statuses_up_to(channel: Channel, contact_external_id: str, stat
     moved = 0
     for message_id in sorted(ids):
         moved += await update_status(message_id, status) is not None
+    # Named replies whose id the sender has not recorded yet (the receipt overtook the
+    # Send API's answer): kept until it does.
+    known = set(await Message.filter(channel_id=channel.id, external_id__in=list(external_ids))
+                .values_list("external_id", flat=True)) if external_ids else set()
+    for external_id in sorted(set(external_ids) - known):
+        moved += await update_status_by_external_id(channel, external_id, status, keep_if_early=True) is not None
     return moved

@@ -205,6 +205,23 @@ class Delivery(Model):
         indexes = (("next_attempt_at",),)
 
 
+class EarlyReceipt(Model):
+    """A status report naming a provider message id that no reply carries yet: the app
+    can report on a reply before its sender has recorded the id the app answered with.
+    Applied, then deleted, when the sender records that id."""
+
+    id = fields.IntField(primary_key=True)
+    channel = fields.ForeignKeyField("inbox.Channel", related_name="early_receipts", on_delete=fields.CASCADE)
+    external_id = fields.CharField(max_length=255)
+    status = fields.CharEnumField(DeliveryStatus, max_length=10)
+    failure_reason = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "early_receipt"
+        unique_together = (("channel", "external_id", "status"),)
+
+
 class ReadState(Model):
     """How far one user has read one conversation."""
 

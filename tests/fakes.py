@@ -23,6 +23,14 @@ HANG = "hang"
 
 
 @dataclass
+class Held:
+    """A scripted answer given only once `release` is set (the app is slow to answer)."""
+    release: asyncio.Event
+    status: int
+    payload: dict
+
+
+@dataclass
 class Recorded:
     kind: str  # "messenger_send" | "messenger_profile" | "twilio_send" | "partner"
     key: str
@@ -61,7 +69,8 @@ class FakeProviders:
         return f"{self.url}/partner/{name}"
 
     def script(self, key: str, *responses) -> None:
-        """The next answers for `key`: (status, json body) tuples, or HANG; then the default."""
+        """The next answers for `key`: (status, json body) tuples, Held ones, or HANG; then
+        the default."""
         self.scripts.setdefault(key, []).extend(responses)
 
     def seen(self, kind: str, key: str) -> list[Recorded]:
@@ -96,6 +105,9 @@ class FakeProviders:
                 while not await request.is_disconnected():
                     await asyncio.sleep(0.05)
                 return Response(status_code=499)
+            if isinstance(answer, Held):
+                await answer.release.wait()
+                answer = (answer.status, answer.payload)
             status, payload = answer
             return JSONResponse(payload, status_code=status)
         return None

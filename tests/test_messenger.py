@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 import pytest
 
 from conftest import Company, eventually, message_reaches, message_state, subscriptions_live, unique
+from fakes import Held
 
 INSTALL = """
 mutation($i: InstallChannelInput!) { installChannel(input: $i) { channel { id } webhookPath } }"""
@@ -472,6 +473,22 @@ async def test_reply_is_sent_then_delivered_then_read(page, fakes, subscribers):
     await page.deliver(receipt("read", psid, page.page_id, now_ms()))
     statuses = [(await subscriber.next_data())["messageUpdated"] for _ in range(3)]
     assert statuses == [{"id": reply["id"], "status": s} for s in ("SENT", "DELIVERED", "READ")]
+
+
+async def test_a_receipt_that_overtakes_the_send_api_answer_is_applied_once_the_mid_is_recorded(page, fakes):
+    psid, mid = unique("psid"), unique("m_")
+    conversation_id = await conversation_with(page, psid)
+    answer = asyncio.Event()
+    fakes.script(psid, Held(answer, 200, {"recipient_id": psid, "message_id": mid}))
+    reply = (await page.company.admin.data(SEND, {"c": conversation_id, "b": "Coming"}))["sendMessage"]
+    await fakes.wait_for("messenger_send", psid)
+
+    # Meta reports the delivery before the Send API's answer reaches the sender
+    await page.deliver(receipt("delivery", psid, page.page_id, now_ms(), [mid]))
+    assert (await message_state(page.company.admin, reply["id"]))["status"] == "PENDING"
+    answer.set()
+
+    assert (await message_reaches(page.company.admin, reply["id"], "DELIVERED"))["status"] == "DELIVERED"
 
 
 async def test_send_api_rejection_fails_the_reply_with_the_graph_error(page, fakes):

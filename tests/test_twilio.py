@@ -12,11 +12,15 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 import pytest
 
+from models import EarlyReceipt
+
 from conftest import Company, message_reaches, message_state, unique
+from fakes import Held
 
 INSTALL = """
 mutation($i: InstallChannelInput!) { installChannel(input: $i) { channel { id } webhookPath } }"""
@@ -298,6 +302,39 @@ async def test_out_of_order_callbacks_never_move_the_status_back(whatsapp, fakes
     for status in ("read", "delivered", "sent", "queued"):
         await whatsapp.deliver(whatsapp.status(sid, number, status))
     assert (await message_state(whatsapp.company.admin, reply["id"]))["status"] == "READ"
+
+
+async def test_a_callback_that_overtakes_the_api_answer_is_applied_once_the_sid_is_recorded(whatsapp, fakes):
+    number = e164()
+    await whatsapp.deliver(whatsapp.inbound(number))
+    [conversation] = [c for c in await whatsapp.conversations() if c["contact"]["externalId"] == number]
+    sid = "SM" + unique("e").replace("-", "")
+    answer = asyncio.Event()
+    fakes.script(number, Held(answer, 201, {"sid": sid, "status": "queued"}))
+    reply = (await whatsapp.company.admin.data(SEND, {"c": conversation["id"], "b": "hola"}))["sendMessage"]
+    await fakes.wait_for("twilio_send", number)
+
+    # Twilio reports the delivery before its API's answer to the send reaches the sender
+    await whatsapp.deliver(whatsapp.status(sid, number, "delivered"))
+    assert (await message_state(whatsapp.company.admin, reply["id"]))["status"] == "PENDING"
+    answer.set()
+
+    assert (await message_reaches(whatsapp.company.admin, reply["id"], "DELIVERED"))["status"] == "DELIVERED"
+    # Nothing of it is left behind, and later callbacks still move it on
+    assert await EarlyReceipt.filter(external_id=sid).count() == 0
+    await whatsapp.deliver(whatsapp.status(sid, number, "read"))
+    assert (await message_state(whatsapp.company.admin, reply["id"]))["status"] == "READ"
+
+
+async def test_a_callback_for_an_sid_no_reply_carries_is_kept_a_day_at_most(whatsapp):
+    number = e164()
+    stale = "SM" + unique("stale").replace("-", "")
+    await whatsapp.deliver(whatsapp.status(stale, number, "delivered"))
+    await EarlyReceipt.filter(external_id=stale).update(created_at=datetime.now(timezone.utc) - timedelta(days=2))
+
+    await whatsapp.deliver(whatsapp.status("SM" + unique("other").replace("-", ""), number, "delivered"))
+
+    assert await EarlyReceipt.filter(external_id=stale).count() == 0
 
 
 async def test_queued_callback_changes_nothing(whatsapp, fakes):
