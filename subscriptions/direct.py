@@ -36,7 +36,7 @@ from schema.errors import with_contract_code
 
 from . import fanout
 from .executor_patch import OPERATION, per_event_executor
-from .events import ConversationChanged, MessageAdded, MessageUpdated, decode
+from .events import ConversationChanged, MessageAdded, MessageUpdated, decoded
 from .hub import BackendLost, Hub, LocalSubscription, Overflowed, SubscriptionEnded
 
 log = logging.getLogger(__name__)
@@ -304,9 +304,7 @@ class Engine:
                 sink.end(kind)
 
     async def deliver(self, payload: dict) -> None:
-        event = payload.get("_event")
-        if event is None:
-            event = payload["_event"] = decode(payload)
+        event = decoded(payload)
         seq = payload.get("_seq", 0)
         bodies: dict[tuple, Any] = {}
         for sink in list(self.sinks):

@@ -78,3 +78,12 @@ def decode(payload: dict) -> _Event | None:
     values = {f.name: payload[f.name] for f in fields(cls)}
     values["audience"] = tuple(values["audience"])
     return cls(**values)
+
+
+def decoded(payload: dict) -> _Event | None:
+    """The payload's event, decoded once per process: the hub hands the same payload to
+    every local subscriber."""
+    event = payload.get("_event")
+    if event is None:
+        event = payload["_event"] = decode(payload)
+    return event

@@ -17,7 +17,7 @@ from inbox.messages import committed_horizon
 from schema import notifications as notification_types, types
 from schema.ids import parse_message_cursor, pk_of
 
-from .events import ConversationChanged, MessageAdded, MessageUpdated, NotificationReceived, company_topic, decode
+from .events import ConversationChanged, MessageAdded, MessageUpdated, NotificationReceived, company_topic, decoded
 from . import direct
 from .fanout import shared_root
 from .hub import BackendLost, Overflowed
@@ -41,13 +41,6 @@ async def _shared_row(payload: dict, model, pk: int):
     return await asyncio.shield(task)
 
 
-def _decoded(payload: dict):
-    """Decoded once per event per process: every local subscriber shares the payload."""
-    if "_event" not in payload:
-        payload["_event"] = decode(payload)
-    return payload["_event"]
-
-
 def _shared_message(payload: dict, row: models.Message) -> types.Message:
     """The event's Message, one object for every local subscriber: their executions of
     the same document share one result (subscriptions/fanout.py)."""
@@ -58,7 +51,7 @@ def _subscribe(viewer: models.User, event_type, accept):
     """The viewer's subscription to its company topic, filtered in the hub's fan-out so
     that its buffer bounds what this viewer receives, not the company's whole traffic."""
     def wanted(payload: dict) -> bool:
-        event = _decoded(payload)
+        event = decoded(payload)
         return isinstance(event, event_type) and event.may_see(viewer.id, viewer.is_admin) and accept(event)
 
     return current_hub().subscribe(company_topic(viewer.company_id), accept=wanted)
@@ -78,7 +71,7 @@ async def _live(info: Info, sub, roots, hand_over: bool = True) -> AsyncGenerato
             # Checked again: what was wanted when it was buffered may have changed since
             # (a replay moved past it).
             if sub.wants(payload):
-                for root in await roots(payload, _decoded(payload)):
+                for root in await roots(payload, decoded(payload)):
                     yield root
     except Overflowed:
         log.info("subscriber of %s overflowed its buffer; closing with %s", topic, TRY_AGAIN_LATER)
