@@ -27,7 +27,6 @@ from inbox.sending import Sender
 from schema import schema
 from schema.context import Context
 from subscriptions import direct
-from subscriptions.fanout import next_frame
 from subscriptions.hub import Hub, Overflowed, SubscriptionEnded
 from subscriptions.streams import TRY_AGAIN_LATER
 from subscriptions.publish import current_hub, use_hub
@@ -147,15 +146,6 @@ class InboxGraphQL(GraphQL):
             return JSONResponse({"data": None, "errors": [{"message": error.reason,
                                                            "extensions": {"code": "BAD_USER_INPUT"}}]},
                                 status_code=error.status_code)
-
-    def encode_json(self, data: object) -> str | bytes:
-        # A subscription event shared by a group of subscribers: its data is encoded once
-        # for the group and each operation's id spliced in (subscriptions/fanout.py).
-        if type(data) is dict:
-            frame = next_frame(data)
-            if frame is not None:
-                return frame
-        return super().encode_json(data)
 
     async def get_context(self, request, response) -> Context:
         principal = request.scope.get("state", {}).get("principal")

@@ -12,8 +12,6 @@ import contextvars
 from graphql.execution.executor import Executor
 from graphql.pyutils import RefMap
 
-from . import fanout
-
 _original = Executor.build_per_event_executor
 _original_build = Executor.build.__func__
 
@@ -31,10 +29,7 @@ def per_event_executor(base: Executor, payload) -> Executor:
 
 
 def _build_per_event_executor(self: Executor, payload):
-    executor = per_event_executor(self, payload)
-    # One execution per group of subscribers that would receive the same bytes.
-    fanout.attach(executor, self)
-    return executor
+    return per_event_executor(self, payload)
 
 
 @classmethod
