@@ -8,7 +8,8 @@ import json
 
 import httpx
 
-from inbox.sending import Outgoing, Rejected, Retryable
+from inbox.queue import Rejected, Retryable
+from inbox.sending import Outgoing
 from models import ChannelKind
 from schema.ids import global_id
 

@@ -3,7 +3,6 @@ retrying with backoff what may go through later; every process may run one, and
 a restart resumes what is queued."""
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -15,7 +14,7 @@ from tortoise.expressions import Q
 from models import NotificationEmail, NotificationKind
 
 from .notifications import compose, listen_for_emails
-from .queue import AttemptFailed, QueueWorker, Rejected, Retryable, lease_due
+from .queue import FAILED, QueueWorker, lease_due
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +91,8 @@ class Mailer(QueueWorker):
         row.attempts += 1
         await NotificationEmail.filter(id=row.id).update(first_attempt_at=row.first_attempt_at,
                                                          attempts=row.attempts)
-        try:
-            await asyncio.wait_for(self.transport(self.message_of(row)), self.timeout)
-        except Rejected as error:
-            await self.give_up(row, error.reason)
-        except (Retryable, asyncio.TimeoutError, OSError) as error:
-            reason = error.reason if isinstance(error, AttemptFailed) else f"{type(error).__name__}: {error}"
-            await self.retry_or_give_up(row, reason)
-        except Exception as error:  # a bug must not lose the email: treat it as retryable
-            log.exception("email outbox: unexpected error sending email %s", row.id)
-            await self.retry_or_give_up(row, f"internal error: {type(error).__name__}")
-        else:
+        sent = await self.try_once(row, self.transport(self.message_of(row)), self.timeout, f"email {row.id}")
+        if sent is not FAILED:
             await NotificationEmail.filter(id=row.id).delete()
 
     async def give_up(self, row: NotificationEmail, reason: str) -> None:

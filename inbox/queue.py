@@ -8,6 +8,7 @@ import asyncio
 import logging
 import random
 from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable
 
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
@@ -30,6 +31,10 @@ class Retryable(AttemptFailed):
 
 class Rejected(AttemptFailed):
     """Refused for good: not retried."""
+
+
+# What `QueueWorker.try_once` returns for an attempt that did not go through.
+FAILED = object()
 
 
 async def lease_due(rows: QuerySet, lease: timedelta, batch: int) -> list[int]:
@@ -88,6 +93,20 @@ class QueueWorker:
         log.info("%s: row %s attempt %s failed (%s); retrying in %.1f s", self.name, row.id, row.attempts,
                  reason, delay)
 
+    async def try_once(self, row, work: Awaitable, timeout: float, what: str) -> Any:
+        """One attempt of `row`: `work`, within `timeout`. Returns its result, or FAILED
+        once the row has been given up (refused for good) or put back for a retry."""
+        try:
+            return await asyncio.wait_for(work, timeout)
+        except Rejected as error:
+            await self.give_up(row, error.reason)
+        except (Retryable, OSError) as error:  # timeouts are OSErrors too
+            await self.retry_or_give_up(row, _reason(error, timeout))
+        except Exception as error:  # a bug must not lose the work: treat it as retryable
+            log.exception("%s: unexpected error attempting %s", self.name, what)
+            await self.retry_or_give_up(row, f"internal error: {type(error).__name__}")
+        return FAILED
+
     async def retry_later(self, row, reason: str) -> float:
         """Puts an attempted row (with `attempts`) back in the queue after its backoff,
         releasing its lease; returns the delay."""
@@ -145,3 +164,11 @@ class QueueWorker:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
             except asyncio.TimeoutError:
                 pass
+
+
+def _reason(error: Exception, timeout: float) -> str:
+    if isinstance(error, AttemptFailed):
+        return error.reason
+    if isinstance(error, TimeoutError):
+        return f"timed out after {timeout:g} s"
+    return f"{type(error).__name__}: {error}"

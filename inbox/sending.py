@@ -3,7 +3,6 @@ sender hands it to the messaging app, retrying what may succeed later, and every
 status change moves forward only and is published on `messageUpdated`."""
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -22,7 +21,7 @@ from .access import audience, visible_conversation
 from .errors import BadInput
 from .events import record_event
 from .messages import lock_message_order
-from .queue import AttemptFailed, QueueWorker, Rejected, Retryable, lease_due
+from .queue import FAILED, QueueWorker, lease_due
 from .transaction import action
 
 log = logging.getLogger(__name__)
@@ -212,17 +211,9 @@ class Sender(QueueWorker):
         channel = await Channel.get(id=message.channel_id)
         conversation = await Conversation.get(id=message.conversation_id)
         contact = await Contact.get(id=conversation.contact_id)
-        try:
-            external_id = await asyncio.wait_for(self.deliver(Outgoing(message, channel, contact)), self.timeout)
-        except Rejected as error:
-            await self.give_up(delivery, error.reason)
-        except (Retryable, asyncio.TimeoutError, OSError) as error:
-            reason = error.reason if isinstance(error, AttemptFailed) else f"timed out after {self.timeout:g} s"
-            await self.retry_or_give_up(delivery, reason)
-        except Exception as error:  # a bug must not lose the message: treat it as retryable
-            log.exception("send queue: unexpected error delivering message %s", message.id)
-            await self.retry_or_give_up(delivery, f"internal error: {type(error).__name__}")
-        else:
+        external_id = await self.try_once(delivery, self.deliver(Outgoing(message, channel, contact)), self.timeout,
+                                          f"message {message.id}")
+        if external_id is not FAILED:
             await self._finish(delivery, DeliveryStatus.SENT, external_id=external_id)
 
     async def give_up(self, delivery: Delivery, reason: str) -> None:
