@@ -12,7 +12,20 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONTRACT = ROOT.parent / "shared" / "contract" / "schema.graphql"
 
 # Contract parts that later issues build: left out, not stubbed.
-NOT_YET: tuple[str, ...] = ()
+NOT_YET: tuple[str, ...] = (
+    # issue 12: every live stream resumes after a cursor
+    "Message.updateCursor", "ConversationEvent.cursor", "Notification.cursor",
+    "Subscription.messageUpdated(after:)", "Subscription.conversationChanged(after:)",
+    "Subscription.notificationReceived(after:)",
+    # issue 14: messaging apps as they really behave (attachments, reply windows,
+    # WhatsApp templates, Telegram)
+    "AttachmentKind ", "Attachment ", "AttachmentInput ", "Message.attachments",
+    "ReceiveMessageInput.attachments", "Mutation.sendMessage(attachments:)",
+    "ReplyWindowState ", "ReplyWindow ", "Conversation.replyWindow",
+    "TemplateInput ", "Mutation.sendMessage(template:)", "Mutation.sendMessage(body:)",
+    "TelegramConfigInput ", "ChannelKind.TELEGRAM", "InstallChannelInput.telegram",
+    "MessengerConfigInput.humanAgentTag",
+)
 
 
 def test_committed_schema_equals_the_live_schema():
