@@ -33,7 +33,7 @@ from subscriptions.publish import current_hub, use_hub
 
 from .config import Settings
 from .db import close_database, database_reachable, open_database
-from .http import GraphQLFirst, GraphQLHTTP, bearer, replaying
+from .http import GraphQLFirst, GraphQLHTTP, bearer, replaying, with_cors
 from .mail import start_mailer
 
 log = logging.getLogger("inbox")
@@ -240,7 +240,7 @@ async def healthz(request: Request) -> Response:
                     media_type="application/json")
 
 
-def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool = True) -> BodyLimit:
+def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool = True):
     """`on_start`: an optional coroutine function run once the database and hub are up
     (the demo seeds its company there). `migrate=False` when the command that starts the
     server has applied the migrations already (once for all of its worker processes)."""
@@ -276,6 +276,7 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
             await providers.aclose()
             use_hub(None)
             await hub.stop()
+            await graphql.http.persisted.aclose()
             await close_database()
 
     routes = [
@@ -286,4 +287,6 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
-    return BodyLimit(GraphQLFirst(app, graphql.http, graphql), settings.max_body_bytes)
+    # CORS outermost, so that every answer a browser app can get (a 401, a 413) is readable to it.
+    return with_cors(BodyLimit(GraphQLFirst(app, graphql.http, graphql), settings.max_body_bytes),
+                     settings.allowed_origins)

@@ -7,6 +7,7 @@ one server and database without resetting them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -91,6 +92,28 @@ async def start_server(settings: Settings) -> RunningServer:
     else:
         raise RuntimeError("server did not start")
     return RunningServer(f"http://127.0.0.1:{port}", settings, server, task)
+
+
+@contextlib.asynccontextmanager
+async def second_app(settings: Settings):
+    """Another app with its own settings, served beside the session's server on its database
+    and hub: its URL. Its lifespan is off: the first server already opened the database and
+    the hub for this process, and a second lifespan would re-initialise (and, on stop,
+    close) the process-wide ORM connections."""
+    port = free_port()
+    second = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))
+    task = asyncio.create_task(second.serve())
+    async with asyncio.timeout(DEADLINE):
+        while not second.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        second.should_exit = True
+        await asyncio.wait_for(task, DEADLINE)
 
 
 @pytest.fixture(scope="session")
