@@ -31,6 +31,7 @@ from subscriptions.hub import Hub, Overflowed, SubscriptionEnded
 from subscriptions.streams import TRY_AGAIN_LATER
 from subscriptions.publish import current_hub, use_hub
 
+from . import web
 from .config import Settings
 from .db import close_database, database_reachable, open_database
 from .http import GraphQLFirst, GraphQLHTTP, bearer, replaying, with_cors
@@ -134,6 +135,10 @@ class InboxGraphQL(GraphQL):
         super().__init__(schema, graphql_ide="graphiql", allowed_origins=settings.allowed_origins)
         self.settings = settings
         self.wake_sender = None
+
+    @property
+    def graphql_ide_html(self) -> str:
+        return web.graphiql_html()  # its own, signed in from the start and served offline
 
     async def run(self, request, *args, **kwargs):
         # Strawberry answers a request it cannot read (bad JSON, no query, a mutation over
@@ -284,6 +289,7 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
         WebSocketRoute("/graphql", graphql),
         Route("/healthz", healthz),
         *webhooks.routes,
+        *web.routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
