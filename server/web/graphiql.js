@@ -7,8 +7,9 @@
 
 const TOKEN_KEY = "inbox-token"; // shared with the web inbox at /
 
+const fragment = new URLSearchParams(location.hash.slice(1)); // token=…&query=… (optional)
+
 function tokenFromPage() {
-  const fragment = new URLSearchParams(location.hash.slice(1));
   const token = fragment.get("token");
   if (token) {
     localStorage.setItem(TOKEN_KEY, token);
@@ -55,6 +56,7 @@ function start() {
   root.render(React.createElement(GraphiQL, {
     fetcher,
     defaultQuery: EXAMPLE,
+    query: fragment.get("query") || undefined,
     defaultEditorToolsVisibility: false,
     isHeadersEditorEnabled: true,
   }));

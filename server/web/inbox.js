@@ -133,8 +133,13 @@ function onConnection(connection) {
   $("live").textContent = text[connection];
   $("live").dataset.state = connection;
   if (connection === "refused") showSignIn("The server refused the token.");
-  // Changes made while the socket was down came with no event: fetch them.
-  if (connection === "resumed") refresh();
+  // Changes made while the socket was down came with no event: fetch them. Messages come
+  // back on messageAdded (resumed `after` the newest one seen live); before any was seen
+  // live there is no cursor to resume from, so the open conversation is fetched again.
+  if (connection === "resumed") {
+    refresh();
+    if (state.open && !state.newest) catchUp().catch(failed);
+  }
 }
 
 function live() {
@@ -283,6 +288,11 @@ async function loadMessages() {
   for (const { node } of page.edges) showMessage(node, "start", first);
   state.oldest = page.pageInfo.startCursor || state.oldest;
   $("earlier").hidden = !page.pageInfo.hasPreviousPage;
+}
+
+async function catchUp() {
+  const page = (await state.api.request(MESSAGES, { id: state.open.id, before: null })).conversation.messages;
+  for (const { node } of page.edges) showMessage(node, "end");
 }
 
 function showMessage(message, where, before = null) {
