@@ -274,3 +274,26 @@ async def test_a_page_on_another_origin_calls_the_api_only_when_allowed(browser,
             assert await page.title() == ("Ann Agent" if allowed else "refused")
         finally:
             await context.close()
+
+
+async def test_inbox_demo_prints_links_that_open_graphiql_and_the_inbox_signed_in(open_page, tmp_path):
+    from test_cli import serving
+
+    env = {"INBOX_DATABASE_URL": f"sqlite://{tmp_path}/demo.sqlite3", "INBOX_BROADCAST_URL": "memory://"}
+    with serving(env, command="demo") as (_, process):
+        lines = []
+        while not any("arrives every 20 seconds" in line for line in lines):
+            lines.append(await asyncio.to_thread(process.stdout.readline))
+            assert lines[-1], "".join(lines)
+        graphiql = [line.split()[-1] for line in lines if line.split()[:1] == ["GraphiQL"]]
+        inbox = [line.split()[-1] for line in lines if line.split()[:2] == ["web", "inbox"]]
+        assert len(graphiql) == len(inbox) == 3  # one per user
+        page = await open_page(graphiql[1])
+        await page.get_by_role("button", name="Show Documentation Explorer").click()
+        await page.locator(".graphiql-doc-explorer-root-type", has_text="mutation").wait_for(timeout=WAIT_MS)
+        await page.get_by_role("button", name="Execute query (Ctrl-Enter)").click()
+        await page.get_by_role("menuitem", name="Inbox").click()  # the example's query, not its subscription
+        await page.locator(".result-window", has_text="Ann Agent").wait_for(timeout=WAIT_MS)
+        page = await open_page(inbox[0])
+        await page.locator("#me", has_text="Ada Admin").wait_for(timeout=WAIT_MS)
+        await page.locator(".conversation-item").first.wait_for(timeout=WAIT_MS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import pathlib
 import uuid
 
 import pytest
@@ -195,3 +196,12 @@ async def test_processes_share_persisted_queries_through_redis_within_its_capaci
         await one.redis.delete(one._documents, one._order)
         await one.aclose()
         await other.aclose()
+
+
+# --- what a newcomer has: the clone ---------------------------------------------------------------
+
+def test_the_readme_points_only_inside_the_clone():
+    root = pathlib.Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    assert "../shared" not in readme
+    assert "*.serve.lock" in (root / ".gitignore").read_text().split()

@@ -18,8 +18,11 @@ function tokenFromPage() {
   return token || localStorage.getItem(TOKEN_KEY);
 }
 
-const EXAMPLE = `# Signed in: Docs (top left) and autocomplete (Ctrl-Space) know the whole API.
-# Run with Ctrl-Enter. Subscriptions run here too, over graphql-transport-ws.
+const EXAMPLE = `# Signed in. Docs: top left.
+# Autocomplete: Ctrl-Space.
+# Run: the play button, then pick
+# an operation. Subscriptions run
+# here too (graphql-transport-ws).
 query Inbox {
   me { name isAdmin available }
   inboxCounts { unassigned assignedToMe assignedToOthers closed unread }
