@@ -15,7 +15,7 @@ import shutil
 import pytest
 import uvicorn
 
-from conftest import DEADLINE, free_port, second_app, subscriptions_live
+from conftest import DEADLINE, eventually, free_port, second_app, subscriptions_live
 from test_messenger import install_page, text_message
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -59,9 +59,11 @@ async def open_page(browser):
     """Opens a page in a browser context of its own (one per user); closes them after."""
     contexts = []
 
-    async def open_one(url: str, viewport: dict | None = None):
+    async def open_one(url: str, viewport: dict | None = None, init_script: str | None = None):
         context = await browser.new_context(viewport=viewport or {"width": 1280, "height": 800})
         contexts.append(context)
+        if init_script:
+            await context.add_init_script(init_script)
         await context.route("**/*", offline_only)
         page = await context.new_page()
         errors = []
@@ -75,11 +77,20 @@ async def open_page(browser):
         await context.close()
 
 
-async def signed_in(open_page, server, token: str, viewport: dict | None = None):
+async def signed_in(open_page, server, token: str, viewport: dict | None = None, init_script: str | None = None):
     """The web inbox, opened from a link such as `inbox demo` prints, once it is live."""
-    page = await open_page(f"{server.url}/#token={token}", viewport)
+    page = await open_page(f"{server.url}/#token={token}", viewport, init_script)
     await page.wait_for_selector("#live[data-state=connected]", timeout=WAIT_MS)
     return page
+
+
+@pytest.fixture
+def eventually_js():
+    """A page's JavaScript value once it is non-empty (within the deadline)."""
+    async def wait(page, expression: str):
+        handle = await page.wait_for_function(f"({expression}).length > 0 && {expression}", timeout=WAIT_MS)
+        return await handle.json_value()
+    return wait
 
 
 def item(page, contact: str):
@@ -209,6 +220,90 @@ async def test_a_reply_shows_its_delivery_status(open_page, server, company, htt
     await ada.keyboard.press("Control+Enter")
     reply = ada.locator(".message.outbound", has_text="On it!")
     await reply.locator(".delivery[data-status=SENT]").wait_for(timeout=WAIT_MS)
+
+
+# The browser's Notification API, as a user who allowed it sees it (headless Chromium
+# shows none): what the page shows is recorded.
+RECORD_NOTIFICATIONS = """
+window.shownNotifications = [];
+window.Notification = class {
+  static permission = "granted";
+  static requestPermission() { return Promise.resolve("granted"); }
+  constructor(title, options) { window.shownNotifications.push({ title, body: options && options.body }); }
+};
+"""
+
+
+async def test_desktop_notifications_and_the_bell_with_its_settings(open_page, server, company, eventually_js):
+    message = await company.inbound("Please call me", contact="notify", name="Nia Notify")
+    ann = await signed_in(open_page, server, company.ann.token, init_script=RECORD_NOTIFICATIONS)
+    await company.admin.data("mutation($c: ID!, $u: ID!) { assignConversation(conversationId: $c, userId: $u) "
+                             "{ id } }", {"c": message["conversation"]["id"], "u": company.ids["ann"]})
+    shown = await eventually_js(ann, "window.shownNotifications")
+    assert shown[0]["title"] == "Ada Admin assigned Nia Notify to you"
+    await ann.locator("#bell-count").wait_for(timeout=WAIT_MS)
+    await ann.click("#bell")
+    await ann.locator("#notification-list button", has_text="assigned Nia Notify to you").wait_for(timeout=WAIT_MS)
+    # the settings: turn off desktop notifications of assignments
+    await ann.get_by_label("A conversation assigned to me (desktop)").uncheck()
+    settings = "{ notificationSettings { desktop { conversationAssignedToMe } email { conversationAssignedToMe } } }"
+
+    async def saved():
+        return (await company.ann.data(settings))["notificationSettings"]
+
+    assert await eventually(saved, lambda s: not s["desktop"]["conversationAssignedToMe"]) == {
+        "desktop": {"conversationAssignedToMe": False}, "email": {"conversationAssignedToMe": True}}
+    await ann.click("#notifications-read")
+    await ann.locator("#bell-count").wait_for(state="hidden", timeout=WAIT_MS)
+
+
+async def test_the_availability_toggle_sets_the_users_availability(open_page, server, company):
+    bob = await signed_in(open_page, server, company.bob.token)
+    await bob.get_by_label("Available").uncheck()
+
+    async def available():
+        return (await company.bob.data("{ me { available } }"))["me"]["available"]
+
+    assert await eventually(available, lambda value: value is False) is False
+    await bob.get_by_label("Available").check()
+    assert await eventually(available, lambda value: value is True) is True
+
+
+async def test_only_the_installer_is_offered_delete(open_page, server, company):
+    await company.inbound("Delete me", contact="delete", name="Dee Delete")
+    ann = await signed_in(open_page, server, company.ann.token)
+    await item(ann, "Dee Delete").click()
+    await ann.locator("#close").wait_for(timeout=WAIT_MS)
+    assert await ann.locator("#delete").is_hidden()  # a member, not the channel's installer
+    ada = await signed_in(open_page, server, company.admin.token)
+    await item(ada, "Dee Delete").click()
+    ada.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await ada.click("#delete")
+    await item(ada, "Dee Delete").wait_for(state="detached", timeout=WAIT_MS)
+    await item(ann, "Dee Delete").wait_for(state="detached", timeout=WAIT_MS)  # live for Ann too
+    assert await ann.locator("#conversation").is_hidden()
+
+
+async def test_search_paging_back_and_linking_to_a_new_person(open_page, server, company):
+    for index in range(25):
+        await company.inbound(f"Line {index:02d}", contact="long", name="Lou Long")
+    await company.inbound("Something else", contact="other", name="Otto Other")
+    ada = await signed_in(open_page, server, company.admin.token)
+    await ada.get_by_label("Search").fill("Lou")
+    await item(ada, "Otto Other").wait_for(state="detached", timeout=WAIT_MS)
+    await item(ada, "Lou Long").click()
+    await ada.locator(".message", has_text="Line 24").wait_for(timeout=WAIT_MS)
+    assert await ada.locator(".message").count() == 20  # the newest page
+    await ada.click("#earlier")
+    await ada.locator(".message", has_text="Line 00").wait_for(timeout=WAIT_MS)
+    assert await ada.locator(".message").count() == 25
+    assert await ada.locator(".message .body").first.text_content() == "Line 00"  # oldest first
+    assert await ada.locator("#earlier").is_hidden()
+    await ada.click(".links summary")
+    await ada.get_by_label("Link to").select_option("newPerson")
+    await ada.get_by_label("Name or title").fill("Lou Long")
+    await ada.click("#link-form button")
+    await ada.locator("#link-list", has_text="Person: Lou Long").wait_for(timeout=WAIT_MS)
 
 
 async def test_graphiql_opens_signed_in_offline_with_docs_and_runs_subscriptions(open_page, server, company):
