@@ -34,7 +34,7 @@ SETTINGS: list[tuple[str, str, str]] = [
      "Seconds a websocket may take to send connection_init (then it closes with 4408)"),
     ("INBOX_WS_SETUP_SLOTS_PER_USER", "4",
      "Websocket operations of one user set up at once in one process (of 16 there): the rest wait"),
-    ("INBOX_BODY_TIMEOUT_SECONDS", "30",
+    ("INBOX_BODY_TIMEOUT_SECONDS", "10",
      "Seconds an HTTP request body may take to arrive once its headers are in (slower: 408)"),
     ("INBOX_LOG_LEVEL", "INFO", "Python logging level"),
     ("INBOX_WHATSAPP_NEW_INSTALLS", "true",
@@ -97,7 +97,7 @@ class Settings:
     ws_max_sockets_per_user: int = 50
     ws_connection_init_timeout: float = 10.0
     ws_setup_slots_per_user: int = 4
-    body_timeout_seconds: float = 30.0
+    body_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls) -> "Settings":
