@@ -284,10 +284,13 @@ async def test_one_users_slow_set_ups_do_not_hold_another_users_subscription(com
     other = await connected(server.ws_url, other_company.admin.token, LEGACY)
     try:
         # with more set-ups under way than the process has slots
+        held_back = refusals("ws_setup_slots")
         for n in range(direct.SETTING_UP + 4):
             await hog.send(start(TRANSPORT, str(n), MESSAGE_ADDED))
         share = server.settings.ws_setup_slots_per_user
         await eventually(lambda: asyncio.sleep(0, len(waiting)), lambda n: n >= share)
+        await eventually(lambda: asyncio.sleep(0, refusals("ws_setup_slots") - held_back),
+                         lambda n: n == direct.SETTING_UP + 4 - share)
         # when another user subscribes, then its subscription is set up and delivers
         await other.send(start(LEGACY, "1", MESSAGE_ADDED))
         await subscriptions_live(other_company)
