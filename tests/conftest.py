@@ -24,6 +24,7 @@ import websockets
 
 from server.app import create_app
 from server.config import Settings
+from server.serving import uvicorn_options
 
 TEST_DATABASE_URL = os.environ.get("INBOX_TEST_DATABASE_URL")
 TEST_BROADCAST_URL = os.environ.get("INBOX_TEST_BROADCAST_URL")
@@ -77,10 +78,13 @@ class RunningServer:
         await asyncio.wait_for(self.task, DEADLINE)
 
 
-async def start_server(settings: Settings) -> RunningServer:
+async def start_server(settings: Settings, lifespan: str = "on") -> RunningServer:
+    """`lifespan="off"`: a second app on the running server's database and hub. The first
+    server opened them for this process, and a second lifespan would re-initialise (and, on
+    stop, close) the process-wide ORM connections."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                            ws_ping_interval=settings.ws_ping_interval, lifespan="on")
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                            **{**uvicorn_options(settings), "log_level": "warning", "lifespan": lifespan})
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(500):
@@ -96,24 +100,13 @@ async def start_server(settings: Settings) -> RunningServer:
 
 @contextlib.asynccontextmanager
 async def second_app(settings: Settings):
-    """Another app with its own settings, served beside the session's server on its database
-    and hub: its URL. Its lifespan is off: the first server already opened the database and
-    the hub for this process, and a second lifespan would re-initialise (and, on stop,
-    close) the process-wide ORM connections."""
-    port = free_port()
-    second = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
-    task = asyncio.create_task(second.serve())
-    async with asyncio.timeout(DEADLINE):
-        while not second.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
+    """A second app beside the session's server (`start_server(..., lifespan="off")`) for
+    the length of a `with` block: its URL."""
+    running = await start_server(settings, lifespan="off")
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield running.url
     finally:
-        second.should_exit = True
-        await asyncio.wait_for(task, DEADLINE)
+        await running.stop()
 
 
 @pytest.fixture(scope="session")

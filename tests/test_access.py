@@ -10,7 +10,7 @@ import json
 import pytest
 import websockets
 
-from conftest import DEADLINE, RECEIVE, Client, Company, second_app, unique
+from conftest import DEADLINE, RECEIVE, Client, Company, start_server, unique
 
 # --- documents -------------------------------------------------------------------------------------
 
@@ -672,8 +672,9 @@ async def test_an_uninstalled_channels_token_stops_working(company):
 @pytest.fixture
 async def whatsapp_closed(server):
     """A second app on the running server's database and hub, with INBOX_WHATSAPP_NEW_INSTALLS=false."""
-    async with second_app(dataclasses.replace(server.settings, whatsapp_new_installs=False)) as url:
-        yield url
+    second = await start_server(dataclasses.replace(server.settings, whatsapp_new_installs=False), lifespan="off")
+    yield second.url
+    await second.stop()
 
 
 async def test_whatsapp_closed_to_new_customers_refuses_a_companys_first_whatsapp(company, whatsapp_closed, http):
