@@ -273,10 +273,11 @@ async def test_only_the_installer_is_offered_delete(open_page, server, company):
     await company.inbound("Delete me", contact="delete", name="Dee Delete")
     ann = await signed_in(open_page, server, company.ann.token)
     await item(ann, "Dee Delete").click()
-    await ann.locator("#close").wait_for(timeout=WAIT_MS)
+    await ann.locator("#contact-name", has_text="Dee Delete").wait_for(timeout=WAIT_MS)
     assert await ann.locator("#delete").is_hidden()  # a member, not the channel's installer
     ada = await signed_in(open_page, server, company.admin.token)
     await item(ada, "Dee Delete").click()
+    await ada.locator("#contact-name", has_text="Dee Delete").wait_for(timeout=WAIT_MS)
     ada.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     await ada.click("#delete")
     await item(ada, "Dee Delete").wait_for(state="detached", timeout=WAIT_MS)

@@ -240,6 +240,8 @@ async function openConversation(id) {
   state.shown = new Set();
   $("messages").replaceChildren();
   $("conversation-error").textContent = "";
+  $("contact-name").textContent = $("conversation-status").textContent = "";
+  $("delete").hidden = true; // until the header says whether the viewer installed the channel
   $("conversation").hidden = false;
   document.body.classList.add("reading"); // phones: the conversation takes the screen
   await reloadHeader();
