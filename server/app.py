@@ -1,4 +1,4 @@
-"""The ASGI application: GraphQL over HTTP and websockets at /graphql, health,
+"""The ASGI application: GraphQL over HTTP and websockets at /graphql, health, metrics,
 authentication, body limits, and the lifespan that opens the database and hub."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import logging
 from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -31,6 +31,7 @@ from subscriptions.hub import Hub, Overflowed, SubscriptionEnded
 from subscriptions.streams import TRY_AGAIN_LATER
 from subscriptions.publish import current_hub, use_hub
 
+from . import metrics
 from .config import Settings
 from .db import close_database, database_reachable, open_database
 from .http import GraphQLFirst, GraphQLHTTP, bearer, replaying
@@ -50,11 +51,13 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.direct: dict[str, direct.Operation] = {}
+        self.slots: dict[str, metrics.SubscriptionSlot] = {}
 
     async def run_operation(self, operation) -> None:
         handle = self.direct[operation.id] = direct.Operation(
             self.websocket, operation.id, "next", finish=functools.partial(self._finish, operation))
         direct.begin(handle)
+        self.slots[operation.id] = metrics.websocket_operation()
         try:
             await handle.setting_up()
             await super().run_operation(operation)
@@ -82,6 +85,17 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
         handle = self.direct.pop(operation_id, None)
         if handle is not None:
             handle.forget()
+        slot = self.slots.pop(operation_id, None)
+        if slot is not None:
+            slot.end()
+
+    async def shutdown(self) -> None:
+        try:
+            await super().shutdown()
+        finally:  # operations strawberry dropped without forgetting them (closed with 4400)
+            for slot in self.slots.values():
+                slot.end()
+            self.slots.clear()
 
 
 class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):
@@ -96,10 +110,12 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):
         # Live events reach the subscription through direct delivery; its generator waits.
         handle = self.direct[operation_id] = direct.Operation(self.websocket, operation_id, "data")
         direct.begin(handle)
+        slot = metrics.websocket_operation()
         try:
             await handle.setting_up()
             await super().handle_async_results(operation_id, *args)
         finally:
+            slot.end()
             handle.settled()
             if self.direct.get(operation_id) is handle:
                 del self.direct[operation_id]
@@ -143,6 +159,7 @@ class InboxGraphQL(GraphQL):
         except HTTPException as error:
             if not isinstance(request, Request):
                 raise
+            metrics.answered("unknown", code="BAD_USER_INPUT")
             return JSONResponse({"data": None, "errors": [{"message": error.reason,
                                                            "extensions": {"code": "BAD_USER_INPUT"}}]},
                                 status_code=error.status_code)
@@ -179,6 +196,8 @@ class GraphQLEndpoint:
             await self.http(scope, receive, send)
             return
         if scope["type"] == "websocket":
+            send = _counting_closes(send)
+            metrics.SOCKETS.inc()
             try:
                 await self.graphql(scope, receive, send)
             except Exception:
@@ -187,8 +206,22 @@ class GraphQLEndpoint:
                 log.exception("websocket connection failed")
                 with contextlib.suppress(Exception):
                     await send({"type": "websocket.close", "code": WS_INTERNAL_ERROR})
+            finally:
+                metrics.SOCKETS.dec()
             return
         await self.graphql(scope, receive, send)
+
+
+def _counting_closes(send):
+    """The socket's `send`, counting the closes the server sends (whoever decided them:
+    strawberry's handlers, ours, a bound); frames written past it (direct delivery's
+    RAW_SEND) are never closes."""
+    async def counted(message) -> None:
+        await send(message)
+        if message["type"] == "websocket.close":
+            metrics.closed(message.get("code", 1000))
+
+    return counted
 
 
 class BodyLimit:
@@ -224,6 +257,7 @@ class BodyLimit:
         await self.app(scope, replaying(b"".join(chunks), receive), send)
 
     async def _too_large(self, scope, receive, send) -> None:
+        metrics.refused("http_body_bytes")
         response = JSONResponse({"errors": [{"message": "request body too large",
                                              "extensions": {"code": "BAD_USER_INPUT"}}]}, status_code=413)
         await response(scope, receive, send)
@@ -238,6 +272,26 @@ async def healthz(request: Request) -> Response:
     status = 200 if database and broadcast else 503
     return Response(json.dumps({"database": database, "broadcast": broadcast}), status_code=status,
                     media_type="application/json")
+
+
+def metrics_endpoint(token: str):
+    """GET /metrics (issue 11): Prometheus' text format, for `Authorization: Bearer <token>`
+    only; any other request is a 401. A scrape reads the queues at most every few seconds
+    and answers within a bounded time whatever the database does (server/metrics.py)."""
+    queues = metrics.QueueGauges()
+
+    async def scrape(request: Request) -> Response:
+        if not metrics.authorized(request.headers.get("authorization"), token):
+            return PlainTextResponse("Unauthorized", status_code=401,
+                                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        try:
+            await queues.refresh()
+        except Exception:  # what it has is still worth answering
+            log.exception("refreshing the queue gauges failed")
+        body, content_type = metrics.exposition(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
+    return scrape
 
 
 def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool = True) -> BodyLimit:
@@ -284,6 +338,8 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
         Route("/healthz", healthz),
         *webhooks.routes,
     ]
+    if settings.metrics_token:  # unset: no route, a 404 like any unknown path
+        routes.append(Route("/metrics", metrics_endpoint(settings.metrics_token)))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
     return BodyLimit(GraphQLFirst(app, graphql.http, graphql), settings.max_body_bytes)

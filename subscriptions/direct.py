@@ -33,6 +33,7 @@ from graphql.execution.executor import Executor
 from websockets.protocol import Protocol as WebSocketProtocol, State
 
 from schema.errors import with_contract_code
+from server import metrics
 
 from . import fanout
 from .executor_patch import OPERATION, per_event_executor
@@ -207,6 +208,7 @@ class Sink:
         if self.backlog is not None:
             if len(self.backlog) >= self._buffer:
                 log.info("a subscriber's socket fell %s frames behind; ending it", self._buffer)
+                metrics.refused("subscription_buffer")
                 self.end(Overflowed)
             else:
                 self.backlog.append(frame)

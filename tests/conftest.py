@@ -76,10 +76,12 @@ class RunningServer:
         await asyncio.wait_for(self.task, DEADLINE)
 
 
-async def start_server(settings: Settings) -> RunningServer:
+async def start_server(settings: Settings, lifespan: str = "on") -> RunningServer:
+    """`lifespan="off"`: a second app beside the session server, on its database and hub
+    (a second lifespan would re-initialise, and on stop close, the process's ORM)."""
     port = free_port()
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                            ws_ping_interval=settings.ws_ping_interval, lifespan="on")
+                            ws_ping_interval=settings.ws_ping_interval, lifespan=lifespan)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(500):
