@@ -210,30 +210,47 @@ async def test_an_overflowing_subscriber_counts_a_refusal_and_a_1013_close(metri
 
 # -- sockets, subscriptions, closes -------------------------------------------------------
 
+async def nothing_open(metrics: Metrics) -> None:
+    """Waits until the sockets and subscriptions of earlier tests have ended on the server
+    (their clients closed them; the server's side ends a moment later): a baseline that
+    cannot move under the test."""
+    for gauge in ("inbox_open_websockets", "inbox_open_subscriptions"):
+        await eventually(lambda: metrics.value(gauge), lambda v: v == 0)
+
+
 async def test_open_sockets_and_subscriptions_follow_clients(metrics, company):
-    sockets_before = await metrics.value("inbox_open_websockets")
-    subscriptions_before = await metrics.value("inbox_open_subscriptions")
+    await nothing_open(metrics)
 
     sub = await Subscriber.connect(metrics.server, company.admin.token)
-    assert await metrics.value("inbox_open_websockets") == sockets_before + 1
+    assert await metrics.value("inbox_open_websockets") == 1
     op = await sub.subscribe(CONVERSATION_CHANGED)
     await subscriptions_live(company)
-    assert await metrics.value("inbox_open_subscriptions") == subscriptions_before + 1
+    assert await metrics.value("inbox_open_subscriptions") == 1
 
     await sub.socket.send(json.dumps({"id": op, "type": "complete"}))
-    await eventually(lambda: metrics.value("inbox_open_subscriptions"), lambda v: v == subscriptions_before)
+    await eventually(lambda: metrics.value("inbox_open_subscriptions"), lambda v: v == 0)
     await sub.close()
-    await eventually(lambda: metrics.value("inbox_open_websockets"), lambda v: v == sockets_before)
+    await eventually(lambda: metrics.value("inbox_open_websockets"), lambda v: v == 0)
+
+
+async def test_a_closed_socket_ends_its_subscriptions_in_the_gauge(metrics, company):
+    await nothing_open(metrics)
+    sub = await Subscriber.connect(metrics.server, company.admin.token)
+    await sub.subscribe(CONVERSATION_CHANGED)
+    await sub.subscribe("subscription { notificationReceived { id } }")
+    await eventually(lambda: metrics.value("inbox_open_subscriptions"), lambda v: v == 2)
+    await sub.close()
+    await nothing_open(metrics)
 
 
 async def test_legacy_protocol_subscriptions_are_counted_until_stopped(metrics, company):
-    before = await metrics.value("inbox_open_subscriptions")
+    await nothing_open(metrics)
     sub = await Subscriber.connect(metrics.server, company.admin.token, protocol="graphql-ws")
     await sub.socket.send(json.dumps({"id": "1", "type": "start", "payload": {"query": CONVERSATION_CHANGED}}))
     await subscriptions_live(company)
-    assert await metrics.value("inbox_open_subscriptions") == before + 1
+    assert await metrics.value("inbox_open_subscriptions") == 1
     await sub.socket.send(json.dumps({"id": "1", "type": "stop"}))
-    await eventually(lambda: metrics.value("inbox_open_subscriptions"), lambda v: v == before)
+    await eventually(lambda: metrics.value("inbox_open_subscriptions"), lambda v: v == 0)
     await sub.close()
 
 
