@@ -265,6 +265,24 @@ async def test_a_refused_connection_counts_a_4403_close(metrics, server):
     assert await counted(metrics, refused, "inbox_websocket_closes_total", code="4403") == 1
 
 
+async def test_a_socket_whose_token_cannot_be_checked_counts_a_1011_close(metrics, server, monkeypatch):
+    from server import app
+
+    async def database_down(token):
+        raise ConnectionError("database down")
+
+    monkeypatch.setattr(app, "authenticate", database_down)
+
+    async def internal_error():
+        socket = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"])
+        await socket.send(json.dumps({"type": "connection_init", "payload": {"authorization": "Bearer any"}}))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(socket.recv(), DEADLINE)
+        assert closed.value.rcvd.code == 1011
+
+    assert await counted(metrics, internal_error, "inbox_websocket_closes_total", code="1011") == 1
+
+
 # -- queues, group commits, the broadcast backend ------------------------------------------
 
 async def test_a_queued_reply_shows_in_the_send_queue_depth_and_age(metrics, company, fakes, monkeypatch):
