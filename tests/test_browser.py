@@ -15,7 +15,7 @@ import shutil
 import pytest
 import uvicorn
 
-from conftest import DEADLINE, eventually, free_port, second_app, subscriptions_live
+from conftest import DEADLINE, company_pk, eventually, free_port, second_app, subscriptions_live
 from test_messenger import install_page, text_message
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -77,10 +77,26 @@ async def open_page(browser):
         await context.close()
 
 
-async def signed_in(open_page, server, token: str, viewport: dict | None = None, init_script: str | None = None):
-    """The web inbox, opened from a link such as `inbox demo` prints, once it is live."""
+PAGE_SUBSCRIPTIONS = 4  # messageAdded, messageUpdated, conversationChanged, notificationReceived
+
+
+async def live_subscriptions(company) -> int:
+    from subscriptions import direct
+    from subscriptions.events import company_topic
+    from subscriptions.publish import current_hub
+
+    return direct.live_subscriptions(current_hub(), company_topic(await company_pk(company)))
+
+
+async def signed_in(open_page, server, company, token: str, viewport: dict | None = None,
+                    init_script: str | None = None):
+    """The web inbox, opened from a link such as `inbox demo` prints, once its subscriptions
+    are live on the server (they start a moment after the socket is up, and only from then
+    on is no event missed)."""
+    before = await live_subscriptions(company)
     page = await open_page(f"{server.url}/#token={token}", viewport, init_script)
     await page.wait_for_selector("#live[data-state=connected]", timeout=WAIT_MS)
+    await subscriptions_live(company, before + PAGE_SUBSCRIPTIONS)
     return page
 
 
@@ -103,8 +119,8 @@ async def shot(page, name: str) -> None:
 
 async def test_two_users_see_each_others_assign_and_close_live(open_page, server, company):
     await company.inbound("Can I get a quote?", contact="assign-live", name="Lena Live")
-    ada = await signed_in(open_page, server, company.admin.token)
-    ann = await signed_in(open_page, server, company.ann.token)
+    ada = await signed_in(open_page, server, company, company.admin.token)
+    ann = await signed_in(open_page, server, company, company.ann.token)
     await item(ada, "Lena Live").wait_for(timeout=WAIT_MS)
     # Ann takes the conversation
     await item(ann, "Lena Live").click()
@@ -127,7 +143,7 @@ async def test_two_users_see_each_others_assign_and_close_live(open_page, server
 async def test_a_message_pushed_through_a_webhook_appears_without_a_reload(open_page, server, company, http):
     messenger = await install_page(company, http, server)
     await messenger.deliver(text_message("psid-web-1", messenger.page_id, "First message"))
-    ada = await signed_in(open_page, server, company.admin.token)
+    ada = await signed_in(open_page, server, company, company.admin.token)
     await item(ada, "First message").click()
     await ada.locator(".message", has_text="First message").wait_for(timeout=WAIT_MS)
     await messenger.deliver(text_message("psid-web-1", messenger.page_id, "Pushed while you look"))
@@ -139,7 +155,7 @@ async def test_a_message_pushed_through_a_webhook_appears_without_a_reload(open_
 @pytest.mark.parametrize("seen_live", [True, False], ids=["resumed-after-a-cursor", "before-any-live-message"])
 async def test_a_dropped_socket_resumes_and_misses_nothing(open_page, server, company, seen_live):
     await company.inbound("Before the drop", contact="drop", name="Dora Drop")
-    ada = await signed_in(open_page, server, company.admin.token)
+    ada = await signed_in(open_page, server, company, company.admin.token)
     await item(ada, "Dora Drop").click()
     await ada.locator(".message", has_text="Before the drop").wait_for(timeout=WAIT_MS)
     if seen_live:  # the page holds a cursor: messageAdded resumes after it
@@ -158,6 +174,7 @@ async def test_a_dropped_socket_resumes_and_misses_nothing(open_page, server, co
     # Then the page reconnects and shows it, and what comes next
     await ada.locator("#live[data-state=resumed]").wait_for(timeout=WAIT_MS)
     await ada.locator(".message", has_text="While the socket was down").wait_for(timeout=WAIT_MS)
+    await subscriptions_live(company, PAGE_SUBSCRIPTIONS)  # resubscribed: live from now on
     await company.inbound("After the resume", contact="drop", name="Dora Drop")
     await ada.locator(".message", has_text="After the resume").wait_for(timeout=WAIT_MS)
     assert await ada.locator(".message").count() == (4 if seen_live else 3)  # no duplicate
@@ -167,7 +184,7 @@ async def test_a_dropped_socket_resumes_and_misses_nothing(open_page, server, co
 async def test_the_unread_badge_clears_when_read(open_page, server, company):
     await company.inbound("Unread one", contact="unread", name="Uma Unread")
     await company.inbound("Unread two", contact="unread", name="Uma Unread")
-    ann = await signed_in(open_page, server, company.ann.token)
+    ann = await signed_in(open_page, server, company, company.ann.token)
     badge = item(ann, "Uma Unread").locator(".badge")
     await badge.filter(has_text="2").wait_for(timeout=WAIT_MS)
     await ann.locator("#unread-total", has_text="1").wait_for(timeout=WAIT_MS)
@@ -175,7 +192,7 @@ async def test_the_unread_badge_clears_when_read(open_page, server, company):
     await badge.wait_for(state="detached", timeout=WAIT_MS)
     await ann.locator("#unread-total", has_text="0").wait_for(timeout=WAIT_MS)
     # another user's badge is theirs: Ada still has it unread
-    ada = await signed_in(open_page, server, company.admin.token)
+    ada = await signed_in(open_page, server, company, company.admin.token)
     await item(ada, "Uma Unread").locator(".badge", has_text="2").wait_for(timeout=WAIT_MS)
 
 
@@ -189,7 +206,7 @@ async def test_screenshots_of_each_section_on_a_desk_and_a_phone(open_page, serv
     await company.admin.data(assign, {"c": conversations[2], "u": company.ids["ann"]})
     await company.admin.data("mutation($c: ID!) { closeConversation(conversationId: $c) { id } }",
                              {"c": conversations[3]})
-    ada = await signed_in(open_page, server, company.admin.token)
+    ada = await signed_in(open_page, server, company, company.admin.token)
     expected = {"UNASSIGNED": "Sam Section", "ASSIGNED_TO_ME": "Tess Section",
                 "ASSIGNED_TO_OTHERS": "Uri Section", "CLOSED": "Vic Section"}
     for section, contact in expected.items():
@@ -199,7 +216,8 @@ async def test_screenshots_of_each_section_on_a_desk_and_a_phone(open_page, serv
     await item(ada, "Vic Section").click()
     await ada.locator("#reopen").wait_for(timeout=WAIT_MS)
     await shot(ada, "conversation")
-    phone = await signed_in(open_page, server, company.ann.token, viewport={"width": 390, "height": 844})
+    phone = await signed_in(open_page, server, company, company.ann.token,
+                            viewport={"width": 390, "height": 844})
     await item(phone, "Sam Section").click()
     await phone.locator(".message", has_text="Hello number 0").wait_for(timeout=WAIT_MS)
     assert await phone.locator(".list-pane").is_hidden()  # the conversation takes the small screen
@@ -207,6 +225,7 @@ async def test_screenshots_of_each_section_on_a_desk_and_a_phone(open_page, serv
     await phone.click("#back")
     await item(phone, "Sam Section").wait_for(timeout=WAIT_MS)
     assert await phone.locator("#conversation").is_hidden()
+    await shot(phone, "phone-list")
     assert ada.errors == phone.errors == []
 
 
@@ -214,7 +233,7 @@ async def test_a_reply_shows_its_delivery_status(open_page, server, company, htt
     messenger = await install_page(company, http, server)
     await messenger.deliver(text_message("psid-reply", messenger.page_id, "Reply to me"))
     fakes.script("psid-reply", (200, {"recipient_id": "psid-reply", "message_id": "mid.reply-web"}))
-    ada = await signed_in(open_page, server, company.admin.token)
+    ada = await signed_in(open_page, server, company, company.admin.token)
     await item(ada, "Reply to me").click()
     await ada.fill("#reply-body", "On it!")
     await ada.keyboard.press("Control+Enter")
@@ -236,7 +255,7 @@ window.Notification = class {
 
 async def test_desktop_notifications_and_the_bell_with_its_settings(open_page, server, company, eventually_js):
     message = await company.inbound("Please call me", contact="notify", name="Nia Notify")
-    ann = await signed_in(open_page, server, company.ann.token, init_script=RECORD_NOTIFICATIONS)
+    ann = await signed_in(open_page, server, company, company.ann.token, init_script=RECORD_NOTIFICATIONS)
     await company.admin.data("mutation($c: ID!, $u: ID!) { assignConversation(conversationId: $c, userId: $u) "
                              "{ id } }", {"c": message["conversation"]["id"], "u": company.ids["ann"]})
     shown = await eventually_js(ann, "window.shownNotifications")
@@ -258,7 +277,7 @@ async def test_desktop_notifications_and_the_bell_with_its_settings(open_page, s
 
 
 async def test_the_availability_toggle_sets_the_users_availability(open_page, server, company):
-    bob = await signed_in(open_page, server, company.bob.token)
+    bob = await signed_in(open_page, server, company, company.bob.token)
     await bob.get_by_label("Available").uncheck()
 
     async def available():
@@ -271,11 +290,11 @@ async def test_the_availability_toggle_sets_the_users_availability(open_page, se
 
 async def test_only_the_installer_is_offered_delete(open_page, server, company):
     await company.inbound("Delete me", contact="delete", name="Dee Delete")
-    ann = await signed_in(open_page, server, company.ann.token)
+    ann = await signed_in(open_page, server, company, company.ann.token)
     await item(ann, "Dee Delete").click()
     await ann.locator("#contact-name", has_text="Dee Delete").wait_for(timeout=WAIT_MS)
     assert await ann.locator("#delete").is_hidden()  # a member, not the channel's installer
-    ada = await signed_in(open_page, server, company.admin.token)
+    ada = await signed_in(open_page, server, company, company.admin.token)
     await item(ada, "Dee Delete").click()
     await ada.locator("#contact-name", has_text="Dee Delete").wait_for(timeout=WAIT_MS)
     ada.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
@@ -289,7 +308,7 @@ async def test_search_paging_back_and_linking_to_a_new_person(open_page, server,
     for index in range(25):
         await company.inbound(f"Line {index:02d}", contact="long", name="Lou Long")
     await company.inbound("Something else", contact="other", name="Otto Other")
-    ada = await signed_in(open_page, server, company.admin.token)
+    ada = await signed_in(open_page, server, company, company.admin.token)
     await ada.get_by_label("Search").fill("Lou")
     await item(ada, "Otto Other").wait_for(state="detached", timeout=WAIT_MS)
     await item(ada, "Lou Long").click()

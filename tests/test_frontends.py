@@ -152,7 +152,8 @@ async def test_a_persisted_document_still_passes_every_limit(server, company, ht
         nested = f"conversation {{ messages {{ edges {{ node {{ {nested} }} }} }} }}"
     deep = f'query Deep {{ node(id: "x") {{ ... on Message {{ {nested} }} }} }} # {uuid.uuid4().hex}'
     headers = {"Authorization": f"Bearer {company.ann.token}"}
-    first = await http.post(f"{server.url}/graphql", headers=headers, json={"query": deep, "extensions": apq(sha(deep))})
+    first = await http.post(f"{server.url}/graphql", headers=headers,
+                            json={"query": deep, "extensions": apq(sha(deep))})
     assert first.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert "depth" in first.json()["errors"][0]["message"]
     later = await http.post(f"{server.url}/graphql", headers=headers, json={"extensions": apq(sha(deep))})
@@ -174,7 +175,8 @@ async def test_the_store_keeps_at_most_its_capacity_and_forgets_the_least_recent
 async def test_documents_too_long_to_keep_still_run(server, company, http):
     query = "query Long { me { id } }\n#" + "x" * LONGEST_KEPT
     headers = {"Authorization": f"Bearer {company.ann.token}"}
-    first = await http.post(f"{server.url}/graphql", headers=headers, json={"query": query, "extensions": apq(sha(query))})
+    first = await http.post(f"{server.url}/graphql", headers=headers,
+                            json={"query": query, "extensions": apq(sha(query))})
     assert first.json() == {"data": {"me": {"id": company.ids["ann"]}}}
     later = await http.post(f"{server.url}/graphql", headers=headers, json={"extensions": apq(sha(query))})
     assert later.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"

@@ -84,6 +84,9 @@ const state = {
   oldest: null, // cursor of the oldest message shown, for paging back
   shown: new Set(), // ids of the messages shown
   newest: null, // the newest messageAdded cursor seen
+  // The latest delivery status messageUpdated gave each message: it may arrive before the
+  // sendMessage answer that shows the message (the send is that fast), and wins over it.
+  statuses: new Map(),
 };
 
 // --- signing in ---------------------------------------------------------------------------
@@ -152,7 +155,10 @@ function live() {
     }
     scheduleRefresh();
   });
-  api.subscribe(LIVE.messageUpdated, () => ({}), ({ messageUpdated: message }) => showStatus(message));
+  api.subscribe(LIVE.messageUpdated, () => ({}), ({ messageUpdated: message }) => {
+    state.statuses.set(message.id, message);
+    showStatus(message);
+  });
   api.subscribe(LIVE.conversationChanged, () => ({}), ({ conversationChanged: event }) => {
     if (state.open && event.conversationId === state.open.id) {
       if (event.kind === "DELETED") closeConversation();
@@ -241,6 +247,7 @@ async function openConversation(id) {
   $("messages").replaceChildren();
   $("conversation-error").textContent = "";
   $("contact-name").textContent = $("conversation-status").textContent = "";
+  $("assignee").replaceChildren();
   $("delete").hidden = true; // until the header says whether the viewer installed the channel
   $("conversation").hidden = false;
   document.body.classList.add("reading"); // phones: the conversation takes the screen
@@ -267,8 +274,10 @@ async function reloadHeader() {
   $("conversation-status").textContent = conversation.status === "CLOSED" ? "Closed"
     : conversation.assignee ? `Assigned to ${conversation.assignee.name}` : "Unassigned";
   // Only users who are available and share the channel may be assigned (assignableUsers).
+  const chosen = $("assignee").value; // a live event re-renders the header: keep the person's choice
   $("assignee").replaceChildren(...assignableUsers.map((user) =>
     el("option", { value: user.id, textContent: user.id === state.me.id ? `${user.name} (me)` : user.name })));
+  if (assignableUsers.some((user) => user.id === chosen)) $("assignee").value = chosen;
   $("assign").disabled = assignableUsers.length === 0;
   $("assign").textContent = conversation.assignee ? "Reassign" : "Assign";
   $("unassign").hidden = !conversation.assignee;
@@ -315,6 +324,7 @@ function showMessage(message, where, before = null) {
 function showStatus(message) {
   const item = document.querySelector(`.message[data-id="${CSS.escape(message.id)}"] .delivery`);
   if (!item) return;
+  message = state.statuses.get(message.id) || message;
   item.textContent = STATUS_TEXT[message.status] + (message.failureReason ? `: ${message.failureReason}` : "");
   item.dataset.status = message.status;
 }
