@@ -214,7 +214,9 @@ async def test_screenshots_of_each_section_on_a_desk_and_a_phone(open_page, serv
         await item(ada, contact).wait_for(timeout=WAIT_MS)
         await shot(ada, f"section-{section.lower()}")
     await item(ada, "Vic Section").click()
-    await ada.locator("#reopen").wait_for(timeout=WAIT_MS)
+    await ada.locator("#contact-name", has_text="Vic Section").wait_for(timeout=WAIT_MS)
+    await ada.locator(".message", has_text="Hello number 3").wait_for(timeout=WAIT_MS)
+    assert await ada.locator("#reopen").is_visible()
     await shot(ada, "conversation")
     phone = await signed_in(open_page, server, company, company.ann.token,
                             viewport={"width": 390, "height": 844})

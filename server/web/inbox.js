@@ -248,7 +248,7 @@ async function openConversation(id) {
   $("conversation-error").textContent = "";
   $("contact-name").textContent = $("conversation-status").textContent = "";
   $("assignee").replaceChildren();
-  $("delete").hidden = true; // until the header says whether the viewer installed the channel
+  for (const part of document.querySelectorAll(".actions, .links")) part.hidden = true; // until the header loads
   $("conversation").hidden = false;
   document.body.classList.add("reading"); // phones: the conversation takes the screen
   await reloadHeader();
@@ -285,6 +285,7 @@ async function reloadHeader() {
   $("reopen").hidden = conversation.status !== "CLOSED";
   // Only the installer of the channel may delete its conversations.
   $("delete").hidden = conversation.channel.installedBy.id !== state.me.id;
+  for (const part of document.querySelectorAll(".actions, .links")) part.hidden = false;
   $("link-count").textContent = `(${conversation.links.length})`;
   $("link-list").replaceChildren(...conversation.links.map((link) => el("li", {},
     `${link.target.__typename}: ${link.target.name || link.target.title} `,
