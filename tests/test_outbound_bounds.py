@@ -19,11 +19,14 @@ from prometheus_client import REGISTRY
 import models
 from channels.outbound import MAX_APP_MESSAGE, Providers
 from inbox import callbacks, sending
+from inbox.mailer import Mailer
 from schema.ids import global_id, pk_of
+from server.mail import SmtpTransport, parse_smtp_url
 
 from cluster import ServerProcess, bootstrap_admins, server_env
 from conftest import DEADLINE, Client, eventually, free_port, unique
 from fakes import ENDLESS, HANG, Held
+from test_notifications import mailer_paused  # noqa: F401
 from test_sending import (INSTALL, install_partner, queued_replies, send, server_sender_stopped,  # noqa: F401
                           settled)
 
@@ -248,10 +251,18 @@ async def patient_sender(server, server_sender_stopped):  # noqa: F811
         yield sender
 
 
-async def test_at_most_four_replies_of_a_channel_are_in_flight(company, fakes, patient_sender, server):
+@pytest.fixture
+async def release():
+    """What held answers wait for; set when the test ends, however it ends, so that the
+    fake server's handlers finish."""
+    event = asyncio.Event()
+    yield event
+    event.set()
+
+
+async def test_at_most_four_replies_of_a_channel_are_in_flight(company, fakes, patient_sender, release, server):
     # given: a partner that holds every answer until told
     partner = await install_partner(company, fakes)
-    release = asyncio.Event()
     fakes.script(partner.name, *[Held(release, 200, {}) for _ in range(10)])
     bound = server.settings.send_concurrency_per_channel
     assert bound == 4
@@ -269,12 +280,11 @@ async def test_at_most_four_replies_of_a_channel_are_in_flight(company, fakes, p
 
 
 async def test_a_partner_that_never_answers_delays_no_other_companys_replies(
-        company, other_company, fakes, patient_sender, server):
+        company, other_company, fakes, patient_sender, release, server):
     # given: company A's partner endpoint never answers; A has more replies queued than
     # its channel may have in flight
     stuck = await install_partner(company, fakes)
-    never = asyncio.Event()
-    fakes.script(stuck.name, *[Held(never, 200, {}) for _ in range(6)])
+    fakes.script(stuck.name, *[Held(release, 200, {}) for _ in range(6)])
     stuck_ids = await queued_replies(company, stuck, [f"Stuck {n}" for n in range(6)])
     patient_sender.wake()
     await fakes.wait_for("partner", stuck.name, server.settings.send_concurrency_per_channel)
@@ -286,10 +296,10 @@ async def test_a_partner_that_never_answers_delays_no_other_companys_replies(
     # then: it goes out while A's calls still hang, and only four of A's were made
     await settled(other_company.ann, sent["id"], "SENT")
     assert [r.json()["body"] for r in fakes.seen("partner", brisk.name)] == ["Straight through"]
-    assert not never.is_set()
+    assert not release.is_set()
     assert len(fakes.seen("partner", stuck.name)) == server.settings.send_concurrency_per_channel
     assert await models.Delivery.filter(id__in=stuck_ids).count() == 6
-    never.set()  # let the held calls end, so that the fake server can stop
+    release.set()  # and once A's partner answers, the rest of A's replies go out
     await eventually(lambda: models.Delivery.filter(id__in=stuck_ids).count(), lambda left: left == 0)
 
 
@@ -322,6 +332,35 @@ async def test_a_send_whose_attempt_raises_fails_after_the_retry_window_and_is_l
     logged = [r for r in caplog.records if r.exc_info and "a bug in the sender" in str(r.exc_info[1])]
     assert len(logged) >= 2
     assert not await models.Delivery.filter(id=delivery_id).exists()
+
+
+async def test_an_email_whose_composing_raises_fails_after_the_retry_window_and_is_logged(
+        company, server, mailer_paused, caplog):
+    # given: a queued email whose stored facts its composing cannot read (a quoted
+    # message without its time), and an email worker retrying for half a second
+    message = await company.inbound("hello")
+    await company.admin.data(ASSIGN, {"c": message["conversation"]["id"], "u": company.ids["ann"]})
+    row = await models.NotificationEmail.get(user_id=pk_of(company.ids["ann"], "User"))
+    await models.NotificationEmail.filter(id=row.id).update(facts={"messages": [{"body": "no time"}]})
+    settings = server.settings
+    worker = Mailer(SmtpTransport(parse_smtp_url(settings.smtp_url), settings.email_timeout),
+                    from_address=settings.email_from, conversation_url=lambda pk: f"http://inbox.test/c/{pk}",
+                    timeout=settings.email_timeout, collapse_seconds=0, backoff_seconds=0.05, retry_seconds=0.5,
+                    poll_seconds=0.05)
+
+    # when
+    with caplog.at_level(logging.ERROR, logger="inbox.queue"):
+        worker.start()
+        try:
+            failed = await eventually(lambda: models.NotificationEmail.get(id=row.id),
+                                      lambda found: found.failed_at is not None)
+        finally:
+            await worker.stop()
+
+    # then: retried, then given up; each raise logged with its traceback
+    assert failed.attempts >= 2
+    assert failed.last_error == f"gave up after {failed.attempts} attempts: internal error (KeyError)"
+    assert len([r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], KeyError)]) >= 2
 
 
 async def test_an_email_to_an_address_with_cr_lf_fails_instead_of_being_leased_for_ever(
