@@ -3,7 +3,6 @@ retrying with backoff what may go through later; every process may run one, and
 a restart resumes what is queued."""
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -91,7 +90,7 @@ class Mailer(QueueWorker):
             # An address no email can carry (users' addresses are checked when set, but an
             # older row may hold one): no later attempt would do better.
             raise Rejected(f"the email cannot be composed: {error}") from error
-        await asyncio.wait_for(self.transport(message), self.timeout)
+        await self.call(self.transport(message))
 
     async def succeed(self, row: NotificationEmail, result: None) -> None:
         await NotificationEmail.filter(id=row.id).delete()

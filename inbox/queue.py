@@ -8,7 +8,7 @@ import asyncio
 import logging
 import random
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Awaitable
 
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
@@ -35,6 +35,8 @@ class Rejected(AttemptFailed):
 
 # What `QueueWorker.perform` returns for a row that has nothing left to do.
 GONE = object()
+# How long `stop` waits for a claim or an attempt's database work to finish.
+STOP_SECONDS = 5.0
 
 
 async def due_rows(rows: QuerySet, connection, now: datetime, limit: int) -> list:
@@ -88,7 +90,9 @@ class QueueWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._attempts: set[asyncio.Task] = set()
+        self._calls: set[asyncio.Future] = set()
         self._timers: set[asyncio.TimerHandle] = set()
+        self._stopping = False
         # Set by a claim that left due rows behind (a bound was reached): a finished
         # attempt then wakes the worker to take them.
         self.held_back = False
@@ -102,9 +106,9 @@ class QueueWorker:
         raise NotImplementedError
 
     async def perform(self, row) -> Any:
-        """The row's work: returns what `succeed` takes, or GONE when the row has nothing
-        left to do (and is deleted); raises Retryable or Rejected when the other side did
-        not take it, TimeoutError past `timeout`."""
+        """The row's work, its call to the other side made through `call`: returns what
+        `succeed` takes, or GONE when the row has nothing left to do (and is deleted);
+        raises Retryable or Rejected when the other side did not take it."""
         raise NotImplementedError
 
     async def succeed(self, row, result: Any) -> None:
@@ -179,19 +183,39 @@ class QueueWorker:
         self._task = asyncio.create_task(self._run(), name=f"inbox-{self.name}")
 
     async def stop(self) -> None:
+        """Stops claiming and ends the attempts in flight: a call to the other side is
+        cancelled (the row is attempted again once its lease runs out), but database work is
+        let finish: a task cancelled while it opens a transaction keeps tortoise's SQLite
+        transaction lock for ever (tortoise 1.1's `SqliteTransactionContext.__aenter__`)."""
         for handle in list(self._timers):
             handle.cancel()
         self._timers.clear()
+        self._stopping = True
+        self.wake()
         if self._task is not None:
-            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=STOP_SECONDS)
+            self._task.cancel()  # only if a claim outlived STOP_SECONDS (the database is away)
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        for call in list(self._calls):
+            call.cancel()
+        if self._attempts:
+            await asyncio.wait(set(self._attempts), timeout=STOP_SECONDS)
         for task in list(self._attempts):
             task.cancel()
         await asyncio.gather(*self._attempts, return_exceptions=True)
 
+    async def call(self, work: Awaitable) -> Any:
+        """`work` (the call to the other side), within `timeout`; `stop` cancels it."""
+        task = asyncio.ensure_future(asyncio.wait_for(work, self.timeout))
+        self._calls.add(task)
+        try:
+            return await task
+        finally:
+            self._calls.discard(task)
+
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             # Cleared before claiming: a wake while claiming makes another round at once.
             self._wake.clear()
             try:

@@ -3,7 +3,6 @@ sender hands it to the messaging app, retrying what may succeed later, and every
 status change moves forward only and is published on `messageUpdated`."""
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -232,7 +231,7 @@ class Sender(QueueWorker):
         channel = await Channel.get(id=message.channel_id)
         conversation = await Conversation.get(id=message.conversation_id)
         contact = await Contact.get(id=conversation.contact_id)
-        return await asyncio.wait_for(self.deliver(Outgoing(message, channel, contact)), self.timeout)
+        return await self.call(self.deliver(Outgoing(message, channel, contact)))
 
     def reason_of(self, error: Exception) -> str:
         return error.reason if isinstance(error, AttemptFailed) else NO_ANSWER
