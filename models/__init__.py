@@ -161,12 +161,15 @@ class Message(Model):
     client_message_id = fields.CharField(max_length=255, null=True)
     failure_reason = fields.TextField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # The position of its latest status change, from the same commit-ordered space as
+    # message ids (inbox/replay.py); null until its first change: its id is its position.
+    update_seq = fields.BigIntField(null=True)
 
     class Meta:
         table = "message"
         # A retried sendMessage with the same clientMessageId by the same user is one message.
         unique_together = (("channel", "external_id"), ("author", "client_message_id"))
-        indexes = (("conversation_id", "id"),)
+        indexes = (("conversation_id", "id"), ("company_id", "update_seq"))
 
 
 class ConversationEvent(Model):
@@ -182,7 +185,8 @@ class ConversationEvent(Model):
 
     class Meta:
         table = "conversation_event"
-        indexes = (("conversation_id", "id"),)
+        # (company_id, id): what a resuming conversationChanged missed (inbox/replay.py).
+        indexes = (("conversation_id", "id"), ("company_id", "id"))
 
 
 class Delivery(Model):
