@@ -401,10 +401,25 @@ class NotificationEmail(Model):
         indexes = (("next_attempt_at",), ("user_id", "conversation_id"))
 
 
+class EmailBurst(Model):
+    """Until when a user's new-message emails about a conversation collapse: the first
+    goes out at once and opens the window; what arrives in it waits for one follow-up."""
+
+    id = fields.IntField(primary_key=True)
+    user = fields.ForeignKeyField("inbox.User", related_name="email_bursts", on_delete=fields.CASCADE)
+    conversation = fields.ForeignKeyField("inbox.Conversation", related_name="email_bursts",
+                                          on_delete=fields.CASCADE)
+    until = fields.DatetimeField()
+
+    class Meta:
+        table = "email_burst"
+        unique_together = (("user", "conversation"),)
+
+
 __all__ = [
     "ChannelKind", "ConversationStatus", "MessageDirection", "DeliveryStatus", "EventKind",
     "Company", "User", "Channel", "ChannelMember", "Contact", "Conversation", "Message",
     "ConversationEvent", "Delivery", "ReadState",
     "LinkTargetKind", "Person", "Lead", "Deal", "Note", "ConversationLink",
-    "NotificationKind", "NotificationPreference", "Notification", "NotificationEmail",
+    "NotificationKind", "NotificationPreference", "Notification", "NotificationEmail", "EmailBurst",
 ]
