@@ -72,7 +72,7 @@ async def mark_changed(message_ids: list[int]) -> dict[int, int]:
     if not message_ids:
         return {}
     positions = dict(zip(message_ids, await next_update_positions(len(message_ids))))
-    cases = " ".join("WHEN ? THEN ?" for _ in positions)
+    cases = " ".join("WHEN ? THEN CAST(? AS BIGINT)" for _ in positions)
     ids, params = sql.in_list(positions)
     await sql.execute(f"UPDATE message SET update_seq = CASE id {cases} END WHERE id IN {ids}",
                       *[value for pair in positions.items() for value in pair], *params)
