@@ -15,6 +15,7 @@ from subscriptions.executor_patch import apply as _flat_subscription_memory
 
 from . import crm, notifications as notification_types, types
 from .errors import ContractErrors, InboxSchema
+from .partner import InboxExecutionContext
 
 _flat_subscription_memory()
 
@@ -139,4 +140,5 @@ schema = InboxSchema(
         lambda: ValidationCache(maxsize=512),
         ContractErrors,
     ],
+    execution_context_class=InboxExecutionContext,
 )

@@ -66,6 +66,12 @@ class Context:
         return self.principal.id if isinstance(self.principal, models.User) else None
 
     @property
+    def is_partner(self) -> bool:
+        """A partner integration (a CUSTOM channel's token): it reads only what
+        schema/partner.py lists."""
+        return isinstance(self.principal, models.Channel)
+
+    @property
     def channel(self) -> models.Channel:
         """The CUSTOM channel whose token authenticated this request."""
         if not isinstance(self.principal, models.Channel):

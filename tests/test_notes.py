@@ -600,7 +600,9 @@ async def test_a_partner_integration_sees_no_links(company):
         "mutation($i: ReceiveMessageInput!) { receiveChannelMessage(input: $i) { conversation { links { id } } } }",
         {"i": {"externalMessageId": unique("m"), "sender": {"externalId": contact, "name": "Jane"}, "body": "hi"}})
 
-    assert body["data"]["receiveChannelMessage"]["conversation"]["links"] == []
+    assert body["data"] is None
+    assert [error["extensions"]["code"] for error in body["errors"]] == ["FORBIDDEN"]
+    assert body["errors"][0]["path"] == ["receiveChannelMessage", "conversation", "links"]
 
 
 @pytest.mark.parametrize("mutation, variables", [
