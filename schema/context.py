@@ -9,7 +9,7 @@ from typing import Any
 from strawberry.dataloader import DataLoader
 
 import models
-from inbox import sections
+from inbox import notes, sections
 from inbox.errors import Unauthenticated
 
 
@@ -39,6 +39,12 @@ class Loaders:
             return [found.get(i, 0) for i in ids]
 
         self.unread = DataLoader(load_fn=load_unread, cache=False)
+
+        async def load_note_lines(ids: list[int]) -> list[list[models.NoteLine]]:
+            found = await notes.lines_of(list(set(ids)))
+            return [found[i] for i in ids]
+
+        self.note_lines = DataLoader(load_fn=load_note_lines, cache=False)
 
 
 class Context:
