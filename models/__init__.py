@@ -283,7 +283,8 @@ class Deal(Model):
 
 class Note(Model):
     """A note on a person, lead or deal. The inbox writes one per link and 24-hour
-    note window; it outlives the conversation (delete, uninstall) and the link."""
+    note window (a window holds at most the link's note_max_messages); it outlives the
+    conversation (delete, uninstall) and the link."""
 
     id = fields.IntField(primary_key=True)
     company = fields.ForeignKeyField("inbox.Company", related_name="notes", on_delete=fields.CASCADE)

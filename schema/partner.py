@@ -20,7 +20,8 @@ def _inbound(message: Any) -> bool:
     return message.row.direction is models.MessageDirection.INBOUND
 
 
-ALL: Callable[[Any], bool] = lambda _: True  # noqa: E731
+def ALL(_: Any) -> bool:
+    return True
 
 # Type -> field -> whether this object's field may be read. A type or field missing here
 # (a new one included) is refused until it is listed.
@@ -68,7 +69,9 @@ PARTNER_MIDDLEWARE = MiddlewareManager(PartnerFields())
 
 class InboxExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """Every operation's executor, on the HTTP direct path and strawberry's alike: a
-    partner's gets the middleware above."""
+    partner's gets the middleware above. Written for graphql-core 3.3.2 and strawberry
+    0.341 (the executor wraps each resolver with its `middleware_manager`); the tests
+    of tests/test_partner_tokens.py run both paths."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
