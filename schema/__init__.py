@@ -15,6 +15,7 @@ from subscriptions.executor_patch import apply as _flat_subscription_memory
 
 from . import crm, notifications as notification_types, types
 from .errors import ContractErrors, CountedOperations, InboxSchema
+from .partner import InboxExecutionContext
 
 _flat_subscription_memory()
 
@@ -144,4 +145,5 @@ schema = InboxSchema(
         CountedOperations,
         ContractErrors,
     ],
+    execution_context_class=InboxExecutionContext,
 )

@@ -4,7 +4,7 @@ from tortoise.fields.base import OnDelete
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('inbox', '0007_stream_positions')]
+    dependencies = [('inbox', '0008_stream_positions')]
 
     initial = False
 

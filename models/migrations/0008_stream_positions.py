@@ -4,7 +4,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('inbox', '0006_early_receipts')]
+    dependencies = [('inbox', '0007_note_lines')]
 
     initial = False
 
