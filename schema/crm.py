@@ -9,15 +9,21 @@ import strawberry
 from strawberry.types import Info
 
 import models
-from inbox import access, crm
+from inbox import access, crm, validation
 from inbox.errors import NotFound
 
+from .cost import max_items
 from .ids import global_id, person_cursor
 from .types import Conversation, Node, PageInfo
 
 
-async def _notes(kind: models.LinkTargetKind, target_id: int) -> list["Note"]:
-    return [Note.of(row) for row in await crm.notes_of(kind, target_id)]
+async def _notes(info: Info, kind: models.LinkTargetKind, target_id: int) -> list["Note"]:
+    return [Note.of(row) for row in await info.context.loaders.notes.load((kind, target_id))]
+
+
+# Notes of a person, lead or deal: the latest, newest first.
+_NOTES = dict(description=f"Newest first; the latest {validation.MAX_NOTES}.",
+              metadata=max_items(validation.MAX_NOTES))
 
 
 async def _person(info: Info, person_id: int | None) -> Optional["Person"]:
@@ -38,9 +44,9 @@ class Person(Node):
     def of(cls, row: models.Person) -> "Person":
         return cls(id=global_id("Person", row.id), name=row.name, email=row.email, phone=row.phone, row=row)
 
-    @strawberry.field
-    async def notes(self) -> list["Note"]:
-        return await _notes(models.LinkTargetKind.PERSON, self.row.id)
+    @strawberry.field(**_NOTES)
+    async def notes(self, info: Info) -> list["Note"]:
+        return await _notes(info, models.LinkTargetKind.PERSON, self.row.id)
 
 
 @strawberry.type
@@ -56,9 +62,9 @@ class Lead(Node):
     async def person(self, info: Info) -> Optional[Person]:
         return await _person(info, self.row.person_id)
 
-    @strawberry.field
-    async def notes(self) -> list["Note"]:
-        return await _notes(models.LinkTargetKind.LEAD, self.row.id)
+    @strawberry.field(**_NOTES)
+    async def notes(self, info: Info) -> list["Note"]:
+        return await _notes(info, models.LinkTargetKind.LEAD, self.row.id)
 
 
 @strawberry.type
@@ -76,9 +82,9 @@ class Deal(Node):
     async def person(self, info: Info) -> Optional[Person]:
         return await _person(info, self.row.person_id)
 
-    @strawberry.field
-    async def notes(self) -> list["Note"]:
-        return await _notes(models.LinkTargetKind.DEAL, self.row.id)
+    @strawberry.field(**_NOTES)
+    async def notes(self, info: Info) -> list["Note"]:
+        return await _notes(info, models.LinkTargetKind.DEAL, self.row.id)
 
 
 LinkTarget = Annotated[Union[Person, Lead, Deal], strawberry.union("LinkTarget")]

@@ -25,6 +25,11 @@ SETTINGS: list[tuple[str, str, str]] = [
      "Comma-separated browser origins allowed for websockets and CORS ('*' for any)"),
     ("INBOX_WS_PING_INTERVAL", "20", "Seconds between websocket protocol pings (dead-socket detection)"),
     ("INBOX_LOG_LEVEL", "INFO", "Python logging level"),
+    ("INBOX_MAX_QUERY_NODES", "10000",
+     "Largest cost of one operation: the objects it can return, connections at first/last (over: "
+     "BAD_USER_INPUT, reason QUERY_TOO_COSTLY; for a subscription, per event)"),
+    ("INBOX_QUERY_TIMEOUT_SECONDS", "10",
+     "Execution budget of one query; past it the query is cancelled (BAD_USER_INPUT, reason QUERY_TIMEOUT)"),
     ("INBOX_WHATSAPP_NEW_INSTALLS", "true",
      "false: only companies that already have a WhatsApp channel may install another"),
     ("INBOX_MESSENGER_API_BASE", "https://graph.facebook.com/v19.0",
@@ -80,6 +85,8 @@ class Settings:
     email_timeout: float = 30.0
     email_backoff_seconds: float = 5.0
     email_retry_seconds: float = 172800.0
+    max_query_nodes: int = 10_000
+    query_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -106,6 +113,8 @@ class Settings:
             email_timeout=float(_env("INBOX_EMAIL_TIMEOUT")),
             email_backoff_seconds=float(_env("INBOX_EMAIL_BACKOFF_SECONDS")),
             email_retry_seconds=float(_env("INBOX_EMAIL_RETRY_SECONDS")),
+            max_query_nodes=int(_env("INBOX_MAX_QUERY_NODES")),
+            query_timeout_seconds=float(_env("INBOX_QUERY_TIMEOUT_SECONDS")),
         )
 
 
