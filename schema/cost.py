@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from typing import AsyncIterator
 from dataclasses import dataclass, field
 
-from graphql import (BooleanValueNode, DocumentNode, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError,
-                     GraphQLField, GraphQLList, GraphQLNamedType, GraphQLObjectType, GraphQLSchema, InlineFragmentNode,
-                     IntValueNode, NullValueNode, OperationDefinitionNode, SelectionSetNode, VariableNode,
-                     get_named_type, get_nullable_type, is_abstract_type, is_composite_type)
+from graphql import (BooleanValueNode, DocumentNode, FieldNode, FragmentDefinitionNode, FragmentSpreadNode,
+                     GraphQLError, GraphQLField, GraphQLList, GraphQLNamedType, GraphQLObjectType, GraphQLSchema,
+                     InlineFragmentNode, IntValueNode, NullValueNode, OperationDefinitionNode, SelectionSetNode,
+                     VariableNode, get_named_type, get_nullable_type, is_abstract_type, is_composite_type)
 from graphql.pyutils import Undefined
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
@@ -235,7 +236,9 @@ async def budget(seconds: float):
         fired = True
         task.cancel()
 
-    timer = asyncio.get_running_loop().call_later(seconds, expire)
+    # An empty context: a cancelled timer stays in the loop's heap until it is due, and
+    # with the request's context it would keep the request's objects (its document) alive.
+    timer = asyncio.get_running_loop().call_later(seconds, expire, context=contextvars.Context())
     try:
         yield
     except asyncio.CancelledError:

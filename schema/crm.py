@@ -9,7 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 import models
-from inbox import access, crm, validation
+from inbox import access, validation
 from inbox.errors import NotFound
 
 from .cost import max_items
