@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from graphql import (BooleanValueNode, DocumentNode, FieldNode, FragmentDefinitionNode, FragmentSpreadNode,
                      GraphQLError, GraphQLField, GraphQLList, GraphQLNamedType, GraphQLObjectType, GraphQLSchema,
                      InlineFragmentNode, IntValueNode, NullValueNode, OperationDefinitionNode, SelectionSetNode,
-                     VariableNode, get_named_type, get_nullable_type, is_abstract_type, is_composite_type)
+                     VariableNode, Visitor, get_named_type, get_nullable_type, is_abstract_type,
+                     is_composite_type, visit)
 from graphql.pyutils import Undefined
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
@@ -40,26 +41,16 @@ def max_items(count: int) -> dict:
 
 
 @dataclass
-class Cost:
-    """An operation's cost, and whether variables decided it (else it holds for any)."""
-
-    value: int
-    uses_variables: bool = False
-
-
-@dataclass
 class _Walk:
     schema: GraphQLSchema
     fragments: dict[str, FragmentDefinitionNode]
     variables: dict
     defaults: dict
-    uses_variables: bool = False
     memo: dict = field(default_factory=dict)
 
     def value(self, node) -> object:
         """An argument's value: a literal, or a variable's (its default when not given)."""
         if isinstance(node, VariableNode):
-            self.uses_variables = True
             name = node.name.value
             return self.variables[name] if name in self.variables else self.value(self.defaults.get(name))
         if isinstance(node, IntValueNode):
@@ -175,20 +166,65 @@ def operation_of(document: DocumentNode, name: str | None) -> OperationDefinitio
     return next((o for o in operations if o.name and o.name.value == name), None)
 
 
-def cost(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None,
-         variables: dict | None) -> Cost:
+def cost(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: dict | None) -> int:
     """The cost of the operation (0 when the document names no such operation: execution
     refuses it)."""
     operation = operation_of(document, operation_name)
     root = schema.get_root_type(operation.operation) if operation is not None else None
     if root is None:
-        return Cost(0)
+        return 0
     walk = _Walk(schema, {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)},
                  variables if isinstance(variables, dict) else {},
                  {d.variable.name.value: d.default_value or NullValueNode()
                   for d in operation.variable_definitions or ()})
-    value = walk.cost(root, (operation.selection_set,))
-    return Cost(value, walk.uses_variables)
+    return walk.cost(root, (operation.selection_set,))
+
+
+class Known:
+    """The costs found for one document, by operation name and the values of the variables
+    that can decide them (page sizes, @skip and @include), so that a document asked
+    again with the same pages is not walked again."""
+
+    KEPT = 64
+    __slots__ = ("names", "costs")
+
+    def __init__(self) -> None:
+        self.names: tuple[str, ...] | None = None
+        self.costs: dict[tuple, int] = {}
+
+    def key(self, document: DocumentNode, operation_name: str | None, variables: dict | None) -> tuple | None:
+        if self.names is None:
+            self.names = _deciding_variables(document)
+        given = variables if isinstance(variables, dict) else {}
+        key = (operation_name, tuple(_decisive(given.get(name, _ABSENT)) for name in self.names))
+        try:
+            hash(key)
+        except TypeError:
+            return None  # a list or object where a page size goes: refused when it runs
+        return key
+
+
+_ABSENT = object()
+
+
+def _decisive(value):
+    """A variable's value as the cost sees it: page sizes beyond the cap are the cap."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return min(max(value, 0), MAX_PAGE)
+    return value
+
+
+def _deciding_variables(document: DocumentNode) -> tuple[str, ...]:
+    """The variables given as `first`, `last` or a directive's `if` anywhere in it."""
+    names: set[str] = set()
+
+    class Finder(Visitor):
+        def enter_argument(self, node, *_):
+            if node.name.value in ("first", "last", "if") and isinstance(node.value, VariableNode):
+                names.add(node.value.name.value)
+
+    visit(document, Finder())
+    return tuple(sorted(names))
 
 
 def too_costly(found: int, limit: int) -> GraphQLError:
@@ -199,16 +235,17 @@ def too_costly(found: int, limit: int) -> GraphQLError:
 
 
 def check(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: dict | None,
-          limit: int, known: dict | None = None) -> GraphQLError | None:
-    """The refusal when the operation costs more than `limit`, else None. `known`: costs
-    found earlier for this document by operation name, kept there when no variable
-    decides them."""
-    found = known.get(operation_name) if known is not None else None
+          limit: int, known: Known | None = None) -> GraphQLError | None:
+    """The refusal when the operation costs more than `limit`, else None. `known`: the
+    costs found earlier for this document."""
+    key = known.key(document, operation_name, variables) if known is not None else None
+    found = known.costs.get(key) if key is not None else None
     if found is None:
-        computed = cost(schema, document, operation_name, variables)
-        found = computed.value
-        if known is not None and not computed.uses_variables:
-            known[operation_name] = found
+        found = cost(schema, document, operation_name, variables)
+        if key is not None:
+            if len(known.costs) >= Known.KEPT:
+                known.costs.clear()
+            known.costs[key] = found
     if found <= limit:
         return None
     refused("query_cost")

@@ -25,8 +25,8 @@ TOKEN_BYTES = 400
 
 
 class Document:
-    """A parsed document, its validation errors once validated, and the costs of its
-    operations that no variable decides (schema/cost.py), by operation name."""
+    """A parsed document, its validation errors once validated, and the costs found for
+    its operations (schema/cost.py)."""
 
     __slots__ = ("node", "errors", "operations", "costs", "size")
 
@@ -37,7 +37,7 @@ class Document:
         self.operations: dict[str | None, OperationType] = {
             (definition.name.value if definition.name else None): definition.operation
             for definition in node.definitions if isinstance(definition, OperationDefinitionNode)}
-        self.costs: dict[str | None, int] = {}
+        self.costs = cost.Known()
         self.size = size
 
 

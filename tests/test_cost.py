@@ -216,6 +216,26 @@ async def test_lists_without_pages_count_at_their_cap_and_return_no_more(company
     assert refused_as_too_costly(costly) == 100 + 100 * 100
 
 
+def test_every_list_of_objects_declares_the_cap_its_resolver_enforces():
+    from graphql import GraphQLList, GraphQLObjectType, get_named_type, get_nullable_type, is_composite_type
+
+    from schema import schema
+    from schema.cost import MAX_ITEMS
+
+    uncapped = []
+    for type_ in schema._schema.type_map.values():
+        if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
+            continue
+        for name, field in type_.fields.items():
+            is_list = isinstance(get_nullable_type(field.type), GraphQLList)
+            edges = name == "edges" and "pageInfo" in type_.fields
+            if is_list and is_composite_type(get_named_type(field.type)) and not edges:
+                definition = field.extensions.get("strawberry-definition")
+                if MAX_ITEMS not in getattr(definition, "metadata", {}):
+                    uncapped.append(f"{type_.name}.{name}")
+    assert uncapped == []
+
+
 async def test_a_conversation_links_to_at_most_ten_items(company):
     conversation = await a_conversation(company, 1)
     for number in range(10):
