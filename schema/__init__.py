@@ -17,7 +17,7 @@ from subscriptions.executor_patch import apply as _flat_subscription_memory
 from . import crm, notifications as notification_types, types
 from .cost import ExecutionBudget, max_items
 from .documents import PreparedDocuments
-from .errors import ContractErrors, InboxSchema
+from .errors import ContractErrors, CountedOperations, InboxSchema
 
 _flat_subscription_memory()
 
@@ -147,6 +147,7 @@ schema = InboxSchema(
         # Parse and validation caches bounded in bytes, then the cost (schema/cost.py).
         PreparedDocuments,
         ExecutionBudget,
+        CountedOperations,
         ContractErrors,
     ],
 )

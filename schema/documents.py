@@ -40,6 +40,12 @@ class Document:
         self.costs = cost.Known()
         self.size = size
 
+    def kind(self, name: str | None) -> OperationType | None:
+        """The type of the named operation (None: the only one), None when there is no such one."""
+        if name is not None:
+            return self.operations.get(name)
+        return next(iter(self.operations.values())) if len(self.operations) == 1 else None
+
 
 class Documents:
     """An LRU of documents by (query text, token limit, validation rules)."""

@@ -1,4 +1,4 @@
-"""The ASGI application: GraphQL over HTTP and websockets at /graphql, health,
+"""The ASGI application: GraphQL over HTTP and websockets at /graphql, health, metrics,
 authentication, body limits, and the lifespan that opens the database and hub."""
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import contextlib
 import functools
 import json
 import logging
+from collections import Counter
+from datetime import timedelta
 
 from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -31,6 +33,7 @@ from subscriptions.hub import Hub, Overflowed, SubscriptionEnded
 from subscriptions.streams import TRY_AGAIN_LATER
 from subscriptions.publish import current_hub, use_hub
 
+from . import metrics
 from .config import Settings
 from .db import close_database, database_reachable, open_database
 from .http import GraphQLFirst, GraphQLHTTP, bearer, replaying
@@ -40,6 +43,83 @@ log = logging.getLogger("inbox")
 
 WS_REJECTED = 4403
 WS_INTERNAL_ERROR = 1011
+# Issue 11's websocket bounds: the close codes, and the longest operation id.
+WS_MESSAGE_TOO_BIG = 1009  # sent by the websockets library itself (server/serving.py)
+WS_BAD_MESSAGE = 4400
+WS_INIT_TIMEOUT = 4408
+WS_TOO_MANY_SOCKETS = 4429
+MAX_OPERATION_ID = 128
+
+
+async def close_socket(websocket, code: int, reason: str) -> None:
+    """A close the handlers decide on; counted where it leaves, as every close sent
+    (GraphQLEndpoint's `_counting_closes`)."""
+    await websocket.close(code=code, reason=reason)
+
+
+async def refused_operation_id(handler, message) -> bool:
+    """An operation id must be a string of at most 128 characters: anything else closes the
+    socket with 4400 before the id is kept anywhere (issue 11). True when it did."""
+    if not isinstance(message, dict) or "id" not in message:
+        return False
+    op_id = message["id"]
+    if isinstance(op_id, str) and len(op_id) <= MAX_OPERATION_ID:
+        return False
+    metrics.refused("ws_operation_id")
+    await close_socket(handler.websocket, WS_BAD_MESSAGE, "Invalid operation id")
+    return True
+
+
+def over_operations(handler, message, start: str, running) -> bool:
+    """A message starting one more operation than a socket may run at once
+    (INBOX_WS_MAX_SUBSCRIPTIONS): it is answered with RATE_LIMITED and the socket stays open.
+    A start before the ack, or reusing a running id, is left to the protocol's own rule."""
+    if not (isinstance(message, dict) and message.get("type") == start and handler.connection_acknowledged
+            and "id" in message):
+        return False
+    if message["id"] in running or len(running) < handler.view.settings.ws_max_subscriptions:
+        return False
+    metrics.refused("ws_subscriptions_per_socket")
+    return True
+
+
+TOO_MANY_OPERATIONS = {"message": "too many operations at once on this socket",
+                       "extensions": {"code": "RATE_LIMITED"}}
+
+
+class TooManySockets(Exception):
+    """The user has INBOX_WS_MAX_SOCKETS_PER_USER sockets open in this process already."""
+
+
+class UserSockets:
+    """Open websockets per user in this process: a socket counts from its connection_init's
+    ack until it closes (INBOX_WS_MAX_SOCKETS_PER_USER)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: Counter[int] = Counter()
+        self._held: dict[object, int] = {}  # the connection's context -> its user's id
+
+    def admit(self, context, user_id: int) -> None:
+        if context in self._held:  # the legacy protocol's repeated connection_init
+            return
+        if self._open[user_id] >= self.limit:
+            metrics.refused("ws_sockets_per_user")
+            raise TooManySockets()
+        self._open[user_id] += 1
+        self._held[context] = user_id
+
+    def release(self, context) -> None:
+        user_id = self._held.pop(context, None)
+        if user_id is not None:
+            self._open[user_id] -= 1
+            if not self._open[user_id]:
+                del self._open[user_id]
+
+
+def setup_owner(handler):
+    """Whose share of the set-up slots an operation takes (subscriptions/direct.py)."""
+    return getattr(handler.context.principal, "id", None)
 
 
 class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
@@ -50,13 +130,40 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.direct: dict[str, direct.Operation] = {}
+        self.slots: dict[str, metrics.SubscriptionSlot] = {}
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            self.view.user_sockets.release(self.context)
+
+    async def handle_message(self, message) -> None:
+        if await refused_operation_id(self, message):
+            return
+        if over_operations(self, message, "subscribe", self.operations):
+            await self.send_message({"type": "error", "id": message["id"], "payload": [TOO_MANY_OPERATIONS]})
+            return
+        await super().handle_message(message)
+
+    async def handle_connection_init(self, message) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except TooManySockets:
+            await close_socket(self.websocket, WS_TOO_MANY_SOCKETS, "Too many sockets")
+
+    async def handle_connection_init_timeout(self) -> None:
+        await super().handle_connection_init_timeout()
+        if self.connection_timed_out:  # strawberry closed it with 4408 (counted as it left)
+            metrics.refused("ws_connection_init_timeout")
 
     async def run_operation(self, operation) -> None:
         handle = self.direct[operation.id] = direct.Operation(
             self.websocket, operation.id, "next", finish=functools.partial(self._finish, operation))
         direct.begin(handle)
+        self.slots[operation.id] = metrics.websocket_operation()
         try:
-            await handle.setting_up()
+            await handle.setting_up(setup_owner(self), self.view.settings.ws_setup_slots_per_user)
             await super().run_operation(operation)
         except direct.Detached:
             pass
@@ -82,24 +189,63 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
         handle = self.direct.pop(operation_id, None)
         if handle is not None:
             handle.forget()
+        slot = self.slots.pop(operation_id, None)
+        if slot is not None:
+            slot.end()
+
+    async def shutdown(self) -> None:
+        try:
+            await super().shutdown()
+        finally:  # operations strawberry dropped without forgetting them (closed with 4400)
+            for slot in self.slots.values():
+                slot.end()
+            self.slots.clear()
 
 
 class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):
     """The legacy graphql-ws protocol closes a refused connection with 4403 too
-    (SPEC §1), where strawberry would close it with 1011."""
+    (SPEC §1), where strawberry would close it with 1011, and a socket without
+    connection_init in time with 4408 as graphql-transport-ws does (strawberry has no
+    such timeout for it)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.direct: dict[str, direct.Operation] = {}
+        self.connection_init_received = False
+
+    async def handle(self) -> None:
+        deadline = asyncio.create_task(self._connection_init_deadline())
+        try:
+            await super().handle()
+        finally:
+            deadline.cancel()
+            self.view.user_sockets.release(self.context)
+
+    async def _connection_init_deadline(self) -> None:
+        await asyncio.sleep(self.view.connection_init_wait_timeout.total_seconds())
+        if not self.connection_init_received:
+            metrics.refused("ws_connection_init_timeout")
+            with contextlib.suppress(Exception):  # the client left meanwhile
+                await close_socket(self.websocket, WS_INIT_TIMEOUT, "Connection initialisation timeout")
+
+    async def handle_message(self, message) -> None:
+        if await refused_operation_id(self, message):
+            return
+        if over_operations(self, message, "start", self.tasks):
+            await self.send_message({"type": "error", "id": message["id"], "payload": TOO_MANY_OPERATIONS})
+            return
+        await super().handle_message(message)
 
     async def handle_async_results(self, operation_id: str, *args) -> None:
         # Live events reach the subscription through direct delivery; its generator waits.
         handle = self.direct[operation_id] = direct.Operation(self.websocket, operation_id, "data")
         direct.begin(handle)
+        slot = metrics.websocket_operation()
         try:
-            await handle.setting_up()
+            await handle.setting_up(setup_owner(self), self.view.settings.ws_setup_slots_per_user)
             await super().handle_async_results(operation_id, *args)
         finally:
+            slot.end()
             handle.settled()
             if self.direct.get(operation_id) is handle:
                 del self.direct[operation_id]
@@ -112,13 +258,17 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):
         await super().cleanup_operation(operation_id)
 
     async def handle_connection_init(self, message) -> None:
+        self.connection_init_received = True
         payload = message.get("payload")
         self.context.connection_params = payload if isinstance(payload, dict) else None
         try:
             await self.view.on_ws_connect(self.context)
         except ConnectionRejectionError as error:
             await self.send_message({"type": "connection_error", "payload": error.payload})
-            await self.websocket.close(code=WS_REJECTED, reason="Forbidden")
+            await close_socket(self.websocket, WS_REJECTED, "Forbidden")
+            return
+        except TooManySockets:
+            await close_socket(self.websocket, WS_TOO_MANY_SOCKETS, "Too many sockets")
             return
         await self.send_message({"type": "connection_ack"})
         self.connection_acknowledged = True
@@ -131,9 +281,13 @@ class InboxGraphQL(GraphQL):
     graphql_ws_handler_class = LegacyGraphQLWSHandler
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(schema, graphql_ide="graphiql", allowed_origins=settings.allowed_origins)
+        # Operations per socket are counted by our handlers, whose refusal carries RATE_LIMITED.
+        super().__init__(schema, graphql_ide="graphiql", allowed_origins=settings.allowed_origins,
+                         connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_timeout),
+                         max_subscriptions_per_connection=None)
         self.settings = settings
         self.wake_sender = None
+        self.user_sockets = UserSockets(settings.ws_max_sockets_per_user)
 
     async def run(self, request, *args, **kwargs):
         # Strawberry answers a request it cannot read (bad JSON, no query, a mutation over
@@ -143,6 +297,7 @@ class InboxGraphQL(GraphQL):
         except HTTPException as error:
             if not isinstance(request, Request):
                 raise
+            metrics.answered("unknown", code="BAD_USER_INPUT")
             return JSONResponse({"data": None, "errors": [{"message": error.reason,
                                                            "extensions": {"code": "BAD_USER_INPUT"}}]},
                                 status_code=error.status_code)
@@ -163,6 +318,7 @@ class InboxGraphQL(GraphQL):
         if not isinstance(principal, models.User):
             raise ConnectionRejectionError({"message": "missing or invalid bearer token",
                                             "extensions": {"code": "UNAUTHENTICATED"}})
+        self.user_sockets.admit(context, principal.id)
         context.principal = principal
         return None
 
@@ -179,24 +335,56 @@ class GraphQLEndpoint:
             await self.http(scope, receive, send)
             return
         if scope["type"] == "websocket":
+            send = _counting_closes(send)
+            metrics.SOCKETS.inc()
             try:
-                await self.graphql(scope, receive, send)
+                await self.graphql(scope, counting_oversized(receive), send)
             except Exception:
                 # Anything unexpected (the database down while the token is checked):
                 # close with 1011, internal error, rather than drop the connection (1006).
                 log.exception("websocket connection failed")
                 with contextlib.suppress(Exception):
                     await send({"type": "websocket.close", "code": WS_INTERNAL_ERROR})
+            finally:
+                metrics.SOCKETS.dec()
             return
         await self.graphql(scope, receive, send)
 
 
-class BodyLimit:
-    """413 for any HTTP body over the limit (webhooks included), before the app reads it."""
+def _counting_closes(send):
+    """The socket's `send`, counting the closes the server sends (whoever decided them:
+    strawberry's handlers, ours, a bound); frames written past it (direct delivery's
+    RAW_SEND) are never closes."""
+    async def counted(message) -> None:
+        await send(message)
+        if message["type"] == "websocket.close":
+            metrics.closed(message.get("code", 1000))
 
-    def __init__(self, app, max_bytes: int) -> None:
+    return counted
+
+
+def counting_oversized(receive):
+    """The websockets library closes a socket whose client sent a message over
+    INBOX_WS_MAX_MESSAGE_BYTES with 1009 (server/serving.py); the app learns it here."""
+    async def counted():
+        message = await receive()
+        if message["type"] == "websocket.disconnect" and message.get("code") == WS_MESSAGE_TOO_BIG:
+            metrics.refused("ws_message_bytes")
+            metrics.closed(WS_MESSAGE_TOO_BIG)  # sent by the library, not through the app's `send`
+        return message
+
+    return counted
+
+
+class BodyLimit:
+    """413 for any HTTP body over the limit (webhooks included), before the app reads it;
+    408 for a body that takes longer than INBOX_BODY_TIMEOUT_SECONDS to arrive, so that a
+    client trickling it in cannot hold a connection and its buffer for ever."""
+
+    def __init__(self, app, max_bytes: int, body_seconds: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.body_seconds = body_seconds
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -207,26 +395,41 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(scope, receive, send)
+            await self._refuse(scope, receive, send, 413, "request body too large", "http_body_bytes")
             return
+        try:
+            async with asyncio.timeout(self.body_seconds):
+                body = await self._body(receive)
+        except TimeoutError:
+            await self._refuse(scope, receive, send, 408, "request body too slow", "http_body_seconds")
+            return
+        if body is _TOO_LARGE:
+            await self._refuse(scope, receive, send, 413, "request body too large", "http_body_bytes")
+        elif body is not None:  # None: the client left
+            await self.app(scope, replaying(body, receive), send)
+
+    async def _body(self, receive) -> bytes | object | None:
         chunks, size = [], 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return
+                return None
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_bytes:
-                await self._too_large(scope, receive, send)
-                return
+                return _TOO_LARGE
             if not message.get("more_body"):
-                break
-        await self.app(scope, replaying(b"".join(chunks), receive), send)
+                return b"".join(chunks)
 
-    async def _too_large(self, scope, receive, send) -> None:
-        response = JSONResponse({"errors": [{"message": "request body too large",
-                                             "extensions": {"code": "BAD_USER_INPUT"}}]}, status_code=413)
+    async def _refuse(self, scope, receive, send, status: int, text: str, bound: str) -> None:
+        # The rest of the body is not read: the connection closes after the answer.
+        metrics.refused(bound)
+        response = JSONResponse({"errors": [{"message": text, "extensions": {"code": "BAD_USER_INPUT"}}]},
+                                status_code=status, headers={"Connection": "close"})
         await response(scope, receive, send)
+
+
+_TOO_LARGE = object()
 
 
 async def healthz(request: Request) -> Response:
@@ -238,6 +441,26 @@ async def healthz(request: Request) -> Response:
     status = 200 if database and broadcast else 503
     return Response(json.dumps({"database": database, "broadcast": broadcast}), status_code=status,
                     media_type="application/json")
+
+
+def metrics_endpoint(token: str):
+    """GET /metrics (issue 11): Prometheus' text format, for `Authorization: Bearer <token>`
+    only; any other request is a 401. A scrape reads the queues at most every few seconds
+    and answers within a bounded time whatever the database does (server/metrics.py)."""
+    queues = metrics.QueueGauges()
+
+    async def scrape(request: Request) -> Response:
+        if not metrics.authorized(request.headers.get("authorization"), token):
+            return PlainTextResponse("Unauthorized", status_code=401,
+                                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        try:
+            await queues.refresh()
+        except Exception:  # what it has is still worth answering
+            log.exception("refreshing the queue gauges failed")
+        body, content_type = metrics.exposition(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
+    return scrape
 
 
 def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool = True) -> BodyLimit:
@@ -284,6 +507,8 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
         Route("/healthz", healthz),
         *webhooks.routes,
     ]
+    if settings.metrics_token:  # unset: no route, a 404 like any unknown path
+        routes.append(Route("/metrics", metrics_endpoint(settings.metrics_token)))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
-    return BodyLimit(GraphQLFirst(app, graphql.http, graphql), settings.max_body_bytes)
+    return BodyLimit(GraphQLFirst(app, graphql.http, graphql), settings.max_body_bytes, settings.body_timeout_seconds)
