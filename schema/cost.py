@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from typing import AsyncIterator
 from dataclasses import dataclass, field
+from typing import AsyncIterator
 
 from graphql import (BooleanValueNode, DocumentNode, FieldNode, FragmentDefinitionNode, FragmentSpreadNode,
                      GraphQLError, GraphQLField, GraphQLList, GraphQLNamedType, GraphQLObjectType, GraphQLSchema,
