@@ -22,7 +22,8 @@ def _by_id(model):
 
 
 class Loaders:
-    def __init__(self, viewer_id: int | None) -> None:
+    def __init__(self, viewer: models.User | None) -> None:
+        viewer_id = viewer.id if viewer is not None else None
         self.user = _by_id(models.User)
         self.channel = _by_id(models.Channel)
         self.contact = _by_id(models.Contact)
@@ -45,6 +46,13 @@ class Loaders:
         self.links = _grouped(crm.links_of)
         self.members = _grouped(access.members_of)
         self.notes = DataLoader(load_fn=_load_notes, cache=False)
+
+        async def load_visible(ids: list[int]) -> list[models.Conversation | None]:
+            found = await access.visible_conversations(viewer, list(set(ids))) if viewer is not None else {}
+            return [found.get(i) for i in ids]
+
+        # Conversations the viewer may see (None for the others, and for a partner).
+        self.visible_conversation = DataLoader(load_fn=load_visible, cache=False)
 
 
 def _grouped(read):
@@ -108,5 +116,5 @@ class Context:
     @property
     def loaders(self) -> Loaders:
         if self._loaders is None:
-            self._loaders = Loaders(self.viewer_id)
+            self._loaders = Loaders(self.principal if isinstance(self.principal, models.User) else None)
         return self._loaders

@@ -9,8 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 import models
-from inbox import access, validation
-from inbox.errors import NotFound
+from inbox import validation
 
 from .cost import max_items
 from .ids import global_id, person_cursor
@@ -135,10 +134,8 @@ class Note(Node):
         """Null once the conversation is deleted, or for a viewer without access to its channel."""
         if self.row.conversation_id is None:
             return None
-        try:
-            return Conversation.of(await access.visible_conversation(info.context.viewer, self.row.conversation_id))
-        except NotFound:
-            return None
+        row = await info.context.loaders.visible_conversation.load(self.row.conversation_id)
+        return Conversation.of(row) if row is not None else None
 
     @strawberry.field
     async def target(self, info: Info) -> LinkTarget:

@@ -274,6 +274,32 @@ async def test_a_page_of_conversations_with_their_lists_runs_a_fixed_number_of_s
     assert (await company.ann.data(PAGE, {"first": 100}))["inbox"]["totalCount"] == 30
 
 
+PERSONS_WITH_NOTES = """query($first: Int) { persons(first: $first) { edges { node { id
+  notes { id content conversation { id contact { name } } target { ... on Person { id } } } } } } }"""
+
+
+async def test_persons_with_their_notes_and_conversations_run_a_fixed_number_of_statements(company,
+                                                                                          count_queries):
+    # Given twelve persons, each linked to a conversation of their own (so with a note)
+    for number in range(12):
+        conversation = await a_conversation(company, 1)
+        await company.ann.data(LINK, {"c": conversation, "t": {"newPerson": {"name": f"Noted {number}"}}})
+
+    # When pages of 3 and of 12 persons are read with their notes and the notes' conversations
+    async def page(size: int) -> int:
+        async def read():
+            found = await company.ann.data(PERSONS_WITH_NOTES, {"first": size})
+            assert all(edge["node"]["notes"][0]["conversation"]["id"] for edge in found["persons"]["edges"])
+        return await fewest_statements(count_queries, read)
+
+    small, large = await page(3), await page(12)
+
+    # Then both ran the same statements: persons, notes, the viewer's channels, the
+    # visible conversations, their contacts, the notes' persons
+    assert small == large, (small, large)
+    assert large <= 6, large
+
+
 # -- the execution budget -----------------------------------------------------------------------
 
 
