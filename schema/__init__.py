@@ -18,6 +18,7 @@ from . import crm, notifications as notification_types, types
 from .cost import ExecutionBudget, max_items
 from .documents import PreparedDocuments
 from .errors import ContractErrors, CountedOperations, InboxSchema
+from .partner import InboxExecutionContext
 
 _flat_subscription_memory()
 
@@ -150,4 +151,5 @@ schema = InboxSchema(
         CountedOperations,
         ContractErrors,
     ],
+    execution_context_class=InboxExecutionContext,
 )

@@ -9,7 +9,7 @@ from typing import Any
 from strawberry.dataloader import DataLoader
 
 import models
-from inbox import access, crm, sections
+from inbox import access, crm, notes, sections
 from inbox.errors import Unauthenticated
 
 
@@ -53,6 +53,12 @@ class Loaders:
 
         # Conversations the viewer may see (None for the others, and for a partner).
         self.visible_conversation = DataLoader(load_fn=load_visible, cache=False)
+
+        async def load_note_lines(ids: list[int]) -> list[list[models.NoteLine]]:
+            found = await notes.lines_of(list(set(ids)))
+            return [found[i] for i in ids]
+
+        self.note_lines = DataLoader(load_fn=load_note_lines, cache=False)
 
 
 def _grouped(read):
@@ -105,6 +111,12 @@ class Context:
     def viewer_id(self) -> int | None:
         """The signed-in user's id, or None for a partner integration."""
         return self.principal.id if isinstance(self.principal, models.User) else None
+
+    @property
+    def is_partner(self) -> bool:
+        """A partner integration (a CUSTOM channel's token): it reads only what
+        schema/partner.py lists."""
+        return isinstance(self.principal, models.Channel)
 
     @property
     def channel(self) -> models.Channel:
