@@ -3,11 +3,13 @@ direct path, strawberry's view, websockets), bounded in bytes.
 
 strawberry's ParserCache and ValidationCache keep 512 documents of any size, and a
 parsed document holds its whole text: 512 queries padded to a megabyte each would stay
-in memory. Here a text over LONGEST_CACHED characters is never kept, and the cache
+in memory. Here a long text is made compact first (its padding collapsed), a text still
+over LONGEST_CACHED characters is never kept, and the cache
 holds at most CACHE_BYTES by an estimate of each entry's size (its text, and what its
 parsed tokens and nodes take: about TOKEN_BYTES per token, measured)."""
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from typing import Iterator
 
@@ -22,6 +24,40 @@ CACHE_BYTES = 32 * 1024 * 1024
 # Measured with tracemalloc on graphql-core 3.3: a parsed document with locations takes
 # ~385 bytes per token (tokens, nodes and locations).
 TOKEN_BYTES = 400
+
+
+# What the lexer reads whole: block strings, strings, comments, and runs of insignificant
+# characters.
+_LEXED = re.compile(r'"""(?:[^"\\]+|\\"""|\\|"(?!""))*"""|"[^"\\\n\r]*(?:\\.[^"\\\n\r]*)*"|#[^\n\r]*'
+                    r'|[ \t\n\r,\ufeff]{2,}')
+
+
+def compact(query: str, max_tokens: int | None) -> str:
+    """The same document, its padding gone, for a long text: graphql-core's lexer reads
+    whitespace and comments one character at a time in Python (~0.2 s a megabyte, holding
+    the event loop), the regular expression in C. A run of spaces, commas and line ends
+    outside strings becomes one space (one line end when it held one: it may end a
+    comment), and a comment an empty one (still a token for the token limit). Only what
+    the parser can reach is rewritten: past the token limit (each match is a token or
+    lies between two) it stops."""
+    if len(query) <= LONGEST_CACHED:
+        return query
+    pieces, end, budget = [], 0, 4 * (max_tokens or 1000)
+    for match in _LEXED.finditer(query):
+        budget -= 1
+        if budget < 0:
+            break
+        start, stop = match.span()
+        first = query[start]
+        if first == "#":
+            pieces += [query[end:start], "#"]
+            end = stop
+        elif first != '"':
+            line_end = query.find("\n", start, stop) != -1 or query.find("\r", start, stop) != -1
+            pieces += [query[end:start], "\n" if line_end else " "]
+            end = stop
+    pieces.append(query[end:])
+    return "".join(pieces)
 
 
 class Document:
@@ -62,6 +98,7 @@ class Documents:
     def parsed(self, query: str, max_tokens: int | None, rules: tuple) -> Document:
         """The document of `query`, from the cache or parsed now (GraphQLError when it
         does not parse; that is not kept)."""
+        query = compact(query, max_tokens)
         key = (query, max_tokens, rules)
         found = self._entries.get(key)
         if found is not None:
@@ -108,9 +145,11 @@ class PreparedDocuments(SchemaExtension):
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
         if context.query and context.graphql_document is None:
+            max_tokens = context.parse_options.get("max_tokens")
+            # What strawberry parses itself when this does not parse: the same, compact.
+            context.query = compact(context.query, max_tokens)
             try:
-                self.document = DOCUMENTS.parsed(context.query, context.parse_options.get("max_tokens"),
-                                                 tuple(context.validation_rules))
+                self.document = DOCUMENTS.parsed(context.query, max_tokens, tuple(context.validation_rules))
                 context.graphql_document = self.document.node
             except GraphQLError:
                 pass

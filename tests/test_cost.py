@@ -414,6 +414,26 @@ def test_the_document_cache_drops_the_oldest_beyond_its_bytes():
     assert min(document.size for document in cache._entries.values()) > 10 * TOKEN_BYTES
 
 
+@pytest.mark.parametrize("document", [
+    'query { a(s: "a  #  b\\"  c", t: """ x "" y  \\""" z #q  """) , b # c "x\n  d(x: "") }',
+    "{ a # a comment\r\n  b }",
+    "{ a\n\n\n# c\n\n b }",
+    '{ a(s: "#") #"\n b }',
+    '{ a(s: """\n\n  x  \n""") }',
+])
+def test_a_long_document_is_read_as_the_same_document_without_its_padding(document):
+    from graphql import parse, print_ast
+
+    from schema.documents import LONGEST_CACHED, compact
+
+    padded = document + ",  \n" * LONGEST_CACHED
+
+    compacted = compact(padded, 1000)
+
+    assert len(compacted) < len(document) + 10
+    assert print_ast(parse(compacted)) == print_ast(parse(padded))
+
+
 def test_strawberrys_unbounded_document_caches_are_not_used():
     from strawberry.extensions import ParserCache, ValidationCache
 
