@@ -568,6 +568,9 @@ SUBSCRIPTION_TEXT_INPUTS = [
      "subscription($v: ID) { messageUpdated(conversationId: $v) { id } }"),
     ("Subscription.conversationChanged.conversationId",
      "subscription($v: ID) { conversationChanged(conversationId: $v) { id } }"),
+    ("Subscription.messageUpdated.after", "subscription($v: String) { messageUpdated(after: $v) { id } }"),
+    ("Subscription.conversationChanged.after", "subscription($v: String) { conversationChanged(after: $v) { id } }"),
+    ("Subscription.notificationReceived.after", "subscription($v: String) { notificationReceived(after: $v) { id } }"),
 ]
 
 
