@@ -23,6 +23,18 @@ def _decode(value: str) -> str:
     return base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
 
 
+# Every table's key is a 32-bit integer (PostgreSQL's integer): a larger number is no
+# key of ours, and the database would refuse it as a parameter (an INTERNAL error).
+MAX_KEY = 2**31 - 1
+
+
+def _key(text: str) -> int:
+    """The primary key a decoded ID or cursor names; ValueError when it is not one."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or int(text) > MAX_KEY:
+        raise ValueError
+    return int(text)
+
+
 def global_id(type_name: str, pk: int) -> str:
     return _encode(f"{type_name}:{pk}")
 
@@ -31,9 +43,9 @@ def parse_global_id(value: str) -> tuple[str, int]:
     """(type, pk) of a well-formed ID; BAD_USER_INPUT otherwise."""
     try:
         type_name, _, pk = _decode(value).partition(":")
-        if type_name not in NODE_TYPES or not pk.isdigit() or len(pk) > 18:
+        if type_name not in NODE_TYPES:
             raise ValueError
-        return type_name, int(pk)
+        return type_name, _key(pk)
     except (ValueError, binascii.Error, UnicodeError):
         raise BadInput(f"malformed ID: {value!r}"[:120]) from None
 
@@ -61,9 +73,9 @@ def _parse_pk_cursor(value: str | None, expected_tag: str) -> int | None:
         return None
     try:
         tag, _, pk = _decode(value).partition(":")
-        if tag != expected_tag or not pk.isdigit() or len(pk) > 18:
+        if tag != expected_tag:
             raise ValueError
-        return int(pk)
+        return _key(pk)
     except (ValueError, binascii.Error, UnicodeError):
         raise BadInput("malformed cursor") from None
 
@@ -82,12 +94,12 @@ def parse_conversation_cursor(value: str | None) -> ConversationKey | None:
     try:
         tag, _, rest = _decode(value).partition(":")
         moment, _, pk = rest.rpartition("|")
-        if tag != "c" or not pk.isdigit():
+        if tag != "c":
             raise ValueError
         when = datetime.fromisoformat(moment)
         if when.tzinfo is None:
             raise ValueError
-        return ConversationKey(when, int(pk))
+        return ConversationKey(when, _key(pk))
     except (ValueError, binascii.Error, UnicodeError):
         raise BadInput("malformed cursor") from None
 
