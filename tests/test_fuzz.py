@@ -16,10 +16,10 @@ from datetime import timezone
 import graphql
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 from hypothesis_graphql import Mode, from_schema, nodes
 
-from conftest import DEADLINE, Company, staff_company, unique
+from conftest import DEADLINE, Company, Subscriber, staff_company, unique
 from schema import schema
 from schema.ids import conversation_cursor, global_id, message_cursor, notification_cursor, person_cursor
 
@@ -140,6 +140,99 @@ async def test_no_document_makes_the_server_fail(server, fakes, http, foreign_id
     # A partner's token authenticates two mutations only: half of its documents aim there.
     fields = ROOT_FIELDS + PARTNER_FIELDS * (len(ROOT_FIELDS) // 2) if who == "partner" else ROOT_FIELDS
     await asyncio.to_thread(fuzz, server.url, token, known + foreign_ids, fields)
+
+
+# --- over websockets ---------------------------------------------------------------------------------
+
+# hypothesis-graphql writes queries and mutations: subscriptions are written as queries of
+# a schema whose query type is the Subscription type, one root field each.
+SUBSCRIPTION_ROOT = graphql.GraphQLSchema(query=SCHEMA.subscription_type, types=list(SCHEMA.type_map.values()))
+WS_SUBSCRIPTIONS = 40
+WS_QUERIES = 20
+
+
+def as_subscription(document: graphql.DocumentNode) -> str:
+    return "subscription " + graphql.print_ast(document)
+
+
+def websocket_documents(known: list[str]) -> tuple[st.SearchStrategy[str], st.SearchStrategy[str]]:
+    """Subscriptions, and queries (mutations over HTTP only: one that uninstalls the
+    channel would stop the events the subscriptions wait for)."""
+    scalars = {"ID": id_values(known), "String": string_values(), "DateTime": datetime_values()}
+    subscriptions = st.one_of(*(from_schema(SUBSCRIPTION_ROOT, fields=[name], custom_scalars=scalars,
+                                            print_ast=as_subscription) for name in SCHEMA.subscription_type.fields))
+    queries = st.one_of(*(from_schema(SCHEMA, fields=[name], custom_scalars=scalars)
+                          for name in SCHEMA.query_type.fields))
+    return subscriptions, queries
+
+
+def generated(strategy: st.SearchStrategy[str], count: int) -> list[str]:
+    """`count` examples of a strategy, the same ones on every run."""
+    found: list[str] = []
+
+    @settings(FUZZ_SETTINGS, max_examples=count, phases=[Phase.generate])
+    @given(document=strategy)
+    def collect(document: str) -> None:
+        found.append(document)
+
+    collect()
+    return found
+
+
+def frame_failure(raw: str) -> str | None:
+    """What is wrong with a server's websocket message, or None."""
+    if "Traceback" in raw or 'File "' in raw:
+        return f"a stack trace: {raw[:2000]}"
+    message = json.loads(raw)
+    errors = message.get("payload") if message["type"] == "error" else (message.get("payload") or {}).get("errors")
+    for error in errors or ():
+        code = (error.get("extensions") or {}).get("code")
+        if code is None or code == "INTERNAL":
+            return f"error {code}: {json.dumps(error)[:2000]}"
+    return None
+
+
+async def answers(subscriber: Subscriber, until, quiet: float = 0.3) -> list[str]:
+    """The messages received until `until(ids answered so far)` holds, then until the
+    socket has been quiet for `quiet` seconds (events still on their way)."""
+    received, answered = [], set()
+    deadline = asyncio.get_running_loop().time() + DEADLINE
+    while True:
+        waiting = max(0.0, deadline - asyncio.get_running_loop().time()) if not until(answered) else quiet
+        try:
+            raw = await asyncio.wait_for(subscriber.socket.recv(), waiting)
+        except asyncio.TimeoutError:
+            if until(answered):
+                return received
+            raise AssertionError(f"no answer within {DEADLINE:g} s; answered so far: {sorted(answered)}")
+        received.append(raw)
+        answered.add(json.loads(raw).get("id"))
+
+
+@pytest.mark.parametrize("who", ["admin", "member"])
+async def test_no_document_over_a_websocket_makes_the_server_fail(server, fakes, http, foreign_ids, subscribers,
+                                                                 who):
+    company, known = await seeded_company(server, http, fakes)
+    viewer = company.admin if who == "admin" else company.ann
+    subscriptions, queries = websocket_documents(known + foreign_ids)
+    documents = [*await asyncio.to_thread(generated, subscriptions, WS_SUBSCRIPTIONS),
+                 *await asyncio.to_thread(generated, queries, WS_QUERIES)]
+    subscriber = await subscribers(viewer.token)
+    sent = {await subscriber.subscribe(document): document for document in documents}
+    sentinel = await subscriber.subscribe("subscription { messageAdded { id } }")
+    # when every query has answered (the subscriptions sent before them are set up by then),
+    # events for the live subscriptions: a message in, a reply out (its status follows), an
+    # assignment to the viewer (a notification)
+    query_ids = {op for op, document in sent.items() if not document.startswith("subscription")}
+    received = await answers(subscriber, lambda answered: query_ids <= answered)
+    conversation = (await company.inbound("fuzz"))["conversation"]["id"]
+    await company.admin.data(REPLY, {"c": conversation})
+    await company.admin.data("mutation($c: ID!, $u: ID!) { assignConversation(conversationId: $c, userId: $u) { id } }",
+                             {"c": conversation, "u": company.ids["ann" if who == "member" else "admin"]})
+    received += await answers(subscriber, lambda answered: sentinel in answered)
+    failures = [f"{sent.get(json.loads(raw).get('id'), '?')}\n-> {failure}" for raw in received
+                if (failure := frame_failure(raw))]
+    assert not failures, "\n\n".join(failures)
 
 
 # --- what the fuzzing found ---------------------------------------------------------------------------
