@@ -162,16 +162,18 @@ SHARE = "mutation($c: ID!, $u: [ID!]!) { shareChannel(channelId: $c, userIds: $u
 
 
 def ids_by_type(**found: list[str]) -> dict[str, list[str]]:
-    return {type_name: ids for type_name, ids in found.items() if ids}
+    empty = [type_name for type_name, ids in found.items() if not ids]
+    assert not empty, f"the sweep needs at least one of each: none of {empty}"
+    return found
 
 
-async def conversation_ids(company: Company, message: dict, partner_reply: bool = True) -> dict[str, list[str]]:
+async def conversation_ids(company: Company, message: dict) -> dict[str, list[str]]:
     """The ids of everything a conversation brings: its channel, contact, messages (a
     reply too), events, a link with its person, note, lead and deal, and the
     notification its assignment gives `ann`."""
     conversation = message["conversation"]["id"]
     admin = company.admin
-    reply = (await admin.data(REPLY, {"c": conversation}))["sendMessage"]["id"] if partner_reply else None
+    reply = (await admin.data(REPLY, {"c": conversation}))["sendMessage"]["id"]
     link = (await admin.data(LINK, {"c": conversation}))["linkConversation"]
     person = link["target"]["id"]
     items = await admin.data(ITEMS, {"p": person})
@@ -180,7 +182,7 @@ async def conversation_ids(company: Company, message: dict, partner_reply: bool 
     notifications = await company.ann.data(NOTIFICATIONS)
     return ids_by_type(
         Channel=[details["channel"]["id"]], Contact=[details["contact"]["id"]], Conversation=[conversation],
-        Message=[message["id"], *([reply] if reply else [])], ConversationEvent=[e["id"] for e in details["events"]],
+        Message=[message["id"], reply], ConversationEvent=[e["id"] for e in details["events"]],
         ConversationLink=[link["id"]], Person=[person], Note=[n["id"] for n in link["target"]["notes"]],
         Lead=[items["createLead"]["id"]], Deal=[items["createDeal"]["id"]],
         Notification=[edge["node"]["id"] for edge in notifications["notifications"]["edges"]])
@@ -247,11 +249,13 @@ async def tenants(server, fakes):
         gone_conversation = (await b.inbound("soon gone", partner=gone_partner))["conversation"]["id"]
         await b.admin.data("mutation($c: ID!) { uninstallChannel(channelId: $c) }", {"c": gone_channel})
         gone = {"Conversation": [deleted, gone_conversation], "Channel": [gone_channel]}
-        # what ann's channel holds, out of bob's reach (CRM items are the whole company's)
+        # ann's notifications are hers alone; what her channel holds is out of bob's reach
+        # (CRM items are the whole company's)
+        anns_own = {"Notification": anns["Notification"]}
         out_of_reach = {type_name: ids for type_name, ids in anns.items()
                         if type_name not in ("Person", "Lead", "Deal", "Note")}
 
-        viewers = [Viewer("B's admin", b.admin, own, gone),
+        viewers = [Viewer("B's admin", b.admin, own, merged(gone, anns_own)),
                    Viewer("B's bob", b.bob, own, merged(gone, out_of_reach))]
         pks = [await company_pk(a), await company_pk(b)]
         await settled(pks)
