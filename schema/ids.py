@@ -23,14 +23,17 @@ def _decode(value: str) -> str:
     return base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
 
 
-# Every table's key is a 32-bit integer (PostgreSQL's integer): a larger number is no
-# key of ours, and the database would refuse it as a parameter (an INTERNAL error).
+# Every table's key is a 32-bit integer (PostgreSQL's `integer`), and the database
+# refuses a larger number as a parameter (it was an INTERNAL error). Such a number names
+# no row: an ID with one reads as a missing row (key 0: keys count from 1), as any
+# well-formed ID of a missing row does, and a cursor with one stands past every key.
 MAX_KEY = 2**31 - 1
+NO_ROW = 0
 
 
-def _key(text: str) -> int:
-    """The primary key a decoded ID or cursor names; ValueError when it is not one."""
-    if not (text.isascii() and text.isdigit()) or len(text) > 10 or int(text) > MAX_KEY:
+def _number(text: str) -> int:
+    """The number in a decoded ID or cursor (ASCII digits, at most 18); ValueError otherwise."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise ValueError
     return int(text)
 
@@ -45,7 +48,8 @@ def parse_global_id(value: str) -> tuple[str, int]:
         type_name, _, pk = _decode(value).partition(":")
         if type_name not in NODE_TYPES:
             raise ValueError
-        return type_name, _key(pk)
+        number = _number(pk)
+        return type_name, number if number <= MAX_KEY else NO_ROW
     except (ValueError, binascii.Error, UnicodeError):
         raise BadInput(f"malformed ID: {value!r}"[:120]) from None
 
@@ -75,7 +79,7 @@ def _parse_pk_cursor(value: str | None, expected_tag: str) -> int | None:
         tag, _, pk = _decode(value).partition(":")
         if tag != expected_tag:
             raise ValueError
-        return _key(pk)
+        return min(_number(pk), MAX_KEY)
     except (ValueError, binascii.Error, UnicodeError):
         raise BadInput("malformed cursor") from None
 
@@ -99,7 +103,7 @@ def parse_conversation_cursor(value: str | None) -> ConversationKey | None:
         when = datetime.fromisoformat(moment)
         if when.tzinfo is None:
             raise ValueError
-        return ConversationKey(when, _key(pk))
+        return ConversationKey(when, min(_number(pk), MAX_KEY))
     except (ValueError, binascii.Error, UnicodeError):
         raise BadInput("malformed cursor") from None
 
