@@ -325,9 +325,12 @@ def reached(answer: dict) -> bool:
 
 
 def probes(slot: Slot, viewer: Viewer, tenants: Tenants) -> list[tuple[str, str, str]]:
-    """(what, id, type) of each id to compare with a missing one."""
+    """(what, id, type) of each id to compare with a missing one: company A's, those out
+    of the viewer's reach, and one whose number no key reaches."""
+    beyond = {type_name: [global_id(type_name, 2**40)] for type_name in NODE_TYPES}
     return [(what, probe, type_name) for type_name in probe_types(slot)
-            for what, group in (("company A's", tenants.foreign), ("unreachable", viewer.unreachable))
+            for what, group in (("company A's", tenants.foreign), ("unreachable", viewer.unreachable),
+                                ("beyond every key", beyond))
             for probe in group.get(type_name, ())]
 
 
