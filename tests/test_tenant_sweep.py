@@ -272,7 +272,7 @@ def merged(*groups: dict[str, list[str]]) -> dict[str, list[str]]:
 
 # --- what changed ---------------------------------------------------------------------------------
 
-SCOPES = ("company_id", "channel__company_id", "user__company_id", "message__company_id")
+SCOPES = ("company_id", "channel__company_id", "user__company_id", "message__company_id", "note__company_id")
 
 
 def tenant_models() -> list[tuple[type, str]]:
