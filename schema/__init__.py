@@ -11,7 +11,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 
 from resolvers import crm as crm_resolvers, mutations, notifications as notification_resolvers, queries
 from subscriptions import streams
-from subscriptions.executor_patch import apply as _flat_subscription_memory
+from borrowed.graphql_core import apply as _flat_subscription_memory
 
 from . import crm, notifications as notification_types, types
 from .errors import ContractErrors, CountedOperations, InboxSchema

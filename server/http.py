@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
-from strawberry.schema.schema import validate_document
 
 from inbox.accounts import authenticate
+from borrowed.strawberry import graphql_core_schema, validate_document
 from schema.errors import (INTERNAL_MESSAGE, ContractErrors, CountedOperations, refuses_authentication,
                            with_contract_code)
 
@@ -78,7 +78,7 @@ class DirectExecution:
     KNOWN = (MaxTokensLimiter, ParserCache, AddValidationRules, ValidationCache, CountedOperations, ContractErrors)
 
     def __init__(self, schema, max_tokens: int, rules: tuple) -> None:
-        self.graphql_schema = schema._schema
+        self.graphql_schema = graphql_core_schema(schema)
         self.executor_class = schema.execution_context_class
         self.max_tokens = max_tokens
         self.rules = rules
