@@ -8,3 +8,10 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, vali
 def graphql_core_schema(schema):
     """The graphql-core schema strawberry built (private attribute), for the direct path."""
     return schema._schema
+
+
+def field_metadata(definition) -> dict:
+    """The metadata a strawberry field was declared with, from the graphql-core field
+    strawberry built (its "strawberry-definition" extension is internal)."""
+    strawberry_field = (definition.extensions or {}).get("strawberry-definition")
+    return getattr(strawberry_field, "metadata", None) or {}

@@ -22,7 +22,8 @@ from models import (Channel, Contact, Conversation, ConversationLink, EventKind,
 
 from . import crm, sql, validation
 from .access import audience, visible_conversation
-from .errors import Conflict, NotFound
+from .errors import BadInput, Conflict, NotFound
+from .validation import MAX_LINKS
 from .events import record_event
 from .transaction import action
 
@@ -153,6 +154,8 @@ async def link(viewer: User, conversation_id: int, target: Existing | crm.NewIte
         if await ConversationLink.filter(conversation_id=conversation.id, target_kind=kind,
                                          target_id=target_id).exists():
             raise Conflict("the conversation is already linked to it")
+        if await ConversationLink.filter(conversation_id=conversation.id).count() >= MAX_LINKS:
+            raise BadInput(f"a conversation links to at most {MAX_LINKS} items")
         try:
             row = await ConversationLink.create(company_id=viewer.company_id, conversation_id=conversation.id,
                                                 target_kind=kind, target_id=target_id,

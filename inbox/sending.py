@@ -102,7 +102,7 @@ async def update_status(message_id: int, status: DeliveryStatus, *, failure_reas
         message.status = status
         fields = ["status"]
         if status is DeliveryStatus.FAILED:
-            message.failure_reason = (failure_reason or "refused by the messaging app")[:2000]
+            message.failure_reason = (failure_reason or "refused by the messaging app")[:validation.MAX_FAILURE_REASON]
             fields.append("failure_reason")
         if external_id and not message.external_id:
             # An id the app already gave another message of the channel cannot be kept
@@ -128,6 +128,10 @@ async def update_status_by_external_id(channel: Channel, external_id: str, statu
     """For status reports that name the messaging app's id. None when no such message.
     `keep_if_early`: the report may come before the sender has recorded that id (the app
     answered the send, the report overtook the answer); it is kept and applied then."""
+    if len(external_id) > validation.MAX_EXTERNAL_ID:
+        raise BadInput(f"externalMessageId is longer than {validation.MAX_EXTERNAL_ID} characters")
+    # The reason is shown as it came, cut rather than refused: the status still applies.
+    failure_reason = failure_reason[:validation.MAX_FAILURE_REASON] if failure_reason else failure_reason
     message = await _by_external_id(channel.id, external_id)
     if message is None:
         if not keep_if_early:

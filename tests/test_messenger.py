@@ -24,7 +24,7 @@ mutation($i: InstallChannelInput!) { installChannel(input: $i) { channel { id } 
 UNINSTALL = "mutation($c: ID!) { uninstallChannel(channelId: $c) }"
 CONVERSATIONS = """
 query($c: ID) {
-  inbox(section: UNASSIGNED, channelId: $c, first: 100) {
+  inbox(section: UNASSIGNED, channelId: $c, first: 50) {
     edges { node { id contact { name externalId avatarUrl }
       messages(first: 100) { edges { node { id body direction status sentAt senderName } } } } }
   }
