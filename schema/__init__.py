@@ -14,13 +14,14 @@ from resolvers import crm as crm_resolvers, mutations, notifications as notifica
 from subscriptions import streams
 from borrowed.graphql_core import apply as _flat_subscription_memory
 
-from . import crm, notifications as notification_types, types
+from . import crm, notifications as notification_types, text_inputs, types
 from .cost import ExecutionBudget, max_items
 from .documents import PreparedDocuments
 from .errors import ContractErrors, CountedOperations, InboxSchema
 from .partner import InboxExecutionContext
 
 _flat_subscription_memory()
+text_inputs.apply()
 
 
 @strawberry.type
