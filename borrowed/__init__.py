@@ -5,6 +5,7 @@ fails when an installed version differs, so that an upgrade re-reads this packag
 
 - graphql_core: per-event executors with memos of their own (a leak in 3.3.2), and the
   executor of a websocket operation noted for direct delivery.
+- graphql_string: the built-in String scalar refuses NUL (PostgreSQL's text cannot hold it).
 - strawberry: the graphql-core schema behind strawberry's, its document validation and
   execution context classes.
 - strawberry_ws: our websocket protocol handlers (issue 11's bounds, direct delivery,
