@@ -20,6 +20,8 @@ SETTINGS: list[tuple[str, str, str]] = [
      "Prefix of every broadcast channel: give each deployment sharing one Redis its own"),
     ("INBOX_SUBSCRIPTION_BUFFER", "1000",
      "Events one subscription may buffer before its socket is closed with 1013"),
+    ("INBOX_SUBSCRIPTION_BUFFER_BYTES", "4194304",
+     "Bytes of frames one subscription may have queued for a socket that does not read before it is closed with 1013"),
     ("INBOX_MAX_BODY_BYTES", "1048576", "Largest HTTP body accepted (larger: 413)"),
     ("INBOX_ALLOWED_ORIGINS", "",
      "Comma-separated browser origins allowed for websockets and CORS ('*' for any)"),
@@ -80,6 +82,7 @@ class Settings:
     email_timeout: float = 30.0
     email_backoff_seconds: float = 5.0
     email_retry_seconds: float = 172800.0
+    subscription_buffer_bytes: int = 4194304
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -106,6 +109,7 @@ class Settings:
             email_timeout=float(_env("INBOX_EMAIL_TIMEOUT")),
             email_backoff_seconds=float(_env("INBOX_EMAIL_BACKOFF_SECONDS")),
             email_retry_seconds=float(_env("INBOX_EMAIL_RETRY_SECONDS")),
+            subscription_buffer_bytes=int(_env("INBOX_SUBSCRIPTION_BUFFER_BYTES")),
         )
 
 
