@@ -282,13 +282,15 @@ class _Lane:
 
 
 class _Group(_Lane):
-    __slots__ = ("key", "template", "sinks")
+    __slots__ = ("key", "template", "sinks", "limit")
 
     def __init__(self, key: tuple | None, template: Executor) -> None:
         super().__init__()
         self.key = key
         self.template = template
         self.sinks: dict[Sink, None] = {}
+        # Events it may hold: the smallest buffer of the sinks it had.
+        self.limit = 0
 
     @property
     def own(self) -> bool:
@@ -322,21 +324,21 @@ class Engine:
     def add(self, sink: Sink, executor: Executor) -> None:
         sink.key = fanout.group_key(executor)
         sink.context = executor.context_value
-        group = self._groups.get(sink if sink.key is None else sink.key)
+        group = self._groups.get(_group_of(sink))
         if group is None:
-            group = self._groups[sink if sink.key is None else sink.key] = _Group(sink.key, executor)
+            group = self._groups[_group_of(sink)] = _Group(sink.key, executor)
         sink.template = group.template
         group.sinks[sink] = None
+        group.limit = min(group.limit, sink._buffer) if group.limit else sink._buffer
         self.sinks[sink] = None
 
     def remove(self, sink: Sink) -> None:
         if self.sinks.pop(sink, 0) is not None:
             return
-        group_key = sink if sink.key is None else sink.key
-        group = self._groups[group_key]
+        group = self._groups[_group_of(sink)]
         del group.sinks[sink]
         if not group.sinks:
-            del self._groups[group_key]
+            del self._groups[_group_of(sink)]
             if group.task is not None and group.task is not asyncio.current_task():
                 group.task.cancel()
         if not self.sinks:
@@ -362,7 +364,7 @@ class Engine:
         """In the hub's fan-out: queues the event on each group that may want it."""
         for group in list(self._groups.values()):
             if any(sink.wants(payload) for sink in group.sinks):
-                if len(group.items) >= min(sink._buffer for sink in group.sinks):
+                if len(group.items) >= group.limit:
                     # Its executions cannot keep up with the topic: its sinks only, who
                     # share its cost (the same document), are behind.
                     for sink in list(group.sinks):
@@ -434,6 +436,11 @@ class Engine:
         except Exception:
             log.exception("delivering an event of %s failed; ending one subscription", self.topic)
             sink.end(BackendLost)
+
+
+def _group_of(sink: Sink) -> Any:
+    """The key of a sink's group in its engine: a sink that cannot share is a group alone."""
+    return sink if sink.key is None else sink.key
 
 
 def _delivered(payload: dict) -> bool:
