@@ -538,3 +538,19 @@ async def test_subscribers_on_another_process_end_for_publishes_dropped_while_lo
         failing_publish.recover()
         with pytest.raises(BackendLost):
             await asyncio.wait_for(sub.get(), DEADLINE * 3)
+
+
+async def test_a_burst_larger_than_the_buffer_reaches_a_reader_that_keeps_up(make_hub, topic):
+    # A burst that piled up upstream while the process was busy (a saturated CPU): the
+    # fan-out gives the readers a turn between its events, so only a reader that really
+    # falls behind overflows.
+    hub = await make_hub(buffer=5)
+    async with hub.subscribe(topic) as reader:
+        async def read_all() -> list[int]:
+            return [(await reader.get())["n"] for _ in range(50)]
+
+        reading = asyncio.ensure_future(read_all())
+        await asyncio.sleep(0)  # the reader waits for its first event
+        for n in range(50):
+            assert await hub.publish(topic, {"n": n})
+        assert await asyncio.wait_for(reading, DEADLINE) == list(range(50))
