@@ -59,6 +59,11 @@ _DEPENDENT = object()
 SETTING_UP = 16
 _setup_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
+# Own executions of one engine running at once: a crowd of viewers must not take every
+# database connection from the requests. A lane waits its turn (first come, first
+# served) for each execution, so the viewers stay served in turn.
+OWN_AT_ONCE = 4
+
 # The scope key under which the outermost ASGI layer keeps the server's own `send`.
 RAW_SEND = "inbox.raw_send"
 
@@ -315,8 +320,9 @@ class Engine:
         self.sinks: dict[Sink, None] = {}
         # By group key (a sink that cannot share: by the sink itself).
         self._groups: dict[Any, _Group] = {}
-        # Own executions, by viewer.
+        # Own executions, by viewer, OWN_AT_ONCE at a time.
         self._viewers: dict[Any, _Lane] = {}
+        self._own_at_once = asyncio.Semaphore(OWN_AT_ONCE)
         # Registered now: whatever the hub fans out from here on reaches the engine.
         self._sub: LocalSubscription = hub.subscribe(topic, accept=_delivered, deliver=self._dispatch,
                                                      ended=self._ended).enter_now()
@@ -418,7 +424,8 @@ class Engine:
                 sink, payload = lane.items.popleft()
                 sink.queued -= 1
                 if not (sink.gone or sink.ended.done()):
-                    await self._deliver_to(sink, payload, decoded(payload), {})
+                    async with self._own_at_once:
+                        await self._deliver_to(sink, payload, decoded(payload), {})
                 if lane.items:
                     await asyncio.sleep(0)
         finally:
