@@ -180,6 +180,32 @@ def http_table(results: dict) -> list[str]:
     return out
 
 
+def hostile_table(hostile: dict) -> list[str]:
+    """Each attack by one user beside another company's user (bench/hostile.py)."""
+    phases = hostile["phases"]
+    calm = phases.get("none", {})
+    lines = [f"One user of one company attacks for {hostile['seconds_per_phase']} s per phase while a user of "
+             "another company loads inbox pages (one connection) and holds a `messageAdded` subscription fed "
+             "20 messages/s. Target: the victim's p99s ≤ 2× the calm phase's, server RSS ≤ 300 MB.", "",
+             "| attack | victim page p50 / p99 | victim delivery p50 / p99 | victim failures | server RSS max | "
+             "met? | what the attacker got |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, f in phases.items():
+        ok = None
+        if name != "none" and calm.get("page_p99_ms"):
+            # No page or delivery at all during an attack is a miss, not a gap in the data.
+            ok = (f.get("page_p99_ms") is not None and f.get("delivery_p99_ms") is not None
+                  and f["page_p99_ms"] <= 2 * calm["page_p99_ms"] and f["delivery_p99_ms"] <= 2 * calm["delivery_p99_ms"]
+                  and f["rss_max_mb"] <= 300)
+        failures = f.get("failed_pages", 0) + f.get("failed_messages", 0) + f.get("undelivered", 0)
+        got = ", ".join(f"{k}: {v}" for k, v in f.get("attacker", {}).items()) or "–"
+        lines.append(f"| {name} | {_num(f.get('page_p50_ms'))} / {_num(f.get('page_p99_ms'))} ms | "
+                     f"{_num(f.get('delivery_p50_ms'))} / {_num(f.get('delivery_p99_ms'))} ms | {failures}"
+                     f"{' (socket closed ' + ', '.join(f['victim_closed']) + ')' if f.get('victim_closed') else ''} | "
+                     f"{_num(f.get('rss_max_mb'))} MB{' (server died)' if f.get('server') else ''} | "
+                     f"{'–' if name == 'none' else _verdict(ok)} | {got} |")
+    return lines
+
+
 def write(results: dict, output: pathlib.Path) -> None:
     m = results["machine"]
     previous = output.read_text() if output.exists() else ""
@@ -217,6 +243,8 @@ def write(results: dict, output: pathlib.Path) -> None:
                   f"**{i['per_second']} webhooks/s**, p50 {i['p50_ms']} ms, p99 {i['p99_ms']} ms, "
                   f"{i['server_cpu_us_per_webhook']:,} µs server CPU per webhook, {i['failures']} failures, "
                   f"{i['conversations']} conversations.", ""]
+    if "hostile" in results:
+        lines += ["## Hostile clients (issue 11)", "", *hostile_table(results["hostile"]), ""]
     lines += ["## Where the time goes", "", notes, "", "### Profiles (py-spy, this run)", "",
               "Each sample is attributed to the innermost frame in a known category, so the categories add to "
               "100 %; raw profiles are in bench/out/ (`.venv/bin/python bench/pyspy.py FILE` re-summarises one).", ""]

@@ -33,6 +33,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 import clients  # noqa: E402
+import hostile  # noqa: E402
 import httpload  # noqa: E402
 import ingest  # noqa: E402
 import pyspy  # noqa: E402
@@ -46,10 +47,11 @@ OURS = "inbox"
 
 FULL = {"subscribers": (100, 1000), "steady_seconds": 10, "rate": 5.0, "burst": {100: 1000, 1000: 200},
         "profiles": True, "profile_messages": 60, "inbound_probe": 100, "http_seconds": 10, "latency_seconds": 5,
-        "conversations": 100_000, "ingest": 2000, "users": 10, "processes": 4, "publishers": 4}
+        "conversations": 100_000, "ingest": 2000, "users": 10, "processes": 4, "publishers": 4,
+        "hostile_seconds": 10}
 # Indicative only: smaller bursts, 20k conversations, no profiles.
 QUICK = {**FULL, "steady_seconds": 3, "burst": {100: 200, 1000: 30}, "profiles": False, "inbound_probe": 30,
-         "http_seconds": 2, "latency_seconds": 2, "conversations": 20_000, "ingest": 300}
+         "http_seconds": 2, "latency_seconds": 2, "conversations": 20_000, "ingest": 300, "hostile_seconds": 3}
 
 RECEIVE = "mutation($i: ReceiveMessageInput!) { receiveChannelMessage(input: $i) { id conversation { id } } }"
 ME = "{ me { id } }"
@@ -604,7 +606,7 @@ def main() -> None:
     parser.add_argument("--also-postgres", default=None, metavar="URL",
                         help="also measure the HTTP figures (me, inbox page) on this PostgreSQL database "
                              "(its public schema is DROPPED), e.g. postgres://postgres@127.0.0.1:5432/inbox_bench")
-    parser.add_argument("--only", choices=("fanout", "http", "ingest"), action="append",
+    parser.add_argument("--only", choices=("fanout", "http", "ingest", "hostile"), action="append",
                         help="run only these parts (repeatable)")
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                         help="first wait up to this long for other processes to leave the CPUs alone")
@@ -615,7 +617,7 @@ def main() -> None:
     if cfg["profiles"] and not pyspy.available():
         log("py-spy is not installed (pip install -r bench/requirements.txt): no profiles")
         cfg["profiles"] = False
-    parts = set(args.only or ("fanout", "http", "ingest"))
+    parts = set(args.only or ("fanout", "http", "ingest", "hostile"))
     output = pathlib.Path(args.output) if args.output else (OUT / "RESULTS-quick.md" if args.quick
                                                             else BENCH / "RESULTS.md")
     OUT.mkdir(exist_ok=True)
@@ -662,6 +664,12 @@ def run_parts(args, cfg: dict, parts: set, database: Database, results: dict, ou
     if "ingest" in parts:
         log(f"webhook ingestion: {cfg['ingest']} signed Messenger webhooks")
         results["ingest"] = ingest.measure(cfg["ingest"], 32, args.database, args.broadcast)
+    if "hostile" in parts:
+        log(f"hostile clients: {len(hostile.ATTACKS)} attacks of {cfg['hostile_seconds']} s beside another company")
+        env = inbox_env(database.fresh(), args.broadcast, **hostile.ENV)
+        results["hostile"] = hostile.measure(cfg["hostile_seconds"],
+                                             lambda: Server("inbox-hostile", [INBOX, "serve"], env),
+                                             lambda company: hostile.bootstrap(env, company))
     results["seconds"] = round(time.perf_counter() - started)
     # Other people may commit or edit the server while a run goes on: say so.
     now = machine()["commit"]

@@ -7,6 +7,8 @@ import contextlib
 import functools
 import json
 import logging
+from collections import Counter
+from datetime import timedelta
 
 from cross_web import HTTPException
 from starlette.applications import Starlette
@@ -31,6 +33,7 @@ from subscriptions.hub import Hub, Overflowed, SubscriptionEnded
 from subscriptions.streams import TRY_AGAIN_LATER
 from subscriptions.publish import current_hub, use_hub
 
+from . import metrics
 from .config import Settings
 from .db import close_database, database_reachable, open_database
 from .http import GraphQLFirst, GraphQLHTTP, bearer, replaying
@@ -40,6 +43,83 @@ log = logging.getLogger("inbox")
 
 WS_REJECTED = 4403
 WS_INTERNAL_ERROR = 1011
+# Issue 11's websocket bounds: the close codes, and the longest operation id.
+WS_MESSAGE_TOO_BIG = 1009  # sent by the websockets library itself (server/serving.py)
+WS_BAD_MESSAGE = 4400
+WS_INIT_TIMEOUT = 4408
+WS_TOO_MANY_SOCKETS = 4429
+MAX_OPERATION_ID = 128
+
+
+async def close_socket(websocket, code: int, reason: str) -> None:
+    """Every close the handlers decide on goes through here, to be counted."""
+    metrics.SOCKET_CLOSES.labels(code=str(code)).inc()
+    await websocket.close(code=code, reason=reason)
+
+
+async def refused_operation_id(handler, message) -> bool:
+    """An operation id must be a string of at most 128 characters: anything else closes the
+    socket with 4400 before the id is kept anywhere (issue 11). True when it did."""
+    if not isinstance(message, dict) or "id" not in message:
+        return False
+    op_id = message["id"]
+    if isinstance(op_id, str) and len(op_id) <= MAX_OPERATION_ID:
+        return False
+    metrics.refused("ws_operation_id")
+    await close_socket(handler.websocket, WS_BAD_MESSAGE, "Invalid operation id")
+    return True
+
+
+def over_operations(handler, message, start: str, running) -> bool:
+    """A message starting one more operation than a socket may run at once
+    (INBOX_WS_MAX_SUBSCRIPTIONS): it is answered with RATE_LIMITED and the socket stays open.
+    A start before the ack, or reusing a running id, is left to the protocol's own rule."""
+    if not (isinstance(message, dict) and message.get("type") == start and handler.connection_acknowledged
+            and "id" in message):
+        return False
+    if message["id"] in running or len(running) < handler.view.settings.ws_max_subscriptions:
+        return False
+    metrics.refused("ws_subscriptions_per_socket")
+    return True
+
+
+TOO_MANY_OPERATIONS = {"message": "too many operations at once on this socket",
+                       "extensions": {"code": "RATE_LIMITED"}}
+
+
+class TooManySockets(Exception):
+    """The user has INBOX_WS_MAX_SOCKETS_PER_USER sockets open in this process already."""
+
+
+class UserSockets:
+    """Open websockets per user in this process: a socket counts from its connection_init's
+    ack until it closes (INBOX_WS_MAX_SOCKETS_PER_USER)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: Counter[int] = Counter()
+        self._held: dict[object, int] = {}  # the connection's context -> its user's id
+
+    def admit(self, context, user_id: int) -> None:
+        if context in self._held:  # the legacy protocol's repeated connection_init
+            return
+        if self._open[user_id] >= self.limit:
+            metrics.refused("ws_sockets_per_user")
+            raise TooManySockets()
+        self._open[user_id] += 1
+        self._held[context] = user_id
+
+    def release(self, context) -> None:
+        user_id = self._held.pop(context, None)
+        if user_id is not None:
+            self._open[user_id] -= 1
+            if not self._open[user_id]:
+                del self._open[user_id]
+
+
+def setup_owner(handler):
+    """Whose share of the set-up slots an operation takes (subscriptions/direct.py)."""
+    return getattr(handler.context.principal, "id", None)
 
 
 class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
@@ -51,12 +131,38 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
         super().__init__(*args, **kwargs)
         self.direct: dict[str, direct.Operation] = {}
 
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            self.view.user_sockets.release(self.context)
+
+    async def handle_message(self, message) -> None:
+        if await refused_operation_id(self, message):
+            return
+        if over_operations(self, message, "subscribe", self.operations):
+            await self.send_message({"type": "error", "id": message["id"], "payload": [TOO_MANY_OPERATIONS]})
+            return
+        await super().handle_message(message)
+
+    async def handle_connection_init(self, message) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except TooManySockets:
+            await close_socket(self.websocket, WS_TOO_MANY_SOCKETS, "Too many sockets")
+
+    async def handle_connection_init_timeout(self) -> None:
+        await super().handle_connection_init_timeout()
+        if self.connection_timed_out:  # strawberry closed it with 4408
+            metrics.refused("ws_connection_init_timeout")
+            metrics.SOCKET_CLOSES.labels(code=str(WS_INIT_TIMEOUT)).inc()
+
     async def run_operation(self, operation) -> None:
         handle = self.direct[operation.id] = direct.Operation(
             self.websocket, operation.id, "next", finish=functools.partial(self._finish, operation))
         direct.begin(handle)
         try:
-            await handle.setting_up()
+            await handle.setting_up(setup_owner(self), self.view.settings.ws_setup_slots_per_user)
             await super().run_operation(operation)
         except direct.Detached:
             pass
@@ -86,18 +192,44 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
 
 class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):
     """The legacy graphql-ws protocol closes a refused connection with 4403 too
-    (SPEC §1), where strawberry would close it with 1011."""
+    (SPEC §1), where strawberry would close it with 1011, and a socket without
+    connection_init in time with 4408 as graphql-transport-ws does (strawberry has no
+    such timeout for it)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.direct: dict[str, direct.Operation] = {}
+        self.connection_init_received = False
+
+    async def handle(self) -> None:
+        deadline = asyncio.create_task(self._connection_init_deadline())
+        try:
+            await super().handle()
+        finally:
+            deadline.cancel()
+            self.view.user_sockets.release(self.context)
+
+    async def _connection_init_deadline(self) -> None:
+        await asyncio.sleep(self.view.connection_init_wait_timeout.total_seconds())
+        if not self.connection_init_received:
+            metrics.refused("ws_connection_init_timeout")
+            with contextlib.suppress(Exception):  # the client left meanwhile
+                await close_socket(self.websocket, WS_INIT_TIMEOUT, "Connection initialisation timeout")
+
+    async def handle_message(self, message) -> None:
+        if await refused_operation_id(self, message):
+            return
+        if over_operations(self, message, "start", self.tasks):
+            await self.send_message({"type": "error", "id": message["id"], "payload": TOO_MANY_OPERATIONS})
+            return
+        await super().handle_message(message)
 
     async def handle_async_results(self, operation_id: str, *args) -> None:
         # Live events reach the subscription through direct delivery; its generator waits.
         handle = self.direct[operation_id] = direct.Operation(self.websocket, operation_id, "data")
         direct.begin(handle)
         try:
-            await handle.setting_up()
+            await handle.setting_up(setup_owner(self), self.view.settings.ws_setup_slots_per_user)
             await super().handle_async_results(operation_id, *args)
         finally:
             handle.settled()
@@ -112,13 +244,17 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):
         await super().cleanup_operation(operation_id)
 
     async def handle_connection_init(self, message) -> None:
+        self.connection_init_received = True
         payload = message.get("payload")
         self.context.connection_params = payload if isinstance(payload, dict) else None
         try:
             await self.view.on_ws_connect(self.context)
         except ConnectionRejectionError as error:
             await self.send_message({"type": "connection_error", "payload": error.payload})
-            await self.websocket.close(code=WS_REJECTED, reason="Forbidden")
+            await close_socket(self.websocket, WS_REJECTED, "Forbidden")
+            return
+        except TooManySockets:
+            await close_socket(self.websocket, WS_TOO_MANY_SOCKETS, "Too many sockets")
             return
         await self.send_message({"type": "connection_ack"})
         self.connection_acknowledged = True
@@ -131,9 +267,13 @@ class InboxGraphQL(GraphQL):
     graphql_ws_handler_class = LegacyGraphQLWSHandler
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(schema, graphql_ide="graphiql", allowed_origins=settings.allowed_origins)
+        # Operations per socket are counted by our handlers, whose refusal carries RATE_LIMITED.
+        super().__init__(schema, graphql_ide="graphiql", allowed_origins=settings.allowed_origins,
+                         connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_timeout),
+                         max_subscriptions_per_connection=None)
         self.settings = settings
         self.wake_sender = None
+        self.user_sockets = UserSockets(settings.ws_max_sockets_per_user)
 
     async def run(self, request, *args, **kwargs):
         # Strawberry answers a request it cannot read (bad JSON, no query, a mutation over
@@ -163,6 +303,7 @@ class InboxGraphQL(GraphQL):
         if not isinstance(principal, models.User):
             raise ConnectionRejectionError({"message": "missing or invalid bearer token",
                                             "extensions": {"code": "UNAUTHENTICATED"}})
+        self.user_sockets.admit(context, principal.id)
         context.principal = principal
         return None
 
@@ -180,7 +321,7 @@ class GraphQLEndpoint:
             return
         if scope["type"] == "websocket":
             try:
-                await self.graphql(scope, receive, send)
+                await self.graphql(scope, counting_oversized(receive), send)
             except Exception:
                 # Anything unexpected (the database down while the token is checked):
                 # close with 1011, internal error, rather than drop the connection (1006).
@@ -191,12 +332,28 @@ class GraphQLEndpoint:
         await self.graphql(scope, receive, send)
 
 
-class BodyLimit:
-    """413 for any HTTP body over the limit (webhooks included), before the app reads it."""
+def counting_oversized(receive):
+    """The websockets library closes a socket whose client sent a message over
+    INBOX_WS_MAX_MESSAGE_BYTES with 1009 (server/serving.py); the app learns it here."""
+    async def counted():
+        message = await receive()
+        if message["type"] == "websocket.disconnect" and message.get("code") == WS_MESSAGE_TOO_BIG:
+            metrics.refused("ws_message_bytes")
+            metrics.SOCKET_CLOSES.labels(code=str(WS_MESSAGE_TOO_BIG)).inc()
+        return message
 
-    def __init__(self, app, max_bytes: int) -> None:
+    return counted
+
+
+class BodyLimit:
+    """413 for any HTTP body over the limit (webhooks included), before the app reads it;
+    408 for a body that takes longer than INBOX_BODY_TIMEOUT_SECONDS to arrive, so that a
+    client trickling it in cannot hold a connection and its buffer for ever."""
+
+    def __init__(self, app, max_bytes: int, body_seconds: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.body_seconds = body_seconds
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -207,26 +364,41 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(scope, receive, send)
+            await self._refuse(scope, receive, send, 413, "request body too large")
             return
+        try:
+            async with asyncio.timeout(self.body_seconds):
+                body = await self._body(receive)
+        except TimeoutError:
+            metrics.refused("http_body_seconds")
+            await self._refuse(scope, receive, send, 408, "request body too slow")
+            return
+        if body is _TOO_LARGE:
+            await self._refuse(scope, receive, send, 413, "request body too large")
+        elif body is not None:  # None: the client left
+            await self.app(scope, replaying(body, receive), send)
+
+    async def _body(self, receive) -> bytes | object | None:
         chunks, size = [], 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return
+                return None
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_bytes:
-                await self._too_large(scope, receive, send)
-                return
+                return _TOO_LARGE
             if not message.get("more_body"):
-                break
-        await self.app(scope, replaying(b"".join(chunks), receive), send)
+                return b"".join(chunks)
 
-    async def _too_large(self, scope, receive, send) -> None:
-        response = JSONResponse({"errors": [{"message": "request body too large",
-                                             "extensions": {"code": "BAD_USER_INPUT"}}]}, status_code=413)
+    async def _refuse(self, scope, receive, send, status: int, text: str) -> None:
+        # The rest of the body is not read: the connection closes after the answer.
+        response = JSONResponse({"errors": [{"message": text, "extensions": {"code": "BAD_USER_INPUT"}}]},
+                                status_code=status, headers={"Connection": "close"})
         await response(scope, receive, send)
+
+
+_TOO_LARGE = object()
 
 
 async def healthz(request: Request) -> Response:
@@ -288,4 +460,4 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
-    return BodyLimit(GraphQLFirst(app, graphql.http, graphql), settings.max_body_bytes)
+    return BodyLimit(GraphQLFirst(app, graphql.http, graphql), settings.max_body_bytes, settings.body_timeout_seconds)

@@ -61,13 +61,11 @@ def one_server_per_sqlite_file(settings: Settings, workers: int = 1):
                          "file, or several on PostgreSQL (INBOX_DATABASE_URL=postgres://...)") from None
 
 
-GRACEFUL_SHUTDOWN_SECONDS = 10
-
-
 def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
     from .app import create_app
+    from .serving import uvicorn_options
 
     if workers < 1:
         raise SystemExit("inbox serve: --workers must be at least 1")
@@ -75,11 +73,7 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
         # Migrations run once, here, before any worker starts (and a failure stops here
         # with a clear message); the workers skip them.
         asyncio.run(_migrate(settings))
-        options = dict(host=host, port=port, log_level=settings.log_level.lower(),
-                       ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
-                       # A request that never ends (a hung client, a stuck query) must not
-                       # keep a stopping server alive: websockets reconnect and resume.
-                       timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
+        options = dict(host=host, port=port, **uvicorn_options(settings))
         if workers == 1:
             uvicorn.run(create_app(settings, migrate=False), **options)
         else:

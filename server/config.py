@@ -26,6 +26,18 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("INBOX_ALLOWED_ORIGINS", "",
      "Comma-separated browser origins allowed for websockets and CORS ('*' for any)"),
     ("INBOX_WS_PING_INTERVAL", "20", "Seconds between websocket protocol pings (dead-socket detection)"),
+    ("INBOX_WS_MAX_MESSAGE_BYTES", "262144",
+     "Largest websocket message a client may send (larger: the socket closes with 1009)"),
+    ("INBOX_WS_MAX_SUBSCRIPTIONS", "100",
+     "Operations at once on one websocket (more: an error with RATE_LIMITED for the new one)"),
+    ("INBOX_WS_MAX_SOCKETS_PER_USER", "50",
+     "Open websockets of one user in one server process (more: the newest closes with 4429)"),
+    ("INBOX_WS_CONNECTION_INIT_TIMEOUT", "10",
+     "Seconds a websocket may take to send connection_init (then it closes with 4408)"),
+    ("INBOX_WS_SETUP_SLOTS_PER_USER", "4",
+     "Websocket operations of one user set up at once in one process (of 16 there): the rest wait"),
+    ("INBOX_BODY_TIMEOUT_SECONDS", "10",
+     "Seconds an HTTP request body may take to arrive once its headers are in (slower: 408)"),
     ("INBOX_LOG_LEVEL", "INFO", "Python logging level"),
     ("INBOX_WHATSAPP_NEW_INSTALLS", "true",
      "false: only companies that already have a WhatsApp channel may install another"),
@@ -82,6 +94,12 @@ class Settings:
     email_timeout: float = 30.0
     email_backoff_seconds: float = 5.0
     email_retry_seconds: float = 172800.0
+    ws_max_message_bytes: int = 262144
+    ws_max_subscriptions: int = 100
+    ws_max_sockets_per_user: int = 50
+    ws_connection_init_timeout: float = 10.0
+    ws_setup_slots_per_user: int = 4
+    body_timeout_seconds: float = 10.0
     subscription_buffer_bytes: int = 4194304
 
     @classmethod
@@ -109,6 +127,12 @@ class Settings:
             email_timeout=float(_env("INBOX_EMAIL_TIMEOUT")),
             email_backoff_seconds=float(_env("INBOX_EMAIL_BACKOFF_SECONDS")),
             email_retry_seconds=float(_env("INBOX_EMAIL_RETRY_SECONDS")),
+            ws_max_message_bytes=int(_env("INBOX_WS_MAX_MESSAGE_BYTES")),
+            ws_max_subscriptions=int(_env("INBOX_WS_MAX_SUBSCRIPTIONS")),
+            ws_max_sockets_per_user=int(_env("INBOX_WS_MAX_SOCKETS_PER_USER")),
+            ws_connection_init_timeout=float(_env("INBOX_WS_CONNECTION_INIT_TIMEOUT")),
+            ws_setup_slots_per_user=int(_env("INBOX_WS_SETUP_SLOTS_PER_USER")),
+            body_timeout_seconds=float(_env("INBOX_BODY_TIMEOUT_SECONDS")),
             subscription_buffer_bytes=int(_env("INBOX_SUBSCRIPTION_BUFFER_BYTES")),
         )
 

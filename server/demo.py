@@ -81,6 +81,7 @@ def run_demo(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from .app import create_app
+    from .serving import uvicorn_options
 
     stop = asyncio.Event()
     tasks = []
@@ -94,6 +95,5 @@ def run_demo(settings: Settings, host: str, port: int) -> None:
         print("A new inbound message arrives every 20 seconds.\n", flush=True)
         tasks.append(asyncio.create_task(trickle(seeded["channel"], stop)))
 
-    uvicorn.run(create_app(settings, on_start=on_start), host=host, port=port, timeout_graceful_shutdown=10,
-                log_level=settings.log_level.lower(), ws_ping_interval=settings.ws_ping_interval)
+    uvicorn.run(create_app(settings, on_start=on_start), host=host, port=port, **uvicorn_options(settings))
     stop.set()

@@ -14,8 +14,8 @@ hooks per subscriber.
 
 Ordering and completeness are the generator's: the engine is registered with the hub
 before the generator's own subscription leaves (no gap), a sink skips the events stamped
-at or before its hand-over (no duplicate), and each sink's events go through lanes that
-each work in order (in order). A socket that cannot take more (its transport paused)
+at or before its hand-over (no duplicate), and every lane a sink's events go through
+works through them one at a time (in order). A socket that cannot take more (its transport paused)
 gets a backlog of its own, drained by a task; more than `buffer` frames or
 `buffer_bytes` bytes behind, its subscription ends with 1013 as a slow generator would.
 Losing the backend ends every sink: the clients resume with `after`.
@@ -30,7 +30,7 @@ import json
 import logging
 import weakref
 from collections import deque
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Hashable
 
 from graphql import ExecutionResult
 from graphql.execution.executor import Executor
@@ -55,9 +55,10 @@ _DEPENDENT = object()
 # Websocket operations set up at once per process. A crowd of clients subscribing together
 # (a reconnect after a deploy) would otherwise hold every set-up's objects at the same
 # moment, and the heap stays at that peak: ~20 KB more per idle subscription measured
-# with 1,000 subscribers connecting at once.
+# with 1,000 subscribers connecting at once. Each user holds at most a share of them
+# (INBOX_WS_SETUP_SLOTS_PER_USER), so that nobody waits behind one user's slow set-ups.
 SETTING_UP = 16
-_setup_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+_setup_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SetupSlots] = weakref.WeakKeyDictionary()
 
 # Own executions of one engine running at once: a crowd of viewers must not take every
 # database connection from the requests. A lane waits its turn (first come, first
@@ -128,14 +129,16 @@ class Operation:
     def send(self, frame: bytes) -> Awaitable[None]:
         return self._send({"type": "websocket.send", "text": frame.decode()})
 
-    async def setting_up(self) -> None:
+    async def setting_up(self, owner: Hashable, share: int) -> None:
         """Waits for one of the process's slots for operations being set up (parsed,
-        checked, their horizon read); `settled` gives it back."""
-        slots = _setup_slots.get(asyncio.get_running_loop())
+        checked, their horizon read), at most `share` of them held by one `owner` (a
+        user) at once; `settled` gives it back."""
+        loop = asyncio.get_running_loop()
+        slots = _setup_slots.get(loop)
         if slots is None:
-            slots = _setup_slots[asyncio.get_running_loop()] = asyncio.Semaphore(SETTING_UP)
-        await slots.acquire()
-        self._settle = slots.release
+            slots = _setup_slots[loop] = SetupSlots(SETTING_UP)
+        await slots.take(owner, share)
+        self._settle = functools.partial(slots.give_back, owner)
 
     def settled(self) -> None:
         """Set up (a subscription reading live events) or over: its slot is free again."""
@@ -148,6 +151,46 @@ class Operation:
         sink, self.sink = self.sink, None
         if sink is not None:
             sink.end(BackendLost)
+
+
+class SetupSlots:
+    """A process's set-up slots, shared fairly: an owner waits for one of its own `share`
+    first, then for one of the process's; so one owner's slow set-ups hold at most
+    `share` of them and everyone else's go through the rest."""
+
+    def __init__(self, size: int) -> None:
+        self._all = asyncio.Semaphore(size)
+        # owner -> [its own slots, its set-ups holding or waiting for one]
+        self._owners: dict[Hashable, list] = {}
+
+    async def take(self, owner: Hashable, share: int) -> None:
+        entry = self._owners.get(owner)
+        if entry is None:
+            entry = self._owners[owner] = [asyncio.Semaphore(share), 0]
+        entry[1] += 1
+        try:
+            if entry[0].locked():
+                metrics.refused("ws_setup_slots")  # it waits for its own set-ups, not others'
+            await entry[0].acquire()
+            try:
+                await self._all.acquire()
+            except BaseException:
+                entry[0].release()
+                raise
+        except BaseException:
+            self._leave(owner, entry)
+            raise
+
+    def give_back(self, owner: Hashable) -> None:
+        self._all.release()
+        entry = self._owners[owner]
+        entry[0].release()
+        self._leave(owner, entry)
+
+    def _leave(self, owner: Hashable, entry: list) -> None:
+        entry[1] -= 1
+        if not entry[1]:
+            del self._owners[owner]
 
 
 def text_frame(data: bytes) -> bytes:

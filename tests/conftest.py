@@ -23,6 +23,7 @@ import websockets
 
 from server.app import create_app
 from server.config import Settings
+from server.serving import uvicorn_options
 
 TEST_DATABASE_URL = os.environ.get("INBOX_TEST_DATABASE_URL")
 TEST_BROADCAST_URL = os.environ.get("INBOX_TEST_BROADCAST_URL")
@@ -76,10 +77,13 @@ class RunningServer:
         await asyncio.wait_for(self.task, DEADLINE)
 
 
-async def start_server(settings: Settings) -> RunningServer:
+async def start_server(settings: Settings, lifespan: str = "on") -> RunningServer:
+    """`lifespan="off"`: a second app on the running server's database and hub. The first
+    server opened them for this process, and a second lifespan would re-initialise (and, on
+    stop, close) the process-wide ORM connections."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                            ws_ping_interval=settings.ws_ping_interval, lifespan="on")
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                            **{**uvicorn_options(settings), "log_level": "warning", "lifespan": lifespan})
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(500):

@@ -8,10 +8,9 @@ import dataclasses
 import json
 
 import pytest
-import uvicorn
 import websockets
 
-from conftest import DEADLINE, RECEIVE, Client, Company, free_port, unique
+from conftest import DEADLINE, RECEIVE, Client, Company, start_server, unique
 
 # --- documents -------------------------------------------------------------------------------------
 
@@ -672,25 +671,10 @@ async def test_an_uninstalled_channels_token_stops_working(company):
 
 @pytest.fixture
 async def whatsapp_closed(server):
-    """A second app on the running server's database and hub, with INBOX_WHATSAPP_NEW_INSTALLS=false.
-
-    Its lifespan is off: the first server already opened the database and the hub for this process, and a
-    second lifespan would re-initialise (and, on stop, close) the process-wide ORM connections."""
-    from server.app import create_app
-
-    settings = dataclasses.replace(server.settings, whatsapp_new_installs=False)
-    port = free_port()
-    second = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
-    task = asyncio.create_task(second.serve())
-    async with asyncio.timeout(DEADLINE):
-        while not second.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    second.should_exit = True
-    await asyncio.wait_for(task, DEADLINE)
+    """A second app on the running server's database and hub, with INBOX_WHATSAPP_NEW_INSTALLS=false."""
+    second = await start_server(dataclasses.replace(server.settings, whatsapp_new_installs=False), lifespan="off")
+    yield second.url
+    await second.stop()
 
 
 async def test_whatsapp_closed_to_new_customers_refuses_a_companys_first_whatsapp(company, whatsapp_closed, http):

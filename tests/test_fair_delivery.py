@@ -12,17 +12,14 @@ import subprocess
 import sys
 
 import pytest
-import uvicorn
 from prometheus_client import REGISTRY
 from websockets.exceptions import ConnectionClosed
 
 from schema.ids import parse_global_id
-from server.app import create_app
 from subscriptions.events import company_topic
 from subscriptions.hub import Hub
 
-from conftest import (DEADLINE, DirectEvents, RunningServer, eventually, free_port, make_settings,
-                      subscriptions_live)
+from conftest import DEADLINE, DirectEvents, eventually, make_settings, start_server, subscriptions_live
 from test_realtime import BIG_EVENTS, TRY_AGAIN_LATER, connect_without_reading, next_for, topic_subscribers
 
 BRISK = "subscription($c: ID) { conversationChanged(conversationId: $c) { id kind } }"
@@ -199,22 +196,10 @@ async def test_a_slow_subscriber_never_gets_a_brisk_one_closed(server, company, 
 async def byte_bounded_server(server):
     """A second app on the session's database and hub whose subscriptions may queue 1 MiB
     for a socket (and 1,000 frames, so that only the byte bound can end them)."""
-    settings = make_settings(**{**server.settings.__dict__, "subscription_buffer": 1000,
-                                "subscription_buffer_bytes": 1 << 20})
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=free_port(), log_level="warning",
-                            lifespan="off")
-    running = uvicorn.Server(config)
-    task = asyncio.ensure_future(running.serve())
-    await eventually(lambda: _started(running, task), bool, interval=0.01)
-    yield RunningServer(f"http://127.0.0.1:{config.port}", settings, running, task)
-    running.should_exit = True
-    await asyncio.wait_for(task, DEADLINE)
-
-
-async def _started(running: uvicorn.Server, task: asyncio.Future) -> bool:
-    if task.done():
-        task.result()
-    return running.started
+    running = await start_server(make_settings(**{**server.settings.__dict__, "subscription_buffer": 1000,
+                                                  "subscription_buffer_bytes": 1 << 20}), lifespan="off")
+    yield running
+    await running.stop()
 
 
 # About 200 KB a frame: a page of 25 messages of 4 KB, and the event's message 25 times.

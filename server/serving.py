@@ -1,0 +1,30 @@
+"""How uvicorn serves the app: one set of options for `inbox serve` (one process or
+`--workers N`), `inbox demo` and the tests, so that every bound set here applies everywhere."""
+from __future__ import annotations
+
+from typing import Any
+
+from .config import Settings
+
+# A request that never ends (a hung client, a stuck query) must not keep a stopping
+# server alive: websockets reconnect and resume.
+GRACEFUL_SHUTDOWN_SECONDS = 10
+# Request line and headers, for uvicorn's h11 parser (httptools has its own limits).
+MAX_HEADER_BYTES = 64 * 1024
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for `uvicorn.run` or `uvicorn.Config`, host and port aside."""
+    return dict(
+        log_level=settings.log_level.lower(),
+        # The websockets library's sans-I/O protocol: direct delivery writes to its
+        # transport (subscriptions/direct.py), and a client message over `ws_max_size`
+        # closes the socket with 1009 before its payload is read (issue 11).
+        ws="websockets-sansio",
+        ws_max_size=settings.ws_max_message_bytes,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_interval,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        lifespan="on",
+    )

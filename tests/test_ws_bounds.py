@@ -1,0 +1,351 @@
+"""Issue 11, websockets: the bounds on what one client or user may hold through
+/graphql's sockets (message size, operation ids, operations per socket, sockets per
+user, the time to connection_init, the set-up slots) and on a slow HTTP body, each
+driven as an attacker would, on both protocols where the rule applies."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gc
+import json
+
+import pytest
+import uvicorn
+import websockets
+from prometheus_client import REGISTRY
+from websockets.exceptions import ConnectionClosed
+
+from conftest import DEADLINE, Company, company_pk, eventually, make_settings, start_server, subscriptions_live
+
+TRANSPORT, LEGACY = "graphql-transport-ws", "graphql-ws"
+PROTOCOLS = pytest.mark.parametrize("protocol", [TRANSPORT, LEGACY])
+MAX_MESSAGE = 262144
+MIB = 1024 * 1024
+
+CONVERSATION_CHANGED = "subscription($c: ID) { conversationChanged(conversationId: $c) { kind conversationId } }"
+MESSAGE_ADDED = "subscription($c: ID, $after: String) { messageAdded(conversationId: $c, after: $after) { id body } }"
+CLOSE = "mutation($c: ID!) { closeConversation(conversationId: $c) { id status } }"
+ASSIGN = "mutation($c: ID!, $u: ID!) { assignConversation(conversationId: $c, userId: $u) { id } }"
+STATUS = "query($c: ID!) { conversation(id: $c) { status } }"
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+async def connected(url: str, token: str, protocol: str):
+    """A websocket past its connection_init's ack."""
+    socket = await websockets.connect(url, subprotocols=[protocol], max_size=None)
+    await socket.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
+    reply = json.loads(await asyncio.wait_for(socket.recv(), DEADLINE))
+    assert reply["type"] == "connection_ack", reply
+    return socket
+
+
+def start(protocol: str, op_id: str, query: str, variables: dict | None = None) -> str:
+    """The message that starts an operation, in the protocol's words."""
+    return json.dumps({"id": op_id, "type": "subscribe" if protocol == TRANSPORT else "start",
+                       "payload": {"query": query, "variables": variables or {}}})
+
+
+def stop(protocol: str, op_id: str) -> str:
+    return json.dumps({"id": op_id, "type": "complete" if protocol == TRANSPORT else "stop"})
+
+
+def padded(message: str, size: int) -> str:
+    """The start message with its query padded with blanks to exactly `size` bytes."""
+    decoded = json.loads(message)
+    decoded["payload"]["query"] += " " * (size - len(message.encode()))
+    result = json.dumps(decoded)
+    assert len(result.encode()) == size
+    return result
+
+
+async def reply(socket) -> dict:
+    return json.loads(await asyncio.wait_for(socket.recv(), DEADLINE))
+
+
+async def close_code(socket) -> int:
+    """Reads until the server closes the socket; the code of its close frame."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await asyncio.wait_for(socket.recv(), DEADLINE)
+    assert closed.value.rcvd is not None, "closed without a close frame"
+    return closed.value.rcvd.code
+
+
+async def still_open(socket) -> None:
+    """The socket answers a ping: the server kept it open."""
+    await asyncio.wait_for(await socket.ping(), DEADLINE)
+
+
+def refusals(bound: str) -> float:
+    return REGISTRY.get_sample_value("inbox_refusals_total", {"bound": bound}) or 0.0
+
+
+def closes(code: int) -> float:
+    return REGISTRY.get_sample_value("inbox_websocket_closes_total", {"code": str(code)}) or 0.0
+
+
+async def status(company: Company, conversation_id: str) -> str:
+    return (await company.admin.data(STATUS, {"c": conversation_id}))["conversation"]["status"]
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as status_file:
+        for line in status_file:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.fixture
+async def tight(server):
+    """A second app on the session server's database and hub, with small bounds."""
+    settings = dataclasses.replace(server.settings, ws_connection_init_timeout=0.5, body_timeout_seconds=0.5)
+    second = await start_server(settings, lifespan="off")
+    yield second
+    await second.stop()
+
+
+# -- message size -------------------------------------------------------------------------
+
+
+@PROTOCOLS
+async def test_a_message_over_the_size_bound_closes_the_socket_with_1009_and_runs_nothing(company, server,
+                                                                                        protocol):
+    conversation_id = (await company.inbound("hello"))["conversation"]["id"]
+    socket = await connected(server.ws_url, company.admin.token, protocol)
+    before = refusals("ws_message_bytes")
+    await socket.send(padded(start(protocol, "1", CLOSE, {"c": conversation_id}), MAX_MESSAGE + 1))
+    assert await close_code(socket) == 1009
+    assert await status(company, conversation_id) == "OPEN"
+    await eventually(lambda: asyncio.sleep(0, refusals("ws_message_bytes")), lambda n: n == before + 1)
+
+
+async def test_a_message_of_exactly_the_size_bound_is_read(company, server):
+    conversation_id = (await company.inbound("hello"))["conversation"]["id"]
+    socket = await connected(server.ws_url, company.admin.token, TRANSPORT)
+    await socket.send(padded(start(TRANSPORT, "1", CLOSE, {"c": conversation_id}), MAX_MESSAGE))
+    answer = await reply(socket)
+    assert answer["type"] == "next", answer
+    assert answer["payload"]["data"]["closeConversation"]["status"] == "CLOSED"
+    await socket.close()
+
+
+async def test_a_five_mb_operation_id_closes_with_1009_and_memory_stays_flat(company, server):
+    # The attack of issue 11: a subscription whose id is 5 MB, on a socket that stops
+    # reading, then 120 assignments by the same user (it took the server 198 → 789 MB).
+    conversation_id = (await company.inbound("hello"))["conversation"]["id"]
+    gc.collect()
+    before = rss_bytes()
+    socket = await connected(server.ws_url, company.admin.token, TRANSPORT)
+    await socket.send(start(TRANSPORT, "x" * (5 * MIB), CONVERSATION_CHANGED, {"c": conversation_id}))
+    for turn in range(120):
+        await company.admin.data(ASSIGN, {"c": conversation_id, "u": company.ids["ann" if turn % 2 else "admin"]})
+    assert await close_code(socket) == 1009
+    gc.collect()
+    # The client's own 5 MB message lives in this process too.
+    assert rss_bytes() - before < 40 * MIB, (rss_bytes() - before) / MIB
+
+
+# -- operation ids ------------------------------------------------------------------------
+
+
+@PROTOCOLS
+async def test_an_operation_id_over_128_characters_closes_the_socket_with_4400(company, server, protocol):
+    conversation_id = (await company.inbound("hello"))["conversation"]["id"]
+    socket = await connected(server.ws_url, company.admin.token, protocol)
+    before = refusals("ws_operation_id"), closes(4400)
+    await socket.send(start(protocol, "x" * 129, CLOSE, {"c": conversation_id}))
+    assert await close_code(socket) == 4400
+    assert await status(company, conversation_id) == "OPEN"
+    assert (refusals("ws_operation_id"), closes(4400)) == (before[0] + 1, before[1] + 1)
+
+
+@PROTOCOLS
+async def test_an_operation_id_of_128_characters_runs(company, server, protocol):
+    first = await company.inbound("one")
+    second = await company.inbound("two")
+    socket = await connected(server.ws_url, company.admin.token, protocol)
+    op_id = "x" * 128
+    await socket.send(start(protocol, op_id, MESSAGE_ADDED, {"after": first["cursor"]}))
+    answer = await reply(socket)
+    assert answer["id"] == op_id and answer["payload"]["data"]["messageAdded"]["id"] == second["id"], answer
+    await socket.close()
+
+
+# -- operations per socket ----------------------------------------------------------------
+
+
+@PROTOCOLS
+async def test_an_operation_past_the_bound_on_one_socket_is_rate_limited_and_the_socket_stays_open(
+        company, server, protocol):
+    busy = (await company.inbound("busy", contact="busy"))["conversation"]["id"]
+    first = await company.inbound("one", contact="replayed")
+    second = await company.inbound("two", contact="replayed")
+    socket = await connected(server.ws_url, company.admin.token, protocol)
+    for n in range(1, 101):
+        await socket.send(start(protocol, str(n), CONVERSATION_CHANGED, {"c": busy}))
+    before = refusals("ws_subscriptions_per_socket")
+    # the 101st: a replay that would answer at once, had it run
+    await socket.send(start(protocol, "101", MESSAGE_ADDED, {"after": first["cursor"]}))
+    refused = await reply(socket)
+    assert refused["type"] == "error" and refused["id"] == "101", refused
+    errors = refused["payload"] if protocol == TRANSPORT else [refused["payload"]]
+    assert errors[0]["extensions"]["code"] == "RATE_LIMITED"
+    assert refusals("ws_subscriptions_per_socket") == before + 1
+    # the socket stays open: one operation less, and a new one runs
+    await socket.send(stop(protocol, "1"))
+    await socket.send(start(protocol, "102", MESSAGE_ADDED, {"after": first["cursor"]}))
+    answer = await reply(socket)
+    if protocol == LEGACY:  # it confirms the stop
+        assert answer == {"type": "complete", "id": "1"}, answer
+        answer = await reply(socket)
+    assert answer["id"] == "102" and answer["payload"]["data"]["messageAdded"]["id"] == second["id"], answer
+    await socket.close()
+
+
+# -- sockets per user ---------------------------------------------------------------------
+
+
+@PROTOCOLS
+async def test_a_users_socket_past_the_bound_is_closed_with_4429(company, server, protocol):
+    sockets = [await connected(server.ws_url, company.ann.token, TRANSPORT) for _ in range(50)]
+    try:
+        before = refusals("ws_sockets_per_user")
+        async with websockets.connect(server.ws_url, subprotocols=[protocol]) as newest:
+            await newest.send(json.dumps({"type": "connection_init",
+                                          "payload": {"authorization": f"Bearer {company.ann.token}"}}))
+            assert await close_code(newest) == 4429
+        assert refusals("ws_sockets_per_user") == before + 1
+        # the older ones stay open, and another user connects
+        await still_open(sockets[0])
+        await (await connected(server.ws_url, company.bob.token, protocol)).close()
+        # one closed: the user may open one again
+        await sockets.pop().close()
+
+        async def reconnect():
+            try:
+                return await connected(server.ws_url, company.ann.token, protocol)
+            except (AssertionError, ConnectionClosed):
+                return None
+
+        sockets.append(await eventually(reconnect, lambda socket: socket is not None))
+    finally:
+        for socket in sockets:
+            await socket.close()
+
+
+# -- connection_init ----------------------------------------------------------------------
+
+
+@PROTOCOLS
+async def test_a_socket_without_connection_init_in_time_is_closed_with_4408(tight, protocol):
+    before = refusals("ws_connection_init_timeout"), closes(4408)
+    async with websockets.connect(tight.ws_url, subprotocols=[protocol]) as socket:
+        assert await close_code(socket) == 4408
+    assert (refusals("ws_connection_init_timeout"), closes(4408)) == (before[0] + 1, before[1] + 1)
+
+
+@PROTOCOLS
+async def test_a_socket_that_sent_connection_init_in_time_stays_open(company, tight, protocol):
+    socket = await connected(tight.ws_url, company.admin.token, protocol)
+    with pytest.raises(asyncio.TimeoutError):  # twice the deadline, and nothing closes it
+        await asyncio.wait_for(socket.recv(), 2 * tight.settings.ws_connection_init_timeout)
+    await still_open(socket)
+    await socket.close()
+
+
+def test_the_connection_init_deadline_is_ten_seconds_by_default():
+    assert make_settings().ws_connection_init_timeout == 10
+
+
+# -- set-up slots -------------------------------------------------------------------------
+
+
+async def test_one_users_slow_set_ups_do_not_hold_another_users_subscription(company, other_company, server,
+                                                                             monkeypatch):
+    from subscriptions import direct, streams
+
+    # Given one user whose subscriptions' set-up is slow (each waits on its horizon)
+    slow_company = await company_pk(company)
+    gate = asyncio.Event()
+    waiting = []
+    horizon = streams.committed_horizon
+
+    async def slow_horizon(company_id: int) -> int:
+        if company_id == slow_company:
+            waiting.append(company_id)
+            await gate.wait()
+        return await horizon(company_id)
+
+    monkeypatch.setattr(streams, "committed_horizon", slow_horizon)
+    hog = await connected(server.ws_url, company.admin.token, TRANSPORT)
+    other = await connected(server.ws_url, other_company.admin.token, LEGACY)
+    try:
+        # with more set-ups under way than the process has slots
+        held_back = refusals("ws_setup_slots")
+        for n in range(direct.SETTING_UP + 4):
+            await hog.send(start(TRANSPORT, str(n), MESSAGE_ADDED))
+        share = server.settings.ws_setup_slots_per_user
+        await eventually(lambda: asyncio.sleep(0, len(waiting)), lambda n: n >= share)
+        await eventually(lambda: asyncio.sleep(0, refusals("ws_setup_slots") - held_back),
+                         lambda n: n == direct.SETTING_UP + 4 - share)
+        # when another user subscribes, then its subscription is set up and delivers
+        await other.send(start(LEGACY, "1", MESSAGE_ADDED))
+        await subscriptions_live(other_company)
+        pushed = await other_company.inbound("for the other user")
+        data = await reply(other)
+        assert data["payload"]["data"]["messageAdded"]["id"] == pushed["id"], data
+        # and the slow user held no more than its share
+        assert len(waiting) == share
+    finally:
+        gate.set()
+    # and once its set-ups go through, every one of them is live
+    await subscriptions_live(company, direct.SETTING_UP + 4)
+    await hog.close()
+    await other.close()
+
+
+# -- slow HTTP bodies ---------------------------------------------------------------------
+
+
+async def test_a_body_that_trickles_in_is_answered_408_and_runs_nothing(company, tight):
+    conversation_id = (await company.inbound("hello"))["conversation"]["id"]
+    body = json.dumps({"query": CLOSE, "variables": {"c": conversation_id}}).encode()
+    before = refusals("http_body_seconds")
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(tight.url.rsplit(":", 1)[1]))
+    try:
+        writer.write(f"POST /graphql HTTP/1.1\r\nHost: inbox.test\r\nContent-Type: application/json\r\n"
+                     f"Authorization: Bearer {company.admin.token}\r\nContent-Length: {len(body)}\r\n\r\n"
+                     .encode() + body[:10])
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), DEADLINE)
+        assert status_line.split()[1] == b"408", status_line
+        assert await asyncio.wait_for(reader.read(), DEADLINE)  # the answer, then the server hangs up
+    finally:
+        writer.close()
+    assert await status(company, conversation_id) == "OPEN"
+    assert refusals("http_body_seconds") == before + 1
+
+
+# -- one uvicorn configuration ------------------------------------------------------------
+
+
+def test_serve_workers_demo_and_the_tests_give_uvicorn_the_same_bounds(monkeypatch, tmp_path, server):
+    from server import cli, demo
+    from server.serving import uvicorn_options
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.append(options))
+    monkeypatch.setattr(cli.asyncio, "run", lambda coroutine: coroutine.close())
+    settings = make_settings(database_url=f"sqlite://{tmp_path}/bounds.sqlite3", ws_max_message_bytes=12345)
+    cli.serve(settings, "127.0.0.1", 1)
+    cli.serve(dataclasses.replace(settings, database_url="postgres://nobody@127.0.0.1:1/none"), "127.0.0.1", 1,
+              workers=2)
+    demo.run_demo(settings, "127.0.0.1", 1)
+    assert len(started) == 3
+    for options in started:
+        assert {key: options[key] for key in uvicorn_options(settings)} == uvicorn_options(settings)
+        assert options["ws_max_size"] == 12345
+    assert server.server.config.ws_max_size == server.settings.ws_max_message_bytes == MAX_MESSAGE
