@@ -172,7 +172,7 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
     async def _finish(self, operation, kind: type[SubscriptionEnded]) -> None:
         if kind is Overflowed:
             log.info("a subscriber overflowed its buffer; closing with %s", TRY_AGAIN_LATER)
-            await self.websocket.close(code=TRY_AGAIN_LATER, reason="")
+            await close_socket(self.websocket, TRY_AGAIN_LATER, "")
         else:  # it may have missed events: the client resumes with `after`
             await operation.send_operation_message({"id": operation.id, "type": "complete"})
 

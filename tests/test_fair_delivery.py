@@ -63,6 +63,14 @@ def refusals(bound: str) -> float:
     return REGISTRY.get_sample_value("inbox_refusals_total", {"bound": bound}) or 0.0
 
 
+def closes_1013() -> float:
+    return REGISTRY.get_sample_value("inbox_websocket_closes_total", {"code": str(TRY_AGAIN_LATER)}) or 0.0
+
+
+async def _closes() -> float:
+    return closes_1013()
+
+
 def backlog_bytes() -> float:
     return REGISTRY.get_sample_value("inbox_subscription_backlog_bytes") or 0.0
 
@@ -219,6 +227,7 @@ async def test_a_backlog_over_its_byte_bound_closes_the_socket_with_1013(byte_bo
         "query": HUGE_EVENTS, "variables": {"c": message["conversation"]["id"]}}}))
     await subscriptions_live(company, 1)
     rss, queued, refused = rss_bytes(), backlog_bytes(), refusals("subscription_buffer_bytes")
+    closes = closes_1013()
 
     # 200 events of 200 KB: 40 MB for a socket that reads nothing, far below its 1,000 frames.
     for _ in range(200):
@@ -230,6 +239,7 @@ async def test_a_backlog_over_its_byte_bound_closes_the_socket_with_1013(byte_bo
     assert rss_bytes() - rss < 16 * 2**20
     assert backlog_bytes() == queued
     assert refusals("subscription_buffer_bytes") == refused + 1
+    await eventually(lambda: _closes(), lambda count: count == closes + 1)
     frames, code = await read_until_closed(slow)
     assert code == TRY_AGAIN_LATER
     assert 0 < len(frames) < 200
