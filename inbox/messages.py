@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from models import Channel, Conversation, ConversationStatus, DeliveryStatus, EventKind, Message, MessageDirection
+from models import Channel, ConversationStatus, DeliveryStatus, EventKind, Message, MessageDirection
 from subscriptions.events import MessageAdded
 
 from . import notes, notifications, sql, validation
@@ -286,12 +286,7 @@ async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]],
         " assignee_id = CASE WHEN deleted_at IS NULL THEN assignee_id END,"
         " last_message_id = (SELECT MAX(m.id) FROM message m WHERE m.conversation_id = conversation.id),"
         f" activity_at = ? WHERE id IN {conversations}", ConversationStatus.OPEN.value, now, *params)
-    linked = await notes.linked(conversation_ids)
-    if linked:
-        rows = {row.id: row for row in await Conversation.filter(id__in=list(linked))}
-        for message in messages:
-            if message.conversation_id in linked:
-                await notes.on_message(rows[message.conversation_id], message)
+    await notes.on_messages(messages)
     events, announced = [], set()
     for item, thread, message in zip(items, thread_of, messages):
         audience = members[item.channel.id]

@@ -63,7 +63,7 @@ async def send_message(viewer: User, conversation_id: int, body: str, client_mes
             conversation.last_message_id = message.id
             conversation.activity_at = now
             await conversation.save(update_fields=["last_message_id", "activity_at"])
-            await notes.on_message(conversation, message)
+            await notes.on_messages([message])
             act.emit(MessageAdded(company_id=channel.company_id, channel_id=channel.id,
                                   conversation_id=conversation.id, audience=members, message_id=message.id))
             await record_event(act, conversation, EventKind.MESSAGE_ADDED, actor=viewer, audience=members,

@@ -16,7 +16,6 @@ from inbox import access, sections
 from inbox.messages import committed_horizon
 from schema import notifications as notification_types, types
 from schema.ids import parse_message_cursor, pk_of
-from server import metrics
 
 from .events import ConversationChanged, MessageAdded, MessageUpdated, NotificationReceived, company_topic, decoded
 from . import direct
@@ -79,7 +78,6 @@ async def _live(info: Info, sub, roots, hand_over: bool = True) -> AsyncGenerato
         log.info("subscriber of %s overflowed its buffer; closing with %s", topic, TRY_AGAIN_LATER)
         websocket = info.context.request
         if websocket.scope["type"] == "websocket":  # an HTTP stream just ends
-            metrics.SOCKET_CLOSES.labels(code=str(TRY_AGAIN_LATER)).inc()
             await websocket.close(code=TRY_AGAIN_LATER)
             # Ending the stream would make strawberry send `complete` on the closed socket
             # (an error in the log): wait to be cancelled when the connection shuts down.

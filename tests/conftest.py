@@ -204,7 +204,7 @@ class Company:
 RECEIVE = """
 mutation($input: ReceiveMessageInput!) {
   receiveChannelMessage(input: $input) { id body cursor direction status sentAt senderName
-    conversation { id status section assignee { id } } }
+    conversation { id status } }
 }"""
 
 
