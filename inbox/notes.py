@@ -144,7 +144,7 @@ async def link(viewer: User, conversation_id: int, target: Existing | crm.NewIte
         await crm.company_item(viewer.company_id, target.kind, target.id)
     else:
         target = await crm.checked(viewer, target)
-    async with action() as act:
+    async with action(viewer.company_id) as act:
         conversation = await visible_conversation(viewer, conversation_id, for_update=True)
         if isinstance(target, Existing):
             kind, target_id = target.kind, target.id
@@ -176,7 +176,7 @@ async def unlink(viewer: User, link_id: int) -> int:
     if row is None:
         raise NotFound("link not found")
     await visible_conversation(viewer, row.conversation_id)
-    async with action() as act:
+    async with action(viewer.company_id) as act:
         conversation = await visible_conversation(viewer, row.conversation_id, for_update=True)
         if not await ConversationLink.filter(id=link_id).delete():
             raise NotFound("link not found")  # unlinked meanwhile

@@ -161,12 +161,15 @@ class Message(Model):
     client_message_id = fields.CharField(max_length=255, null=True)
     failure_reason = fields.TextField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # The position of its latest status change, from the same commit-ordered space as
+    # message ids (inbox/replay.py); null until its first change: its id is its position.
+    update_seq = fields.BigIntField(null=True)
 
     class Meta:
         table = "message"
         # A retried sendMessage with the same clientMessageId by the same user is one message.
         unique_together = (("channel", "external_id"), ("author", "client_message_id"))
-        indexes = (("conversation_id", "id"),)
+        indexes = (("conversation_id", "id"), ("company_id", "update_seq"))
 
 
 class ConversationEvent(Model):
@@ -182,7 +185,8 @@ class ConversationEvent(Model):
 
     class Meta:
         table = "conversation_event"
-        indexes = (("conversation_id", "id"),)
+        # (company_id, id): what a resuming conversationChanged missed (inbox/replay.py).
+        indexes = (("conversation_id", "id"), ("company_id", "id"))
 
 
 class Delivery(Model):
@@ -419,10 +423,25 @@ class NotificationEmail(Model):
         indexes = (("next_attempt_at",), ("user_id", "conversation_id"))
 
 
+class EmailBurst(Model):
+    """Until when a user's new-message emails about a conversation collapse: the first
+    goes out at once and opens the window; what arrives in it waits for one follow-up."""
+
+    id = fields.IntField(primary_key=True)
+    user = fields.ForeignKeyField("inbox.User", related_name="email_bursts", on_delete=fields.CASCADE)
+    conversation = fields.ForeignKeyField("inbox.Conversation", related_name="email_bursts",
+                                          on_delete=fields.CASCADE)
+    until = fields.DatetimeField()
+
+    class Meta:
+        table = "email_burst"
+        unique_together = (("user", "conversation"),)
+
+
 __all__ = [
     "ChannelKind", "ConversationStatus", "MessageDirection", "DeliveryStatus", "EventKind",
     "Company", "User", "Channel", "ChannelMember", "Contact", "Conversation", "Message",
     "ConversationEvent", "Delivery", "ReadState",
     "LinkTargetKind", "Person", "Lead", "Deal", "Note", "NoteLine", "ConversationLink",
-    "NotificationKind", "NotificationPreference", "Notification", "NotificationEmail",
+    "NotificationKind", "NotificationPreference", "Notification", "NotificationEmail", "EmailBurst",
 ]

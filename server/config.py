@@ -53,7 +53,8 @@ SETTINGS: list[tuple[str, str, str]] = [
      "with user:password@ to log in; empty: emails stay queued until it is set"),
     ("INBOX_EMAIL_FROM", "Inbox <inbox@localhost>", "From address of notification emails"),
     ("INBOX_EMAIL_COLLAPSE_SECONDS", "120",
-     "A new-message email waits this long; later messages of its conversation join it (one email per burst)"),
+     "The first new-message email of a conversation goes at once; later ones within this window join one "
+     "follow-up"),
     ("INBOX_EMAIL_TIMEOUT", "30", "Seconds one SMTP delivery may take before it is retried"),
     ("INBOX_EMAIL_BACKOFF_SECONDS", "5", "First email retry delay; doubles per attempt (capped at 300 s)"),
     ("INBOX_EMAIL_RETRY_SECONDS", "172800", "How long an email is retried before it is given up"),
