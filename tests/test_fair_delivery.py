@@ -100,7 +100,7 @@ async def test_a_heavy_viewer_dependent_subscription_delays_no_other_viewer(comp
     brisk_op = await brisk.subscribe(BRISK, variables)
     await subscriptions_live(company, 2)
 
-    burst = [events.payload() for _ in range(BURST)]
+    burst = [await events.payload() for _ in range(BURST)]
     for payload in burst:
         await events.publish(payload)
     expected = [events.global_id(p) for p in burst]
@@ -144,7 +144,7 @@ async def test_a_heavy_subscription_that_cannot_keep_up_is_closed_alone(company,
     for _ in range(100):
         if topic_subscribers(events.company_id) < 2:  # the heavy one left
             break
-        burst = [events.payload() for _ in range(BURST)]
+        burst = [await events.payload() for _ in range(BURST)]
         for payload in burst:
             await events.publish(payload)
         published += [events.global_id(p) for p in burst]
@@ -156,7 +156,7 @@ async def test_a_heavy_subscription_that_cannot_keep_up_is_closed_alone(company,
 
     # More than the buffer (50 events) behind its own executions: closed with 1013, alone.
     assert topic_subscribers(events.company_id) == 1
-    payload = events.payload()
+    payload = await events.payload()
     await events.publish(payload)
     assert (await next_for(brisk, brisk_op))["conversationChanged"]["id"] == events.global_id(payload)
     frames, code = await read_until_closed(heavy.socket)
@@ -181,7 +181,7 @@ async def test_a_slow_subscriber_never_gets_a_brisk_one_closed(server, company, 
     for _ in range(300):
         if topic_subscribers(events.company_id) < 2:  # the slow one left
             break
-        burst = [events.payload("MESSAGE_ADDED", message_pk) for _ in range(BURST)]
+        burst = [await events.payload("MESSAGE_ADDED", message_pk) for _ in range(BURST)]
         for payload in burst:
             await events.publish(payload)
         published += [events.global_id(p) for p in burst]
@@ -192,7 +192,7 @@ async def test_a_slow_subscriber_never_gets_a_brisk_one_closed(server, company, 
 
     # The brisk one is open and still receives; the slow one finds a prefix, then 1013.
     assert topic_subscribers(events.company_id) == 1
-    payload = events.payload("MESSAGE_ADDED", message_pk)
+    payload = await events.payload("MESSAGE_ADDED", message_pk)
     await events.publish(payload)
     assert (await next_for(brisk, brisk_op))["conversationChanged"]["id"] == events.global_id(payload)
     frames, code = await read_until_closed(slow)
@@ -231,7 +231,7 @@ async def test_a_backlog_over_its_byte_bound_closes_the_socket_with_1013(byte_bo
 
     # 200 events of 200 KB: 40 MB for a socket that reads nothing, far below its 1,000 frames.
     for _ in range(200):
-        await events.publish(events.payload("MESSAGE_ADDED", message_pk))
+        await events.publish(await events.payload("MESSAGE_ADDED", message_pk))
     await eventually(lambda: _subscribers(events.company_id), lambda count: count == 0, timeout=3 * DEADLINE)
 
     # Closed with 1013 once 1 MiB was queued beyond what the kernel took: the process
@@ -261,7 +261,7 @@ async def test_a_filter_that_raises_drops_the_event_and_keeps_the_subscription(c
     from subscriptions.publish import current_hub
     assert await current_hub().publish(company_topic(events.company_id),
                                        {"type": "conversation_changed", "company_id": events.company_id})
-    payload = events.payload()
+    payload = await events.payload()
     await events.publish(payload)
 
     # Dropped for that viewer (fails closed); the subscription goes on.
