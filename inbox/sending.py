@@ -4,22 +4,24 @@ status change moves forward only and is published on `messageUpdated`."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Awaitable, Callable
 
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from models import (Channel, ChannelKind, Contact, Conversation, Delivery, DeliveryStatus, EarlyReceipt, EventKind,
                     Message, MessageDirection, User)
 from subscriptions.events import MessageAdded, MessageUpdated
 
-from . import notes, validation
+from . import notes, sql, validation
 from .access import audience, visible_conversation
 from .errors import BadInput
 from .events import record_event
+from .queue import GONE, AttemptFailed, QueueWorker, due_rows, lease
 from .replay import mark_changed
-from .queue import FAILED, QueueWorker, lease_due
 from .transaction import action
 
 log = logging.getLogger(__name__)
@@ -100,15 +102,15 @@ async def update_status(message_id: int, status: DeliveryStatus, *, failure_reas
         message.status = status
         fields = ["status"]
         if status is DeliveryStatus.FAILED:
-            message.failure_reason = (failure_reason or "refused by the messaging app")[:2000]
+            message.failure_reason = (failure_reason or "refused by the messaging app")[:validation.MAX_FAILURE_REASON]
             fields.append("failure_reason")
         if external_id and not message.external_id:
             # An id the app already gave another message of the channel cannot be kept
             # (unique per channel); failing here would leave the reply to be sent again.
-            if await Message.filter(channel_id=message.channel_id, external_id=external_id[:255]).exists():
+            if await Message.filter(channel_id=message.channel_id, external_id=stored_id(external_id)).exists():
                 log.warning("message %s: external id %r is taken on its channel; not kept", message.id, external_id)
             else:
-                message.external_id = external_id[:255]
+                message.external_id = stored_id(external_id)
                 fields.append("external_id")
         await message.save(update_fields=fields)
         message.update_seq = (await mark_changed([message.id]))[message.id]
@@ -126,6 +128,10 @@ async def update_status_by_external_id(channel: Channel, external_id: str, statu
     """For status reports that name the messaging app's id. None when no such message.
     `keep_if_early`: the report may come before the sender has recorded that id (the app
     answered the send, the report overtook the answer); it is kept and applied then."""
+    if len(external_id) > validation.MAX_EXTERNAL_ID:
+        raise BadInput(f"externalMessageId is longer than {validation.MAX_EXTERNAL_ID} characters")
+    # The reason is shown as it came, cut rather than refused: the status still applies.
+    failure_reason = failure_reason[:validation.MAX_FAILURE_REASON] if failure_reason else failure_reason
     message = await _by_external_id(channel.id, external_id)
     if message is None:
         if not keep_if_early:
@@ -140,8 +146,14 @@ async def update_status_by_external_id(channel: Channel, external_id: str, statu
     return await update_status(message.id, status, failure_reason=failure_reason) or message
 
 
+def stored_id(external_id: str) -> str:
+    """A messaging app's id as stored (the column holds 255 characters): looked up the
+    same way, a longer id finds what it was stored as instead of failing in the ORM."""
+    return external_id[:255]
+
+
 async def _by_external_id(channel_id: int, external_id: str) -> Message | None:
-    return await Message.get_or_none(channel_id=channel_id, external_id=external_id,
+    return await Message.get_or_none(channel_id=channel_id, external_id=stored_id(external_id),
                                      direction=MessageDirection.OUTBOUND)
 
 
@@ -151,7 +163,7 @@ async def _keep_early_receipt(channel_id: int, external_id: str, status: Deliver
     # sender) are not kept for ever.
     await EarlyReceipt.filter(created_at__lt=datetime.now(timezone.utc) - EARLY_RECEIPTS_KEPT).delete()
     try:
-        await EarlyReceipt.create(channel_id=channel_id, external_id=external_id[:255], status=status,
+        await EarlyReceipt.create(channel_id=channel_id, external_id=stored_id(external_id), status=status,
                                   failure_reason=failure_reason)
     except IntegrityError:
         pass  # the same report again
@@ -178,44 +190,66 @@ class Outgoing:
 
 Deliver = Callable[[Outgoing], Awaitable[str | None]]
 
+# The reason of a send that got no answer, whatever the network said (refused, reset,
+# unresolvable, timed out): a partner's callbackUrl must not learn what lies behind it.
+# The details are logged.
+NO_ANSWER = "network error: no answer from the messaging app"
+
 
 class Sender(QueueWorker):
     """Works the send queue (inbox/queue.py): every process may run one, and no message
-    is handed to its messaging app by two of them."""
+    is handed to its messaging app by two of them. At most `per_channel` replies of one
+    channel are in flight at once, across processes (counted from the leases), so a
+    messaging app that does not answer holds that many of its own replies and delays
+    nobody else's."""
 
     name = "send queue"
+    model = Delivery
 
     def __init__(self, deliver: Deliver, *, timeout: float, retry_seconds: float, backoff_seconds: float,
-                 poll_seconds: float = 1.0, batch: int = 20) -> None:
-        super().__init__(backoff_seconds=backoff_seconds, retry_seconds=retry_seconds, poll_seconds=poll_seconds,
-                         batch=batch)
+                 per_channel: int, poll_seconds: float = 1.0, batch: int = 20, max_in_flight: int = 256) -> None:
+        super().__init__(timeout=timeout, backoff_seconds=backoff_seconds, retry_seconds=retry_seconds,
+                         poll_seconds=poll_seconds, batch=batch, max_in_flight=max_in_flight)
         self.deliver = deliver
-        self.timeout = timeout
-        self.lease = timedelta(seconds=timeout + 30)
+        self.per_channel = per_channel
 
     async def claim(self) -> list[int]:
-        return await lease_due(Delivery.all(), self.lease, self.batch)
+        now = datetime.now(timezone.utc)
+        async with in_transaction() as connection:
+            await lock_send_queue()
+            in_flight = Counter(await Delivery.filter(leased_until__gte=now).using_db(connection)
+                                .values_list("message__channel_id", flat=True))
+            full = [channel_id for channel_id, count in in_flight.items() if count >= self.per_channel]
+            rows = Delivery.exclude(message__channel_id__in=full) if full else Delivery.all()
+            due = await due_rows(rows, connection, now, self.room())
+            channel_of = dict(await Message.filter(id__in=[row.message_id for row in due]).using_db(connection)
+                              .values_list("id", "channel_id"))
+            ids = []
+            for row in due:
+                channel_id = channel_of.get(row.message_id)
+                if in_flight[channel_id] < self.per_channel:
+                    in_flight[channel_id] += 1
+                    ids.append(row.id)
+            await lease(Delivery, ids, connection, now + self.lease)
+        # Rows of a channel at its bound wait for one of its replies to finish.
+        self.held_back = self.held_back or bool(full) or len(ids) < len(due)
+        return ids
 
-    async def attempt(self, delivery_id: int) -> None:
-        delivery = await Delivery.get_or_none(id=delivery_id)
-        if delivery is None:
-            return
+    async def perform(self, delivery: Delivery):
         message = await Message.get_or_none(id=delivery.message_id)
         if message is None or message.status is not DeliveryStatus.PENDING:
-            await Delivery.filter(id=delivery_id).delete()
-            return
-        now = datetime.now(timezone.utc)
-        if delivery.first_attempt_at is None:
-            delivery.first_attempt_at = now
-        delivery.attempts += 1
-        await delivery.save(update_fields=["first_attempt_at", "attempts"])
+            await Delivery.filter(id=delivery.id).delete()
+            return GONE
         channel = await Channel.get(id=message.channel_id)
         conversation = await Conversation.get(id=message.conversation_id)
         contact = await Contact.get(id=conversation.contact_id)
-        external_id = await self.try_once(delivery, self.deliver(Outgoing(message, channel, contact)), self.timeout,
-                                          f"message {message.id}")
-        if external_id is not FAILED:
-            await self._finish(delivery, DeliveryStatus.SENT, external_id=external_id)
+        return await self.call(self.deliver(Outgoing(message, channel, contact)))
+
+    def reason_of(self, error: Exception) -> str:
+        return error.reason if isinstance(error, AttemptFailed) else NO_ANSWER
+
+    async def succeed(self, delivery: Delivery, external_id: str | None) -> None:
+        await self._finish(delivery, DeliveryStatus.SENT, external_id=external_id)
 
     async def give_up(self, delivery: Delivery, reason: str) -> None:
         await self._finish(delivery, DeliveryStatus.FAILED, failure_reason=reason)
@@ -223,6 +257,13 @@ class Sender(QueueWorker):
     async def _finish(self, delivery: Delivery, status: DeliveryStatus, **details) -> None:
         await update_status(delivery.message_id, status, **details)
         await Delivery.filter(id=delivery.id).delete()
+
+
+async def lock_send_queue() -> None:
+    """On PostgreSQL, claims of the send queue take turns (a transaction-scoped lock), so
+    that two processes never both take a channel's last free place."""
+    if sql.is_postgres():
+        await sql.fetch("SELECT pg_advisory_xact_lock(?, ?)", 7_200, 0)
 
 
 async def update_statuses_up_to(channel: Channel, contact_external_id: str, status: DeliveryStatus,

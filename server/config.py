@@ -39,6 +39,11 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("INBOX_BODY_TIMEOUT_SECONDS", "10",
      "Seconds an HTTP request body may take to arrive once its headers are in (slower: 408)"),
     ("INBOX_LOG_LEVEL", "INFO", "Python logging level"),
+    ("INBOX_MAX_QUERY_NODES", "10000",
+     "Largest cost of one operation: the objects it can return, connections at first/last (over: "
+     "BAD_USER_INPUT, reason QUERY_TOO_COSTLY; for a subscription, per event)"),
+    ("INBOX_QUERY_TIMEOUT_SECONDS", "10",
+     "Execution budget of one query; past it the query is cancelled (BAD_USER_INPUT, reason QUERY_TIMEOUT)"),
     ("INBOX_WHATSAPP_NEW_INSTALLS", "true",
      "false: only companies that already have a WhatsApp channel may install another"),
     ("INBOX_MESSENGER_API_BASE", "https://graph.facebook.com/v19.0",
@@ -48,6 +53,11 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("INBOX_SEND_RETRY_SECONDS", "600",
      "How long failed sends (network, timeout, 429, 5xx) are retried before the message is FAILED"),
     ("INBOX_SEND_BACKOFF_SECONDS", "1", "First retry delay; doubles per attempt (capped at 60 s)"),
+    ("INBOX_SEND_CONCURRENCY_PER_CHANNEL", "4",
+     "Replies of one channel handed to its messaging app at once (a slow app delays only its own channel)"),
+    ("INBOX_CALLBACK_ALLOW_PRIVATE", "false",
+     "true: CUSTOM callbackUrls may point at loopback, private, link-local, multicast or unspecified "
+     "addresses (tests, partners on the same network)"),
     ("INBOX_SMTP_URL", "",
      "SMTP server for notification emails: smtp://host:port (STARTTLS when offered), smtps://host:port, "
      "with user:password@ to log in; empty: emails stay queued until it is set"),
@@ -92,6 +102,8 @@ class Settings:
     send_timeout: float = 10.0
     send_retry_seconds: float = 600.0
     send_backoff_seconds: float = 1.0
+    send_concurrency_per_channel: int = 4
+    callback_allow_private: bool = False
     broadcast_namespace: str = "inbox"
     smtp_url: str = ""
     email_from: str = "Inbox <inbox@localhost>"
@@ -107,6 +119,8 @@ class Settings:
     ws_connection_init_timeout: float = 10.0
     ws_setup_slots_per_user: int = 4
     body_timeout_seconds: float = 10.0
+    max_query_nodes: int = 10_000
+    query_timeout_seconds: float = 10.0
     subscription_buffer_bytes: int = 4194304
 
     @classmethod
@@ -127,6 +141,8 @@ class Settings:
             send_timeout=float(_env("INBOX_SEND_TIMEOUT")),
             send_retry_seconds=float(_env("INBOX_SEND_RETRY_SECONDS")),
             send_backoff_seconds=float(_env("INBOX_SEND_BACKOFF_SECONDS")),
+            send_concurrency_per_channel=max(1, int(_env("INBOX_SEND_CONCURRENCY_PER_CHANNEL"))),
+            callback_allow_private=_flag(_env("INBOX_CALLBACK_ALLOW_PRIVATE")),
             broadcast_namespace=_env("INBOX_BROADCAST_NAMESPACE"),
             smtp_url=_env("INBOX_SMTP_URL").strip(),
             email_from=_env("INBOX_EMAIL_FROM"),
@@ -142,6 +158,8 @@ class Settings:
             ws_connection_init_timeout=float(_env("INBOX_WS_CONNECTION_INIT_TIMEOUT")),
             ws_setup_slots_per_user=int(_env("INBOX_WS_SETUP_SLOTS_PER_USER")),
             body_timeout_seconds=float(_env("INBOX_BODY_TIMEOUT_SECONDS")),
+            max_query_nodes=int(_env("INBOX_MAX_QUERY_NODES")),
+            query_timeout_seconds=float(_env("INBOX_QUERY_TIMEOUT_SECONDS")),
             subscription_buffer_bytes=int(_env("INBOX_SUBSCRIPTION_BUFFER_BYTES")),
         )
 
