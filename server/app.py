@@ -33,10 +33,10 @@ from subscriptions.hub import Hub, Overflowed, SubscriptionEnded
 from subscriptions.streams import TRY_AGAIN_LATER
 from subscriptions.publish import current_hub, use_hub
 
-from . import metrics
+from . import metrics, web
 from .config import Settings
 from .db import close_database, database_reachable, open_database
-from .http import GraphQLFirst, GraphQLHTTP, bearer, replaying
+from .http import GraphQLFirst, GraphQLHTTP, bearer, replaying, with_cors
 from .mail import start_mailer
 
 log = logging.getLogger("inbox")
@@ -289,6 +289,10 @@ class InboxGraphQL(GraphQL):
         self.wake_sender = None
         self.user_sockets = UserSockets(settings.ws_max_sockets_per_user)
 
+    @property
+    def graphql_ide_html(self) -> str:
+        return web.graphiql_html()  # its own, signed in from the start and served offline
+
     async def run(self, request, *args, **kwargs):
         # Strawberry answers a request it cannot read (bad JSON, no query, a mutation over
         # GET...) in plain text; clients get a GraphQL error with a contract code instead.
@@ -463,7 +467,7 @@ def metrics_endpoint(token: str):
     return scrape
 
 
-def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool = True) -> BodyLimit:
+def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool = True):
     """`on_start`: an optional coroutine function run once the database and hub are up
     (the demo seeds its company there). `migrate=False` when the command that starts the
     server has applied the migrations already (once for all of its worker processes)."""
@@ -502,6 +506,7 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
             # (announced by `stop`) rather than being dropped unseen.
             await hub.stop()
             use_hub(None)
+            await graphql.http.persisted.aclose()
             await close_database()
 
     routes = [
@@ -509,9 +514,12 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
         WebSocketRoute("/graphql", graphql),
         Route("/healthz", healthz),
         *webhooks.routes,
+        *web.routes,
     ]
     if settings.metrics_token:  # unset: no route, a 404 like any unknown path
         routes.append(Route("/metrics", metrics_endpoint(settings.metrics_token)))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
-    return BodyLimit(GraphQLFirst(app, graphql.http, graphql), settings.max_body_bytes, settings.body_timeout_seconds)
+    # CORS outermost, so that every answer a browser app can get (a 401, a 413) is readable to it.
+    return with_cors(BodyLimit(GraphQLFirst(app, graphql.http, graphql), settings.max_body_bytes,
+                               settings.body_timeout_seconds), settings.allowed_origins)
