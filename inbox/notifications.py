@@ -15,10 +15,10 @@ from tortoise.transactions import in_transaction
 from models import (Channel, Contact, Conversation, EmailBurst, Message, MessageDirection, Notification,
                     NotificationEmail,
                     NotificationKind, NotificationPreference, User)
-from subscriptions.events import NotificationReceived
 
 from . import sql, validation
 from .errors import NotFound
+from .events import NotificationReceived
 from .sections import page_size
 from .transaction import Action
 

@@ -14,12 +14,11 @@ from tortoise.transactions import in_transaction
 
 from models import (Channel, ChannelKind, Contact, Conversation, Delivery, DeliveryStatus, EarlyReceipt, EventKind,
                     Message, MessageDirection, User)
-from subscriptions.events import MessageAdded, MessageUpdated
 
 from . import notes, sql, validation
 from .access import audience, visible_conversation
 from .errors import BadInput
-from .events import record_event
+from .events import MessageAdded, MessageUpdated, record_event
 from .queue import GONE, AttemptFailed, QueueWorker, due_rows, lease
 from .replay import mark_changed
 from .transaction import action
