@@ -10,17 +10,25 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from typing import Optional
 from urllib.parse import quote
 
 import httpx
+import strawberry
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
+from inbox import apps
 from inbox.contacts import apply_profile
+from inbox.errors import BadInput, NotFound
 from inbox.messages import Inbound, receive_all
 from inbox.sending import update_statuses_up_to
 from models import Channel, ChannelKind, DeliveryStatus
 
-from . import Malformed, inbound_body
+from . import Malformed, Provider, inbound_body, web
+from .outbound import check, field, send_parts
 
 log = logging.getLogger(__name__)
 
@@ -304,3 +312,93 @@ class Profiles:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@strawberry.input
+class MessengerConfigInput:
+    page_id: str
+    app_secret: str
+    verify_token: str
+    page_access_token: str
+    human_agent_tag: Optional[bool] = strawberry.field(
+        default=False,
+        description="The Meta app has the Human Agent permission: replies 24 hours to 7 days after the "
+                    "contact's latest message go out with the HUMAN_AGENT tag.")
+
+
+async def verify(request: Request) -> Response:
+    """Meta's subscription handshake: echo `hub.challenge` when the verify token matches."""
+    channel = await web.channel_of(request, ChannelKind.MESSENGER)
+    if channel is None:
+        return web.not_found()
+    params = request.query_params
+    token = params.get("hub.verify_token") or ""
+    if params.get("hub.mode") == "subscribe" and hmac.compare_digest(
+            token.encode(), channel.config["verifyToken"].encode()):
+        return PlainTextResponse(params.get("hub.challenge", ""))
+    return PlainTextResponse("verification failed", status_code=403)
+
+
+async def webhook(request: Request) -> Response:
+    channel = await web.channel_of(request, ChannelKind.MESSENGER)
+    if channel is None:
+        return web.not_found()
+    body = await request.body()
+    if not signature_valid(body, request.headers.get("x-hub-signature-256"), channel.config["appSecret"]):
+        return web.forbidden()
+    try:
+        events = parse(body)
+        await apply(channel, events, request.app.state.profiles)
+    except (Malformed, BadInput) as error:
+        return web.malformed(error)
+    except NotFound:  # uninstalled meanwhile
+        return web.not_found()
+    return PlainTextResponse("EVENT_RECEIVED")
+
+
+# Meta's messaging window: free replies for 24 hours after the contact's latest message;
+# with the Human Agent permission, tagged replies up to 7 days.
+OPEN_FOR = timedelta(hours=24)
+HUMAN_AGENT_UNTIL = timedelta(days=7)
+
+
+class Messenger(Provider):
+    kind = ChannelKind.MESSENGER
+    webhook_path = "/webhooks/messenger/{}"
+    input_field = "messenger"
+    config_input = MessengerConfigInput
+    required_config = ("pageId", "appSecret", "verifyToken", "pageAccessToken")
+
+    def check_config(self, config: dict | None) -> dict:
+        config = super().check_config(config)
+        config["humanAgentTag"] = bool(config.get("humanAgentTag"))
+        return config
+
+    def routes(self) -> list:
+        return [Route("/webhooks/messenger/{channel_id}", verify, methods=["GET"]),
+                Route("/webhooks/messenger/{channel_id}", webhook, methods=["POST"])]
+
+    def reply_window(self, channel, last_inbound_at, now):
+        tagged = bool(channel.config.get("humanAgentTag"))
+        return apps.window(last_inbound_at, now, open_for=OPEN_FOR,
+                           human_agent_until=HUMAN_AGENT_UNTIL if tagged else None)
+
+    async def deliver(self, api, out) -> str | None:
+        config = out.channel.config
+        if out.window is not None and out.window.state is apps.WindowState.HUMAN_AGENT:
+            # Past 24 hours, Meta takes a reply only with the tag the Human Agent permission allows.
+            kind = {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
+        else:
+            kind = {"messaging_type": "RESPONSE"}
+
+        async def send(message: dict) -> str | None:
+            answer = await api.post(f"{api.settings.messenger_api_base}/me/messages",
+                                    params={"access_token": config["pageAccessToken"]},
+                                    json={"recipient": {"id": out.contact.external_id}, **kind, "message": message})
+            check(answer)
+            return field(answer, "message_id")
+
+        return await send_parts(out, [lambda: send({"text": out.message.body})])
+
+
+APP = apps.register(Messenger())

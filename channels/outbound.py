@@ -1,22 +1,19 @@
 """Handing replies to the messaging apps' APIs, with each answer classified as
-sent, retryable (network, timeout, 429, 5xx) or rejected (other 4xx)."""
+sent, retryable (network, timeout, 429, 5xx) or rejected (other 4xx). Each app's
+module builds its calls (its `deliver`); this module holds what they share."""
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
+from typing import Awaitable, Callable
 
 import httpx
 
 from inbox.queue import Rejected, Retryable
 from inbox.sending import Outgoing
-from models import ChannelKind
-from schema.ids import global_id
 
 
 def _reason(response: httpx.Response) -> str:
     """The messaging app's own words where it gives them (Graph API `error.message`,
-    Twilio `message`), else the status line."""
+    Twilio `message`, Telegram `description`), else the status line."""
     try:
         body = response.json()
     except ValueError:
@@ -27,8 +24,9 @@ def _reason(response: httpx.Response) -> str:
             return f"{response.status_code}: {error['message']}"
         if isinstance(error, str):
             return f"{response.status_code}: {error}"
-        if body.get("message"):
-            return f"{response.status_code}: {body['message']}"
+        for name in ("message", "description"):
+            if isinstance(body.get(name), str) and body[name]:
+                return f"{response.status_code}: {body[name]}"
     text = response.text.strip()[:300]
     return f"{response.status_code}: {text or response.reason_phrase}"
 
@@ -41,69 +39,52 @@ def check(response: httpx.Response) -> None:
     raise Rejected(_reason(response))
 
 
-def _json(response: httpx.Response) -> dict:
+def field(response: httpx.Response, name: str) -> str | None:
+    """A field of a JSON answer, as text (None when absent)."""
     try:
         body = response.json()
     except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+        return None
+    value = body.get(name) if isinstance(body, dict) else None
+    return str(value) if value is not None else None
+
+
+async def send_parts(out: Outgoing, parts: list[Callable[[], Awaitable[str | None]]]) -> str | None:
+    """Sends a reply made of several calls (its text, then each attachment), each once:
+    a retry starts after the last part the app accepted. Returns the app's id of the
+    first part, the reply's id for status reports."""
+    for index, send in enumerate(parts):
+        if index < out.parts_sent:
+            continue
+        await out.part_sent(index + 1, await send(), more=index + 1 < len(parts))
+    return out.first_external_id
 
 
 class Providers:
-    """One HTTP client for every messaging app's API; `deliver` is the sender's hook."""
+    """One HTTP client for every messaging app's API; `deliver` is the sender's hook,
+    and the apps' hooks that call their APIs (install, uninstall, templates) get it as
+    their `api`."""
 
     def __init__(self, settings) -> None:
+        from . import providers
+
         self.settings = settings
         self.http = httpx.AsyncClient(timeout=settings.send_timeout)
+        providers()  # every app registered
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
+    async def post(self, url: str, **kwargs) -> httpx.Response:
+        return await self.http.post(url, **kwargs)
+
+    async def get(self, url: str, **kwargs) -> httpx.Response:
+        return await self.http.get(url, **kwargs)
+
     async def deliver(self, out: Outgoing) -> str | None:
+        from . import provider
+
         try:
-            if out.channel.kind is ChannelKind.MESSENGER:
-                return await self._messenger(out)
-            if out.channel.kind is ChannelKind.WHATSAPP:
-                return await self._twilio(out)
-            return await self._custom(out)
+            return await provider(out.channel.kind).deliver(self, out)
         except httpx.TransportError as error:  # connection refused, reset, timeouts
             raise Retryable(f"network error: {type(error).__name__}: {error}"[:300]) from error
-
-    async def _messenger(self, out: Outgoing) -> str | None:
-        config = out.channel.config
-        response = await self.http.post(
-            f"{self.settings.messenger_api_base}/me/messages",
-            params={"access_token": config["pageAccessToken"]},
-            json={"recipient": {"id": out.contact.external_id}, "messaging_type": "RESPONSE",
-                  "message": {"text": out.message.body}})
-        check(response)
-        return _json(response).get("message_id")
-
-    async def _twilio(self, out: Outgoing) -> str | None:
-        config = out.channel.config
-        account = config["accountSid"]
-        response = await self.http.post(
-            f"{self.settings.twilio_api_base}/2010-04-01/Accounts/{account}/Messages.json",
-            auth=(account, config["authToken"]),
-            data={"From": f"whatsapp:{config['fromNumber']}", "To": f"whatsapp:{out.contact.external_id}",
-                  "Body": out.message.body,
-                  "StatusCallback": f"{self.settings.public_url}/webhooks/twilio/"
-                                    f"{global_id('Channel', out.channel.id)}"})
-        check(response)
-        return _json(response).get("sid")
-
-    async def _custom(self, out: Outgoing) -> str | None:
-        config = out.channel.config
-        body = json.dumps({
-            "messageId": global_id("Message", out.message.id),
-            "conversationId": global_id("Conversation", out.message.conversation_id),
-            "recipient": {"externalId": out.contact.external_id},
-            "body": out.message.body,
-            "sentAt": out.message.sent_at.isoformat(),
-        }).encode()
-        signature = hmac.new(config["channelToken"].encode(), body, hashlib.sha256).hexdigest()
-        response = await self.http.post(config["callbackUrl"], content=body, headers={
-            "Content-Type": "application/json", "X-Inbox-Signature": f"sha256={signature}"})
-        check(response)
-        external = _json(response).get("externalMessageId")
-        return str(external) if external is not None else None

@@ -6,13 +6,22 @@ import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import parse_qsl
 
+import strawberry
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from inbox import apps
+from inbox.errors import BadInput, NotFound
 from inbox.messages import Inbound, receive
 from inbox.sending import update_status_by_external_id
-from models import Channel, DeliveryStatus
+from models import Channel, ChannelKind, DeliveryStatus
 
-from . import Malformed, inbound_body
+from . import Malformed, Provider, inbound_body, web
+from .outbound import check, field, send_parts
 
 MAX_ID = 255
 MAX_MEDIA = 10  # Twilio sends at most 10 media per message
@@ -144,3 +153,81 @@ async def apply(channel: Channel, event: MessageEvent | StatusEvent | None) -> N
         # A callback may overtake the API's answer to the send: kept until the sid is recorded.
         await update_status_by_external_id(channel, event.sid, event.status, event.failure_reason,
                                            keep_if_early=True)
+
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+def signed_url(request: Request) -> str:
+    """The URL Twilio signed: the public one when set (behind a proxy the request's own
+    host and scheme are not what Twilio called), with the path and query as sent."""
+    public = request.app.state.settings.public_url
+    if not public:
+        return str(request.url)
+    path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return f"{public}{path}?{query}" if query else f"{public}{path}"
+
+
+async def webhook(request: Request) -> Response:
+    channel = await web.channel_of(request, ChannelKind.WHATSAPP)
+    if channel is None:
+        return web.not_found()
+    params = form(await request.body())
+    # A body that is not even a form cannot carry a valid signature.
+    if params is None or not signature_valid(signed_url(request), params, request.headers.get("x-twilio-signature"),
+                                             channel.config["authToken"]):
+        return web.forbidden()
+    try:
+        await apply(channel, parse(params))
+    except (Malformed, BadInput) as error:
+        return web.malformed(error)
+    except NotFound:  # uninstalled meanwhile
+        return web.not_found()
+    return Response(EMPTY_TWIML, media_type="text/xml")
+
+
+@strawberry.input
+class TwilioConfigInput:
+    account_sid: str
+    auth_token: str
+    from_number: str = strawberry.field(description="The WhatsApp sender number, e.g. +14155238886.")
+
+
+# WhatsApp's customer service window: free-form replies within 24 hours of the contact's
+# latest message; after that only approved templates (Twilio error 63016).
+OPEN_FOR = timedelta(hours=24)
+
+
+class WhatsApp(Provider):
+    kind = ChannelKind.WHATSAPP
+    webhook_path = "/webhooks/twilio/{}"
+    input_field = "whatsapp"
+    config_input = TwilioConfigInput
+    required_config = ("accountSid", "authToken", "fromNumber")
+
+    def routes(self) -> list:
+        return [Route("/webhooks/twilio/{channel_id}", webhook, methods=["POST"])]
+
+    def reply_window(self, channel, last_inbound_at, now):
+        return apps.window(last_inbound_at, now, open_for=OPEN_FOR)
+
+    async def deliver(self, api, out) -> str | None:
+        from schema.ids import global_id  # not at import: the schema is built from the apps of this package
+
+        config = out.channel.config
+        account = config["accountSid"]
+        data = {"From": f"whatsapp:{config['fromNumber']}", "To": f"whatsapp:{out.contact.external_id}",
+                "Body": out.message.body,
+                "StatusCallback": f"{api.settings.public_url}/webhooks/twilio/{global_id('Channel', out.channel.id)}"}
+
+        async def send() -> str | None:
+            answer = await api.post(f"{api.settings.twilio_api_base}/2010-04-01/Accounts/{account}/Messages.json",
+                                    auth=(account, config["authToken"]), data=data)
+            check(answer)
+            return field(answer, "sid")
+
+        return await send_parts(out, [send])
+
+
+APP = apps.register(WhatsApp())

@@ -11,17 +11,16 @@ from typing import Awaitable, Callable
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from models import (Channel, ChannelKind, Contact, Conversation, Delivery, DeliveryStatus, EarlyReceipt, EventKind,
+from models import (Channel, Contact, Conversation, Delivery, DeliveryStatus, EarlyReceipt, EventKind,
                     Message, MessageDirection, User)
 from subscriptions.events import MessageAdded, MessageUpdated
 from subscriptions.publish import publish
 
-from . import notes, validation
+from . import apps, notes, validation
 from .access import audience, visible_conversation
-from .errors import BadInput
 from .events import record_event
 from .messages import lock_message_order
-from .queue import FAILED, QueueWorker, lease_due
+from .queue import FAILED, QueueWorker, Rejected, lease_due
 from .transaction import action
 
 log = logging.getLogger(__name__)
@@ -31,11 +30,6 @@ log = logging.getLogger(__name__)
 EARLY_RECEIPTS_KEPT = timedelta(days=1)
 RANK = {DeliveryStatus.PENDING: 0, DeliveryStatus.SENT: 1, DeliveryStatus.DELIVERED: 2, DeliveryStatus.READ: 3}
 
-
-
-def can_reply(channel: Channel) -> None:
-    if channel.kind is ChannelKind.CUSTOM and not (channel.config or {}).get("callbackUrl"):
-        raise BadInput("this channel has no callbackUrl: it only receives messages")
 
 
 async def send_message(viewer: User, conversation_id: int, body: str, client_message_id: str | None,
@@ -48,7 +42,8 @@ async def send_message(viewer: User, conversation_id: int, body: str, client_mes
         if earlier is not None:
             return earlier
     channel = await Channel.get(id=conversation.channel_id)
-    can_reply(channel)
+    apps.of(channel.kind).can_reply(channel)
+    apps.require_open(apps.window_of(channel, conversation.last_inbound_at))
     members = await audience(channel.id)
     try:
         async with action() as act:
@@ -173,9 +168,28 @@ class Outgoing:
     message: Message
     channel: Channel
     contact: Contact
+    # The reply window as the sender found it (HUMAN_AGENT: Messenger tags the reply).
+    window: apps.Window | None = None
+    template: apps.Template | None = None
+    # Progress of a reply sent as several calls (channels/outbound.py's send_parts).
+    delivery_id: int | None = None
+    parts_sent: int = 0
+    first_external_id: str | None = None
+
+    async def part_sent(self, count: int, external_id: str | None, *, more: bool) -> None:
+        """The app accepted parts up to `count`; kept when `more` are to come, so that a
+        retry goes on from the next one."""
+        self.parts_sent = count
+        if self.first_external_id is None and external_id:
+            self.first_external_id = external_id[:255]
+        if more and self.delivery_id is not None:
+            await Delivery.filter(id=self.delivery_id).update(parts_sent=count, external_id=self.first_external_id)
 
 
 Deliver = Callable[[Outgoing], Awaitable[str | None]]
+
+CLOSED_BEFORE_SENT = ("the reply window closed before the reply could be sent: the messaging app takes no "
+                      "free-text reply this long after the contact's latest message")
 
 
 class Sender(QueueWorker):
@@ -211,10 +225,22 @@ class Sender(QueueWorker):
         channel = await Channel.get(id=message.channel_id)
         conversation = await Conversation.get(id=message.conversation_id)
         contact = await Contact.get(id=conversation.contact_id)
-        external_id = await self.try_once(delivery, self.deliver(Outgoing(message, channel, contact)), self.timeout,
+        out = Outgoing(message, channel, contact, delivery_id=delivery.id, parts_sent=delivery.parts_sent,
+                       first_external_id=delivery.external_id,
+                       template=apps.Template(delivery.template["contentSid"],
+                                              tuple(delivery.template.get("variables") or ()))
+                       if delivery.template else None)
+        external_id = await self.try_once(delivery, self._send(out, conversation), self.timeout,
                                           f"message {message.id}")
         if external_id is not FAILED:
             await self._finish(delivery, DeliveryStatus.SENT, external_id=external_id)
+
+    async def _send(self, out: Outgoing, conversation: Conversation) -> str | None:
+        # The window again, at send time: a reply queued while it was open may find it closed.
+        out.window = apps.window_of(out.channel, conversation.last_inbound_at)
+        if out.template is None and out.window is not None and out.window.state is apps.WindowState.CLOSED:
+            raise Rejected(CLOSED_BEFORE_SENT)
+        return await self.deliver(out)
 
     async def give_up(self, delivery: Delivery, reason: str) -> None:
         await self._finish(delivery, DeliveryStatus.FAILED, failure_reason=reason)

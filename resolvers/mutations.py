@@ -7,6 +7,7 @@ import strawberry
 from strawberry.types import Info
 
 import models
+from channels import provider, providers
 from inbox import accounts, channels, conversations, messages, sending
 from inbox.errors import BadInput, NotFound
 from schema import types
@@ -56,33 +57,21 @@ async def create_user(info: Info, input: CreateUserInput) -> types.CreateUserPay
 
 
 def _provider_config(input: InstallChannelInput) -> dict | None:
-    configs = {models.ChannelKind.MESSENGER: input.messenger, models.ChannelKind.WHATSAPP: input.whatsapp,
-               models.ChannelKind.CUSTOM: input.custom}
     kind = models.ChannelKind(input.kind)
+    given = {app.kind: getattr(input, app.input_field, None) for app in providers()}
     # A config for another kind is a client's mistake (wrong kind or wrong form), not something to ignore.
-    if any(other is not kind and given is not None for other, given in configs.items()):
+    if any(other is not kind and config is not None for other, config in given.items()):
         raise BadInput(f"a {kind.value} channel takes only the {kind.value.lower()} settings")
-    config = configs[kind]
-    if config is None:
-        return None
-    return {strawberry_name: getattr(config, python_name)
-            for python_name, strawberry_name in _CONFIG_NAMES.items() if hasattr(config, python_name)}
-
-
-_CONFIG_NAMES = {"page_id": "pageId", "app_secret": "appSecret", "verify_token": "verifyToken",
-                 "page_access_token": "pageAccessToken", "account_sid": "accountSid", "auth_token": "authToken",
-                 "from_number": "fromNumber", "callback_url": "callbackUrl"}
-
-WEBHOOK_PATHS = {models.ChannelKind.MESSENGER: "/webhooks/messenger/{}",
-                 models.ChannelKind.WHATSAPP: "/webhooks/twilio/{}"}
+    return provider(kind).config_of(given.get(kind))
 
 
 async def install_channel(info: Info, input: InstallChannelInput) -> types.InstallChannelPayload:
     kind = models.ChannelKind(input.kind)
     installed = await channels.install(info.context.viewer, kind, input.name, _provider_config(input),
-                                       whatsapp_new_installs=info.context.settings.whatsapp_new_installs)
+                                       whatsapp_new_installs=info.context.settings.whatsapp_new_installs,
+                                       api=info.context.providers)
     channel = types.Channel.of(installed.channel)
-    path = WEBHOOK_PATHS.get(kind)
+    path = provider(kind).webhook_path
     return types.InstallChannelPayload(channel=channel, webhook_path=path.format(channel.id) if path else None,
                                        channel_token=installed.channel_token)
 
@@ -102,7 +91,7 @@ async def unshare_channel(info: Info, channel_id: strawberry.ID, user_ids: list[
 
 
 async def uninstall_channel(info: Info, channel_id: strawberry.ID) -> strawberry.ID:
-    pk = await channels.uninstall(info.context.viewer, pk_of(channel_id, "Channel"))
+    pk = await channels.uninstall(info.context.viewer, pk_of(channel_id, "Channel"), api=info.context.providers)
     return strawberry.ID(global_id("Channel", pk))
 
 

@@ -6,6 +6,8 @@ from typing import Optional
 
 import strawberry
 
+from channels import providers
+
 from .types import ChannelKind
 
 
@@ -16,37 +18,22 @@ class CreateUserInput:
     is_admin: Optional[bool] = False
 
 
-@strawberry.input
-class MessengerConfigInput:
-    page_id: str
-    app_secret: str
-    verify_token: str
-    page_access_token: str
+def _install_channel_input() -> type:
+    """InstallChannelInput: kind, name, and one optional field per messaging app for its
+    config (each app's module declares the field and its input type)."""
+    annotations: dict = {"kind": ChannelKind, "name": str}
+    namespace: dict = {"__annotations__": annotations, "__module__": __name__}
+    for app in providers():
+        if app.config_input is not None:
+            annotations[app.input_field] = Optional[app.config_input]
+            namespace[app.input_field] = None
+    fields = ", ".join(f"`{app.input_field}`{'' if app.config_required else ' (optional)'} for {app.kind.value}"
+                       for app in providers() if app.config_input)
+    return strawberry.input(type("InstallChannelInput", (), namespace),
+                            description=f"Set the config that matches `kind`: {fields}.")
 
 
-@strawberry.input
-class TwilioConfigInput:
-    account_sid: str
-    auth_token: str
-    from_number: str = strawberry.field(description="The WhatsApp sender number, e.g. +14155238886.")
-
-
-@strawberry.input
-class CustomConfigInput:
-    callback_url: Optional[str] = strawberry.field(
-        default=None,
-        description="Where the server POSTs outbound messages for the partner to deliver; without it the "
-                    "channel only receives.")
-
-
-@strawberry.input(description="Set the config that matches `kind`: `messenger` for MESSENGER, `whatsapp` for "
-                              "WHATSAPP, `custom` (optional) for CUSTOM.")
-class InstallChannelInput:
-    kind: ChannelKind
-    name: str
-    messenger: Optional[MessengerConfigInput] = None
-    whatsapp: Optional[TwilioConfigInput] = None
-    custom: Optional[CustomConfigInput] = None
+InstallChannelInput = _install_channel_input()
 
 
 @strawberry.input

@@ -23,8 +23,6 @@ NOT_YET: tuple[str, ...] = (
     "ReceiveMessageInput.attachments", "Mutation.sendMessage(attachments:)",
     "ReplyWindowState ", "ReplyWindow ", "Conversation.replyWindow",
     "TemplateInput ", "Mutation.sendMessage(template:)", "Mutation.sendMessage(body:)",
-    "TelegramConfigInput ", "ChannelKind.TELEGRAM", "InstallChannelInput.telegram",
-    "MessengerConfigInput.humanAgentTag",
 )
 
 
