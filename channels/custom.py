@@ -50,13 +50,17 @@ class Custom(Provider):
         from schema.ids import global_id  # not at import: the schema is built from the apps of this package
 
         config = out.channel.config
-        body = json.dumps({
+        payload = {
             "messageId": global_id("Message", out.message.id),
             "conversationId": global_id("Conversation", out.message.conversation_id),
             "recipient": {"externalId": out.contact.external_id},
             "body": out.message.body,
             "sentAt": out.message.sent_at.isoformat(),
-        }).encode()
+        }
+        if out.message.attachments:
+            payload["attachments"] = [{"kind": a["kind"], "url": a["url"], "name": a.get("name")}
+                                      for a in out.message.attachments]
+        body = json.dumps(payload).encode()
         signature = hmac.new(config["channelToken"].encode(), body, hashlib.sha256).hexdigest()
 
         async def send() -> str | None:

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from inbox import apps
+from inbox import apps, attachments
 from inbox.contacts import apply_profile
 from inbox.errors import BadInput, NotFound
 from inbox.messages import Inbound, receive_all
@@ -62,6 +62,7 @@ class MessageEvent:
     mid: str
     body: str
     sent_at: datetime
+    files: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,24 +106,31 @@ def _dict(value, what: str, required: bool = True) -> dict:
     return value
 
 
-def _attachments(value) -> list[tuple[str, str | None]]:
+# Meta's attachment types that are files (https://developers.facebook.com/docs/messenger-platform/reference/webhook-events/messages).
+FILE_KINDS = {"image": "IMAGE", "video": "VIDEO", "audio": "AUDIO", "file": "FILE"}
+
+
+def _attachments(value) -> tuple[list[dict], list[tuple[str, str | None]]]:
+    """The files (a sticker is an image), and the rest as lines of the body (a location...)."""
     if value is None:
-        return []
+        return [], []
     if not isinstance(value, list):
         raise Malformed("message.attachments must be a list")
-    described = []
+    files, described = [], []
     for attachment in value:
         attachment = _dict(attachment, "an attachment")
         payload = attachment.get("payload") if isinstance(attachment.get("payload"), dict) else {}
         kind = attachment.get("type") if isinstance(attachment.get("type"), str) else "attachment"
-        if payload.get("sticker_id") is not None:
-            kind = "sticker"
         url = payload.get("url") if isinstance(payload.get("url"), str) else None
+        if url and kind in FILE_KINDS:
+            title = payload.get("title") or attachment.get("title")
+            files.append(attachments.of(FILE_KINDS[kind], url, title if isinstance(title, str) else None))
+            continue
         coordinates = payload.get("coordinates")
         if url is None and isinstance(coordinates, dict):
             url = f"{coordinates.get('lat')},{coordinates.get('long')}"
         described.append((kind, url))
-    return described
+    return files, described
 
 
 def _message(page_id: str, psid: str, sent_at: datetime, message: dict) -> MessageEvent | None:
@@ -132,10 +140,11 @@ def _message(page_id: str, psid: str, sent_at: datetime, message: dict) -> Messa
     text = message.get("text")
     if text is not None and not isinstance(text, str):
         raise Malformed("message.text must be a string")
-    body = inbound_body(text, _attachments(message.get("attachments")))
-    if body is None:
+    files, described = _attachments(message.get("attachments"))
+    body = inbound_body(text, described)
+    if body is None and not files:
         return None  # nothing an agent could read
-    return MessageEvent(page_id, psid, mid, body, sent_at)
+    return MessageEvent(page_id, psid, mid, body or "", sent_at, tuple(files))
 
 
 def _postback(page_id: str, psid: str, sent_at: datetime, postback: dict) -> MessageEvent | None:
@@ -222,6 +231,7 @@ async def apply(channel: Channel, events: list[Event], profiles: "Profiles") -> 
     # The messages of one webhook are stored together, and in the order they came.
     received = await receive_all([(target, Inbound(
         external_message_id=event.mid, sender_external_id=event.psid, sender_name=None, body=event.body,
+        attachments=list(event.files),
         sent_at=event.sent_at, default_name=DEFAULT_NAME)) for target, event in arrived])
     for (target, event), stored in zip(arrived, received):
         if stored.created and stored.contact_name == DEFAULT_NAME:
@@ -398,7 +408,12 @@ class Messenger(Provider):
             check(answer)
             return field(answer, "message_id")
 
-        return await send_parts(out, [lambda: send({"text": out.message.body})])
+        # The text, then one call per file: the Send API takes one attachment per message.
+        parts = [lambda: send({"text": out.message.body})] if out.message.body.strip() else []
+        for attachment in out.message.attachments or []:
+            parts.append(lambda attachment=attachment: send({"attachment": {
+                "type": attachment["kind"].lower(), "payload": {"url": attachment["url"], "is_reusable": False}}}))
+        return await send_parts(out, parts)
 
 
 APP = apps.register(Messenger())

@@ -9,12 +9,20 @@ and the app's own id is kept beside it ("fileId")."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from urllib.parse import urlparse
 
 from .errors import BadInput
 from .validation import MAX_NAME
 
-KINDS = ("IMAGE", "VIDEO", "AUDIO", "FILE")
+class Kind(str, Enum):
+    IMAGE = "IMAGE"
+    VIDEO = "VIDEO"
+    AUDIO = "AUDIO"
+    FILE = "FILE"
+
+
+KINDS = tuple(kind.value for kind in Kind)
 # Twilio takes at most 10 media per message; the other apps get one call per file.
 MAX_ATTACHMENTS = 10
 MAX_URL = 2048
@@ -74,3 +82,8 @@ def links(attachments: list[dict] | None) -> list[str]:
             label += f" {attachment['name']}:"
         lines.append(f"{label} {attachment['url']}")
     return lines
+
+
+def with_links(body: str, attachments: list[dict] | None) -> str:
+    """A message's text followed by its attachments' links: how notes and emails show it."""
+    return "\n".join(line for line in [body, *links(attachments)] if line)

@@ -18,6 +18,7 @@ from tortoise.transactions import in_transaction
 from models import (Channel, Contact, Conversation, ConversationLink, EventKind, LinkTargetKind, Message,
                     MessageDirection, Note, User)
 
+from . import attachments as attachment_rules
 from . import crm, sql, validation
 from .access import audience, visible_conversation
 from .errors import Conflict, NotFound
@@ -89,7 +90,7 @@ async def _entries(messages: list[Message], contact_name: str) -> list[dict]:
         "sender": (authors.get(m.author_id, "Deleted user") if m.direction is MessageDirection.OUTBOUND
                    else contact_name),
         "sentAt": m.sent_at.astimezone(timezone.utc).isoformat(),
-        "body": m.body,
+        "body": attachment_rules.with_links(m.body, m.attachments),
     } for m in messages]
 
 

@@ -16,6 +16,7 @@ from models import (Channel, Contact, Conversation, Message, MessageDirection, N
                     NotificationKind, NotificationPreference, User)
 from subscriptions.events import NotificationReceived
 
+from . import attachments as attachment_rules
 from . import sql
 from .errors import NotFound
 from .sections import page_size
@@ -230,7 +231,7 @@ def listen_for_emails(callback: Callable[[bool], None]) -> Callable[[], None]:
 
 def _quote(message: Message, sender: str) -> dict:
     return {"sender": sender, "sentAt": message.sent_at.astimezone(timezone.utc).isoformat(),
-            "body": message.body[:MAX_QUOTE]}
+            "body": attachment_rules.with_links(message.body, message.attachments)[:MAX_QUOTE]}
 
 
 async def _queue_emails(act: Action, conversation: Conversation, recipients: dict[int, Kind],

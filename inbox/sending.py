@@ -4,9 +4,10 @@ status change moves forward only and is published on `messageUpdated`."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -17,7 +18,9 @@ from subscriptions.events import MessageAdded, MessageUpdated
 from subscriptions.publish import publish
 
 from . import apps, notes, validation
+from . import attachments as attachment_rules
 from .access import audience, visible_conversation
+from .errors import BadInput
 from .events import record_event
 from .messages import lock_message_order
 from .queue import FAILED, QueueWorker, Rejected, lease_due
@@ -32,9 +35,22 @@ RANK = {DeliveryStatus.PENDING: 0, DeliveryStatus.SENT: 1, DeliveryStatus.DELIVE
 
 
 
-async def send_message(viewer: User, conversation_id: int, body: str, client_message_id: str | None,
-                       on_queued: Callable[[], None] | None = None) -> Message:
-    body = validation.body(body)
+async def send_message(viewer: User, conversation_id: int, body: str | None, client_message_id: str | None,
+                       on_queued: Callable[[], None] | None = None, *,
+                       attachments: list[attachment_rules.Given] | None = None,
+                       template: apps.Template | None = None, api: Any = None) -> Message:
+    """A body, attachments or both; or, on an app that takes them, a template alone (its
+    text, read from the app through `api`, is the stored body). Free text is refused
+    while the conversation's reply window is CLOSED; a template is not."""
+    files = attachment_rules.checked(attachments)
+    if template is not None:
+        if (body and body.strip()) or files:
+            raise BadInput("a template is sent alone: no body or attachments with it")
+        template = _checked_template(template)
+    elif files and not (body and body.strip()):
+        body = ""  # only files
+    else:
+        body = validation.body(body)
     client_message_id = validation.text(client_message_id, "clientMessageId", required=False)
     conversation = await visible_conversation(viewer, conversation_id)
     if client_message_id:
@@ -42,8 +58,14 @@ async def send_message(viewer: User, conversation_id: int, body: str, client_mes
         if earlier is not None:
             return earlier
     channel = await Channel.get(id=conversation.channel_id)
-    apps.of(channel.kind).can_reply(channel)
-    apps.require_open(apps.window_of(channel, conversation.last_inbound_at))
+    app = apps.of(channel.kind)
+    app.can_reply(channel)
+    if template is not None:
+        if not app.takes_templates:
+            raise BadInput(f"templates are for WhatsApp conversations, not {channel.kind.value}")
+        body = (await app.template_text(api, channel, template))[:validation.MAX_BODY]
+    else:
+        apps.require_open(apps.window_of(channel, conversation.last_inbound_at))
     members = await audience(channel.id)
     try:
         async with action() as act:
@@ -53,8 +75,9 @@ async def send_message(viewer: User, conversation_id: int, body: str, client_mes
             message = await Message.create(
                 company_id=channel.company_id, channel_id=channel.id, conversation_id=conversation.id,
                 direction=MessageDirection.OUTBOUND, body=body, sent_at=now, status=DeliveryStatus.PENDING,
-                author_id=viewer.id, client_message_id=client_message_id)
-            await Delivery.create(message_id=message.id, next_attempt_at=now)
+                author_id=viewer.id, client_message_id=client_message_id, attachments=files or None)
+            await Delivery.create(message_id=message.id, next_attempt_at=now, template={
+                "contentSid": template.content_sid, "variables": list(template.variables)} if template else None)
             conversation.last_message_id = message.id
             conversation.activity_at = now
             await conversation.save(update_fields=["last_message_id", "activity_at"])
@@ -72,6 +95,23 @@ async def send_message(viewer: User, conversation_id: int, body: str, client_mes
     if on_queued is not None:
         on_queued()
     return message
+
+
+# Twilio's Content SIDs: HX and 32 hex digits.
+CONTENT_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")
+MAX_TEMPLATE_VARIABLES = 100
+
+
+def _checked_template(template: apps.Template) -> apps.Template:
+    sid = (template.content_sid or "").strip()
+    if not CONTENT_SID.match(sid):
+        raise BadInput("template.contentSid must be a Content SID (HX and 32 hexadecimal digits)")
+    if len(template.variables) > MAX_TEMPLATE_VARIABLES:
+        raise BadInput(f"a template takes at most {MAX_TEMPLATE_VARIABLES} variables")
+    for value in template.variables:
+        if len(value) > validation.MAX_BODY:
+            raise BadInput(f"a template variable is longer than {validation.MAX_BODY} characters")
+    return apps.Template(sid, tuple(template.variables))
 
 
 def _moves_forward(current: DeliveryStatus, new: DeliveryStatus) -> bool:

@@ -8,11 +8,12 @@ from strawberry.types import Info
 
 import models
 from channels import provider, providers
-from inbox import accounts, channels, conversations, messages, sending
+from inbox import accounts, apps, channels, conversations, messages, sending
+from inbox import attachments as attachment_rules
 from inbox.errors import BadInput, NotFound
 from schema import types
 from schema.ids import global_id, pk_of
-from schema.inputs import CreateUserInput, InstallChannelInput, ReceiveMessageInput
+from schema.inputs import AttachmentInput, CreateUserInput, InstallChannelInput, ReceiveMessageInput, TemplateInput
 
 
 def _conversation_pk(value: str) -> int:
@@ -95,10 +96,21 @@ async def uninstall_channel(info: Info, channel_id: strawberry.ID) -> strawberry
     return strawberry.ID(global_id("Channel", pk))
 
 
-async def send_message(info: Info, conversation_id: strawberry.ID, body: str,
-                       client_message_id: Optional[str] = None) -> types.Message:
+def _given(attachments: Optional[list[AttachmentInput]]) -> list[attachment_rules.Given] | None:
+    if attachments is None:
+        return None
+    return [attachment_rules.Given(item.kind.value if hasattr(item.kind, "value") else item.kind, item.url, item.name)
+            for item in attachments]
+
+
+async def send_message(info: Info, conversation_id: strawberry.ID, body: Optional[str] = None,
+                       client_message_id: Optional[str] = None,
+                       attachments: Optional[list[AttachmentInput]] = None,
+                       template: Optional[TemplateInput] = None) -> types.Message:
+    wanted = apps.Template(template.content_sid, tuple(template.variables or ())) if template else None
     message = await sending.send_message(info.context.viewer, _conversation_pk(conversation_id), body,
-                                         client_message_id, on_queued=info.context.wake_sender)
+                                         client_message_id, on_queued=info.context.wake_sender,
+                                         attachments=_given(attachments), template=wanted, api=info.context.providers)
     return types.Message.of(message)
 
 
@@ -119,7 +131,7 @@ async def receive_channel_message(info: Info, input: ReceiveMessageInput) -> typ
     message, _ = await messages.receive(channel, messages.Inbound(
         external_message_id=input.external_message_id, sender_external_id=input.sender.external_id,
         sender_name=input.sender.name, avatar_url=input.sender.avatar_url, body=input.body,
-        sent_at=input.sent_at))
+        sent_at=input.sent_at, attachments=attachment_rules.checked(_given(input.attachments))))
     return types.Message.of(message)
 
 

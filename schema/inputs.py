@@ -8,7 +8,7 @@ import strawberry
 
 from channels import providers
 
-from .types import ChannelKind
+from .types import AttachmentKind, ChannelKind
 
 
 @strawberry.input
@@ -37,6 +37,21 @@ InstallChannelInput = _install_channel_input()
 
 
 @strawberry.input
+class AttachmentInput:
+    kind: AttachmentKind
+    url: str = strawberry.field(description="An http(s) URL the messaging app can fetch.")
+    name: Optional[str] = None
+
+
+@strawberry.input(description="A WhatsApp template approved in Twilio's Content API; the only reply allowed on "
+                              "WhatsApp once its window is CLOSED.")
+class TemplateInput:
+    content_sid: str = strawberry.field(description="The Content SID, e.g. HX1234...")
+    variables: Optional[list[str]] = strawberry.field(
+        default=None, description="Values of the template's placeholders {{1}}, {{2}}, ... in order.")
+
+
+@strawberry.input
 class ReceivedSenderInput:
     external_id: str
     name: str
@@ -48,8 +63,9 @@ class ReceiveMessageInput:
     external_message_id: str = strawberry.field(
         description="The messaging app's id of the message: a second delivery of the same id changes nothing.")
     sender: ReceivedSenderInput
-    body: str
+    body: str = strawberry.field(description="May be empty when attachments are given.")
     sent_at: Optional[datetime] = None
+    attachments: Optional[list[AttachmentInput]] = None
 
 
 @strawberry.input

@@ -17,12 +17,6 @@ NOT_YET: tuple[str, ...] = (
     "Message.updateCursor", "ConversationEvent.cursor", "Notification.cursor",
     "Subscription.messageUpdated(after:)", "Subscription.conversationChanged(after:)",
     "Subscription.notificationReceived(after:)",
-    # issue 14: messaging apps as they really behave (attachments, reply windows,
-    # WhatsApp templates, Telegram)
-    "AttachmentKind ", "Attachment ", "AttachmentInput ", "Message.attachments",
-    "ReceiveMessageInput.attachments", "Mutation.sendMessage(attachments:)",
-    "ReplyWindowState ", "ReplyWindow ", "Conversation.replyWindow",
-    "TemplateInput ", "Mutation.sendMessage(template:)", "Mutation.sendMessage(body:)",
 )
 
 
