@@ -213,3 +213,16 @@ async def test_notes_show_attachments_as_links(company):
     [note] = await notes_of(company.admin, made["target"]["id"])
     assert "my invoice" in note["content"]
     assert f"[file] manual.pdf: {MANUAL['url']}" in note["content"]
+
+
+async def test_emails_show_attachments_as_links(company, mailbox):
+    from test_notifications import address_of, only
+
+    await only(company.ann, "NEW_MESSAGE_UNASSIGNED", email=True)
+    await company.partner.data(RECEIVE, {"input": {
+        "externalMessageId": unique("m"), "sender": {"externalId": unique("c"), "name": "Bo"}, "body": "the plan",
+        "attachments": [MANUAL, {"kind": "IMAGE", "url": 'https://cdn.example/a.jpg?x="<b>'}]}})
+    [email] = await mailbox.wait_for(await address_of(company.ann))
+    assert f"> [file] manual.pdf: {MANUAL['url']}" in email.text
+    assert f'<a href="{MANUAL["url"]}">manual.pdf</a>' in email.html
+    assert '<a href="https://cdn.example/a.jpg?x=&quot;&lt;b&gt;">[image]</a>' in email.html
