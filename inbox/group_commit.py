@@ -9,6 +9,8 @@ import asyncio
 import logging
 from typing import Awaitable, Callable, Generic, TypeVar
 
+from server import metrics
+
 log = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
@@ -49,6 +51,7 @@ class GroupCommit(Generic[Item, Result]):
             while self._queue:
                 batch = self._queue[:self.max_batch]
                 del self._queue[:len(batch)]
+                metrics.BATCH_SIZE.observe(len(batch))
                 await self._commit(batch)
         except BaseException:
             # Cancelled (shutdown): whoever still waits hears it instead of waiting forever.

@@ -14,7 +14,7 @@ from subscriptions import streams
 from subscriptions.executor_patch import apply as _flat_subscription_memory
 
 from . import crm, notifications as notification_types, types
-from .errors import ContractErrors, InboxSchema
+from .errors import ContractErrors, CountedOperations, InboxSchema
 
 _flat_subscription_memory()
 
@@ -139,6 +139,7 @@ schema = InboxSchema(
         lambda: ParserCache(maxsize=512),
         lambda: AddValidationRules(LIMIT_RULES),
         lambda: ValidationCache(maxsize=512),
+        CountedOperations,
         ContractErrors,
     ],
 )

@@ -2,7 +2,8 @@
 input errors become BAD_USER_INPUT, anything else is masked as INTERNAL.
 
 Strawberry reaches errors through `Schema.process_errors` on some paths and through
-extensions on others (subscription events), so both apply the same in-place rule."""
+extensions on others (subscription events), so both apply the same in-place rule.
+Every operation strawberry runs is then counted with its code (CountedOperations)."""
 from __future__ import annotations
 
 import logging
@@ -10,10 +11,13 @@ import logging
 import strawberry
 from graphql.error import GraphQLError
 from starlette.responses import Response
-from strawberry.extensions import MaskErrors
+from strawberry.exceptions import MissingQueryError
+from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
 from inbox.errors import InboxError
+from server import metrics
 
 log = logging.getLogger("inbox.errors")
 
@@ -69,3 +73,49 @@ class InboxSchema(strawberry.Schema):
         # Expected errors are answers, not incidents: only unexpected ones are logged.
         for error in errors:
             with_contract_code(error)
+
+
+class CountedOperations(SchemaExtension):
+    """Counts each operation strawberry runs once (server/metrics.py `answered`), over HTTP
+    and websockets: at its first result (an answer, a refusal, a subscription's first
+    event) or when it ends without one (a subscription handed over to direct delivery).
+    Its errors have their contract codes by then: `process_errors` sets them in place."""
+
+    counted = False
+
+    def _count(self, errors, code: str | None = None) -> None:
+        if self.counted:
+            return
+        self.counted = True
+        try:
+            kind = self.execution_context.operation_type.value
+        except Exception:  # no document, or it names no such operation
+            kind = "unknown"
+        metrics.answered(kind, errors, code=code)
+
+    def on_operation(self):
+        try:
+            yield
+        except (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError):
+            raise  # answered by the transport (over HTTP: InboxGraphQL.run counts it)
+        except Exception as error:  # strawberry answers it as an error of the request
+            self._count([error], code="BAD_USER_INPUT" if isinstance(error, GraphQLError) else "INTERNAL")
+            raise
+        except BaseException:  # the operation task ends (Detached, cancelled, closed)
+            self._count(self._errors())
+            raise
+        self._count(self._errors())
+
+    def on_execute(self):
+        if self.execution_context.operation_type is OperationType.SUBSCRIPTION:
+            metrics.subscription_started()
+        yield
+
+    def on_stream_result(self, result):
+        if not self.counted:
+            self._count(getattr(result, "errors", None))
+        yield
+
+    def _errors(self):
+        result = self.execution_context.result
+        return getattr(result, "errors", None) if result is not None else self.execution_context.pre_execution_errors

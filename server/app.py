@@ -1,4 +1,4 @@
-"""The ASGI application: GraphQL over HTTP and websockets at /graphql, health,
+"""The ASGI application: GraphQL over HTTP and websockets at /graphql, health, metrics,
 authentication, body limits, and the lifespan that opens the database and hub."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from datetime import timedelta
 from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -52,8 +52,8 @@ MAX_OPERATION_ID = 128
 
 
 async def close_socket(websocket, code: int, reason: str) -> None:
-    """Every close the handlers decide on goes through here, to be counted."""
-    metrics.SOCKET_CLOSES.labels(code=str(code)).inc()
+    """A close the handlers decide on; counted where it leaves, as every close sent
+    (GraphQLEndpoint's `_counting_closes`)."""
     await websocket.close(code=code, reason=reason)
 
 
@@ -130,6 +130,7 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.direct: dict[str, direct.Operation] = {}
+        self.slots: dict[str, metrics.SubscriptionSlot] = {}
 
     async def handle(self) -> None:
         try:
@@ -153,14 +154,14 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
 
     async def handle_connection_init_timeout(self) -> None:
         await super().handle_connection_init_timeout()
-        if self.connection_timed_out:  # strawberry closed it with 4408
+        if self.connection_timed_out:  # strawberry closed it with 4408 (counted as it left)
             metrics.refused("ws_connection_init_timeout")
-            metrics.SOCKET_CLOSES.labels(code=str(WS_INIT_TIMEOUT)).inc()
 
     async def run_operation(self, operation) -> None:
         handle = self.direct[operation.id] = direct.Operation(
             self.websocket, operation.id, "next", finish=functools.partial(self._finish, operation))
         direct.begin(handle)
+        self.slots[operation.id] = metrics.websocket_operation()
         try:
             await handle.setting_up(setup_owner(self), self.view.settings.ws_setup_slots_per_user)
             await super().run_operation(operation)
@@ -188,6 +189,17 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
         handle = self.direct.pop(operation_id, None)
         if handle is not None:
             handle.forget()
+        slot = self.slots.pop(operation_id, None)
+        if slot is not None:
+            slot.end()
+
+    async def shutdown(self) -> None:
+        try:
+            await super().shutdown()
+        finally:  # operations strawberry dropped without forgetting them (closed with 4400)
+            for slot in self.slots.values():
+                slot.end()
+            self.slots.clear()
 
 
 class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):
@@ -228,10 +240,12 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):
         # Live events reach the subscription through direct delivery; its generator waits.
         handle = self.direct[operation_id] = direct.Operation(self.websocket, operation_id, "data")
         direct.begin(handle)
+        slot = metrics.websocket_operation()
         try:
             await handle.setting_up(setup_owner(self), self.view.settings.ws_setup_slots_per_user)
             await super().handle_async_results(operation_id, *args)
         finally:
+            slot.end()
             handle.settled()
             if self.direct.get(operation_id) is handle:
                 del self.direct[operation_id]
@@ -284,6 +298,7 @@ class InboxGraphQL(GraphQL):
         except HTTPException as error:
             if not isinstance(request, Request):
                 raise
+            metrics.answered("unknown", code="BAD_USER_INPUT")
             return JSONResponse({"data": None, "errors": [{"message": error.reason,
                                                            "extensions": {"code": "BAD_USER_INPUT"}}]},
                                 status_code=error.status_code)
@@ -322,6 +337,8 @@ class GraphQLEndpoint:
             await self.http(scope, receive, send)
             return
         if scope["type"] == "websocket":
+            send = _counting_closes(send)
+            metrics.SOCKETS.inc()
             try:
                 await self.graphql(scope, counting_oversized(receive), send)
             except Exception:
@@ -330,8 +347,22 @@ class GraphQLEndpoint:
                 log.exception("websocket connection failed")
                 with contextlib.suppress(Exception):
                     await send({"type": "websocket.close", "code": WS_INTERNAL_ERROR})
+            finally:
+                metrics.SOCKETS.dec()
             return
         await self.graphql(scope, receive, send)
+
+
+def _counting_closes(send):
+    """The socket's `send`, counting the closes the server sends (whoever decided them:
+    strawberry's handlers, ours, a bound); frames written past it (direct delivery's
+    RAW_SEND) are never closes."""
+    async def counted(message) -> None:
+        await send(message)
+        if message["type"] == "websocket.close":
+            metrics.closed(message.get("code", 1000))
+
+    return counted
 
 
 def counting_oversized(receive):
@@ -341,7 +372,7 @@ def counting_oversized(receive):
         message = await receive()
         if message["type"] == "websocket.disconnect" and message.get("code") == WS_MESSAGE_TOO_BIG:
             metrics.refused("ws_message_bytes")
-            metrics.SOCKET_CLOSES.labels(code=str(WS_MESSAGE_TOO_BIG)).inc()
+            metrics.closed(WS_MESSAGE_TOO_BIG)  # sent by the library, not through the app's `send`
         return message
 
     return counted
@@ -366,17 +397,16 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send, 413, "request body too large")
+            await self._refuse(scope, receive, send, 413, "request body too large", "http_body_bytes")
             return
         try:
             async with asyncio.timeout(self.body_seconds):
                 body = await self._body(receive)
         except TimeoutError:
-            metrics.refused("http_body_seconds")
-            await self._refuse(scope, receive, send, 408, "request body too slow")
+            await self._refuse(scope, receive, send, 408, "request body too slow", "http_body_seconds")
             return
         if body is _TOO_LARGE:
-            await self._refuse(scope, receive, send, 413, "request body too large")
+            await self._refuse(scope, receive, send, 413, "request body too large", "http_body_bytes")
         elif body is not None:  # None: the client left
             await self.app(scope, replaying(body, receive), send)
 
@@ -393,8 +423,9 @@ class BodyLimit:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
-    async def _refuse(self, scope, receive, send, status: int, text: str) -> None:
+    async def _refuse(self, scope, receive, send, status: int, text: str, bound: str) -> None:
         # The rest of the body is not read: the connection closes after the answer.
+        metrics.refused(bound)
         response = JSONResponse({"errors": [{"message": text, "extensions": {"code": "BAD_USER_INPUT"}}]},
                                 status_code=status, headers={"Connection": "close"})
         await response(scope, receive, send)
@@ -412,6 +443,26 @@ async def healthz(request: Request) -> Response:
     status = 200 if database and broadcast else 503
     return Response(json.dumps({"database": database, "broadcast": broadcast}), status_code=status,
                     media_type="application/json")
+
+
+def metrics_endpoint(token: str):
+    """GET /metrics (issue 11): Prometheus' text format, for `Authorization: Bearer <token>`
+    only; any other request is a 401. A scrape reads the queues at most every few seconds
+    and answers within a bounded time whatever the database does (server/metrics.py)."""
+    queues = metrics.QueueGauges()
+
+    async def scrape(request: Request) -> Response:
+        if not metrics.authorized(request.headers.get("authorization"), token):
+            return PlainTextResponse("Unauthorized", status_code=401,
+                                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        try:
+            await queues.refresh()
+        except Exception:  # what it has is still worth answering
+            log.exception("refreshing the queue gauges failed")
+        body, content_type = metrics.exposition(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
+    return scrape
 
 
 def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool = True) -> BodyLimit:
@@ -460,6 +511,8 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
         Route("/healthz", healthz),
         *webhooks.routes,
     ]
+    if settings.metrics_token:  # unset: no route, a 404 like any unknown path
+        routes.append(Route("/metrics", metrics_endpoint(settings.metrics_token)))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
     return BodyLimit(GraphQLFirst(app, graphql.http, graphql), settings.max_body_bytes, settings.body_timeout_seconds)

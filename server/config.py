@@ -58,6 +58,8 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("INBOX_EMAIL_TIMEOUT", "30", "Seconds one SMTP delivery may take before it is retried"),
     ("INBOX_EMAIL_BACKOFF_SECONDS", "5", "First email retry delay; doubles per attempt (capped at 300 s)"),
     ("INBOX_EMAIL_RETRY_SECONDS", "172800", "How long an email is retried before it is given up"),
+    ("INBOX_METRICS_TOKEN", "",
+     "Enables GET /metrics (Prometheus text format) for `Authorization: Bearer <this token>`; empty: 404"),
 ]
 
 
@@ -97,6 +99,7 @@ class Settings:
     email_timeout: float = 30.0
     email_backoff_seconds: float = 5.0
     email_retry_seconds: float = 172800.0
+    metrics_token: str = ""
     ws_max_message_bytes: int = 262144
     ws_max_subscriptions: int = 100
     ws_max_sockets_per_user: int = 50
@@ -131,6 +134,7 @@ class Settings:
             email_timeout=float(_env("INBOX_EMAIL_TIMEOUT")),
             email_backoff_seconds=float(_env("INBOX_EMAIL_BACKOFF_SECONDS")),
             email_retry_seconds=float(_env("INBOX_EMAIL_RETRY_SECONDS")),
+            metrics_token=_env("INBOX_METRICS_TOKEN").strip(),
             ws_max_message_bytes=int(_env("INBOX_WS_MAX_MESSAGE_BYTES")),
             ws_max_subscriptions=int(_env("INBOX_WS_MAX_SUBSCRIPTIONS")),
             ws_max_sockets_per_user=int(_env("INBOX_WS_MAX_SOCKETS_PER_USER")),

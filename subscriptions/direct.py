@@ -252,6 +252,7 @@ class Sink:
         if self.backlog is not None:
             if len(self.backlog) >= self._buffer:
                 log.info("a subscriber's socket fell %s frames behind; ending it", self._buffer)
+                metrics.refused("subscription_buffer")
                 self.end(Overflowed)
             else:
                 self.backlog.append(frame)

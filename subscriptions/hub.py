@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 from broadcaster import Broadcast, Event
 from broadcaster._backends.base import BroadcastBackend
 
+from server import metrics
+
 log = logging.getLogger(__name__)
 
 _CONNECT_TIMEOUT = 1.0
@@ -244,6 +246,7 @@ class LocalSubscription:
         if self._accept is not None and not self._accepts(payload):
             return True
         if len(self._items) >= self._hub._buffer:
+            metrics.refused("subscription_buffer")
             self._end(Overflowed, f"fell more than {self._hub._buffer} events behind on {self.topic!r}")
             return False
         self._items.append(payload)
@@ -349,6 +352,7 @@ class Hub:
         except Exception as exc:
             log.warning("publish to %s failed: %s", topic, _describe(exc))
             self._gaps.add(topic)
+            metrics.BROADCAST_GAPS.inc()
             if broadcast is self._broadcast:
                 self._end_topic(topic, f"publish to {topic!r} failed: {_describe(exc)}")
                 self._lose(broadcast, f"publish failed: {_describe(exc)}")
@@ -541,6 +545,7 @@ class Hub:
             delay = min(delay * 2, _BACKOFF_MAX)
             try:
                 await self._connect()
+                metrics.BROADCAST_RECONNECTS.inc()
             except Exception as exc:
                 log.warning("reconnecting to %s failed, next try in %.1fs: %s", self._safe_url(), delay, _describe(exc))
 
