@@ -3,6 +3,8 @@ sent, retryable (network, timeout, 429, 5xx) or rejected (other 4xx). Each app's
 module builds its calls (its `deliver`); this module holds what they share."""
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 import httpx
@@ -11,40 +13,55 @@ from inbox.queue import Rejected, Retryable
 from inbox.sending import Outgoing
 
 
-def _reason(response: httpx.Response) -> str:
+@dataclass(frozen=True)
+class Answer:
+    """A messaging app's answer, as the apps' modules read it."""
+
+    status: int
+    reason_phrase: str
+    content_type: str
+    body: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> object:
+        """The JSON body; None when it is not JSON."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+def _reason(answer: Answer) -> str:
     """The messaging app's own words where it gives them (Graph API `error.message`,
     Twilio `message`, Telegram `description`), else the status line."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = answer.json()
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
-            return f"{response.status_code}: {error['message']}"
+            return f"{answer.status}: {error['message']}"
         if isinstance(error, str):
-            return f"{response.status_code}: {error}"
+            return f"{answer.status}: {error}"
         for name in ("message", "description"):
             if isinstance(body.get(name), str) and body[name]:
-                return f"{response.status_code}: {body[name]}"
-    text = response.text.strip()[:300]
-    return f"{response.status_code}: {text or response.reason_phrase}"
+                return f"{answer.status}: {body[name]}"
+    text = answer.body.decode("utf-8", "replace").strip()[:300]
+    return f"{answer.status}: {text or answer.reason_phrase}"
 
 
-def check(response: httpx.Response) -> None:
-    if response.is_success:
+def check(answer: Answer) -> None:
+    if answer.is_success:
         return
-    if response.status_code == 429 or response.status_code >= 500:
-        raise Retryable(_reason(response))
-    raise Rejected(_reason(response))
+    if answer.status == 429 or answer.status >= 500:
+        raise Retryable(_reason(answer))
+    raise Rejected(_reason(answer))
 
 
-def field(response: httpx.Response, name: str) -> str | None:
+def field(answer: Answer, name: str) -> str | None:
     """A field of a JSON answer, as text (None when absent)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
+    body = answer.json()
     value = body.get(name) if isinstance(body, dict) else None
     return str(value) if value is not None else None
 
@@ -75,11 +92,11 @@ class Providers:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def post(self, url: str, **kwargs) -> httpx.Response:
-        return await self.http.post(url, **kwargs)
+    async def post(self, url: str, **kwargs) -> Answer:
+        return _answer(await self.http.post(url, **kwargs))
 
-    async def get(self, url: str, **kwargs) -> httpx.Response:
-        return await self.http.get(url, **kwargs)
+    async def get(self, url: str, **kwargs) -> Answer:
+        return _answer(await self.http.get(url, **kwargs))
 
     async def deliver(self, out: Outgoing) -> str | None:
         from . import provider
@@ -88,3 +105,8 @@ class Providers:
             return await provider(out.channel.kind).deliver(self, out)
         except httpx.TransportError as error:  # connection refused, reset, timeouts
             raise Retryable(f"network error: {type(error).__name__}: {error}"[:300]) from error
+
+
+def _answer(response: httpx.Response) -> Answer:
+    return Answer(response.status_code, response.reason_phrase, response.headers.get("content-type", ""),
+                  response.content)

@@ -29,7 +29,7 @@ from inbox.messages import Inbound, receive
 from models import Channel, ChannelKind
 
 from . import Malformed, Provider, web
-from .outbound import check, send_parts
+from .outbound import Answer, check, send_parts
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +149,8 @@ async def webhook(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-def _result(answer: httpx.Response) -> dict:
-    try:
-        body = answer.json()
-    except ValueError:
-        body = None
+def _result(answer: Answer) -> dict:
+    body = answer.json()
     return body.get("result") if isinstance(body, dict) and isinstance(body.get("result"), dict) else {}
 
 
@@ -175,7 +172,7 @@ class Telegram(Provider):
     def routes(self) -> list:
         return [Route("/webhooks/telegram/{channel_id}", webhook, methods=["POST"])]
 
-    async def _call(self, api, channel: Channel, method: str, payload: dict) -> httpx.Response:
+    async def _call(self, api, channel: Channel, method: str, payload: dict) -> Answer:
         return await api.post(method_url(api.settings.telegram_api_base, channel.config["botToken"], method),
                               json=payload)
 
@@ -222,13 +219,10 @@ class Telegram(Provider):
         return await send_parts(out, parts)
 
 
-def _description(answer: httpx.Response) -> str:
-    try:
-        body = answer.json()
-    except ValueError:
-        body = None
+def _description(answer: Answer) -> str:
+    body = answer.json()
     described = body.get("description") if isinstance(body, dict) else None
-    return f"{answer.status_code}: {described or answer.reason_phrase}"[:300]
+    return f"{answer.status}: {described or answer.reason_phrase}"[:300]
 
 
 APP = apps.register(Telegram())

@@ -258,14 +258,17 @@ class WhatsApp(Provider):
         """The template's text from Twilio's Content API, its {{n}} filled in; when that
         fails, "[template HX…]" (the send itself does not depend on it)."""
         config = channel.config
+        if api is None:  # no way to ask (the domain called without the server's client)
+            return f"[template {template.content_sid}]"
         try:
             answer = await api.get(f"{api.settings.twilio_content_api_base}/v1/Content/{template.content_sid}",
                                    auth=(config["accountSid"], config["authToken"]))
-            types = answer.json().get("types") if answer.is_success else None
-        except (httpx.HTTPError, ValueError, AttributeError) as error:
+            content = answer.json() if answer.is_success else None
+            types = content.get("types") if isinstance(content, dict) else None
+        except httpx.HTTPError as error:
             log.info("content %s of channel %s: %s", template.content_sid, channel.id, type(error).__name__)
             types = None
-        text = next((kind["body"] for kind in (types or {}).values()
+        text = next((kind["body"] for kind in (types if isinstance(types, dict) else {}).values()
                      if isinstance(kind, dict) and isinstance(kind.get("body"), str) and kind["body"].strip()), None)
         if text is None:
             return f"[template {template.content_sid}]"
