@@ -124,8 +124,10 @@ def parse(body: bytes) -> Update | None:
         return None
     parts = [chat.get(key) for key in ("first_name", "last_name")]
     name = " ".join(part.strip() for part in parts if isinstance(part, str) and part.strip())
-    title = chat.get("title") if isinstance(chat.get("title"), str) else None
-    return Update(update_id, str(chat["id"]), (name or title or "").strip()[:255] or None, text, sent_at, files)
+    # A private chat's first and last name; else a group's title, else the @username.
+    others = [chat.get(key) for key in ("title", "username")]
+    name = name or next((other.strip() for other in others if isinstance(other, str) and other.strip()), "")
+    return Update(update_id, str(chat["id"]), name[:255] or None, text, sent_at, files)
 
 
 async def webhook(request: Request) -> Response:

@@ -283,3 +283,15 @@ async def test_a_reply_the_bot_api_refuses_fails_with_its_description(bot, fakes
     failed = await message_reaches(bot.company.admin, reply["id"], "FAILED")
     assert "bot was blocked by the user" in failed["failureReason"]
     assert bot.token not in failed["failureReason"]
+
+
+async def test_a_chat_without_a_name_is_called_by_its_username_or_title(bot):
+    named = update(chat())
+    del named["message"]["chat"]["first_name"], named["message"]["chat"]["last_name"]
+    named["message"]["chat"]["username"] = "ada_l"
+    untold = update(chat())
+    untold["message"]["chat"] = {"id": untold["message"]["chat"]["id"], "type": "private"}
+    await bot.deliver(named)
+    await bot.deliver(untold)
+    names = sorted(c["contact"]["name"] for c in await bot.conversations())
+    assert names == ["Telegram user", "ada_l"]
