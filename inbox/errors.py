@@ -12,7 +12,7 @@ class InboxError(Exception):
         if code:
             self.code = code
         self.extensions = {"code": self.code}
-        if reason:  # `extensions.reason`: which rule refused, for clients to act on
+        if reason:  # what exactly went wrong, for clients that act on it (e.g. CURSOR_EXPIRED)
             self.extensions["reason"] = reason
 
 

@@ -6,7 +6,7 @@ from models import ChannelKind
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('inbox', '0006_early_receipts')]
+    dependencies = [('inbox', '0009_email_bursts')]
 
     initial = False
 
