@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from models import Channel, ChannelKind
 
+from . import validation
 from .errors import BadInput, Forbidden
 
 REPLY_WINDOW_CLOSED = "REPLY_WINDOW_CLOSED"
@@ -69,8 +70,6 @@ class MessagingApp:
 
     def check_config(self, config: dict | None) -> dict:
         """The config to store, validated (BadInput)."""
-        from . import validation
-
         if config is None and self.config_required:
             raise BadInput(f"a {self.kind.value} channel needs its {self.kind.value.lower()} settings")
         config = dict(config or {})
