@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "Telegram user"
 MAX_ID = 255
-# BotFather's tokens: the bot's numeric id, a colon, then the secret part.
-TOKEN = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{20,200}$")
+# BotFather's tokens are the bot's numeric id, a colon and a secret part; whether one is
+# valid is Telegram's to say (setWebhook refuses it). Checked here: only what can sit in
+# the API's URL path as it is.
+TOKEN = re.compile(r"^[A-Za-z0-9:_-]{1,256}$")
 INSTALL_TIMEOUT = 10.0
 
 
