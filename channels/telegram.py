@@ -204,9 +204,11 @@ class Telegram(Provider):
 
     async def deliver(self, api, out) -> str | None:
         chat_id = out.contact.external_id
+        # The Bot API's chat_id is an Integer (or an @username): sent as the number it came as.
+        chat = int(chat_id) if chat_id.lstrip("-").isdigit() else chat_id
 
         async def send(method: str, payload: dict) -> str | None:
-            answer = await self._call(api, out.channel, method, {"chat_id": chat_id, **payload})
+            answer = await self._call(api, out.channel, method, {"chat_id": chat, **payload})
             check(answer)
             message_id = _result(answer).get("message_id")
             # Message ids count per chat: the chat makes it the channel's.

@@ -255,7 +255,7 @@ async def test_a_reply_goes_out_through_send_message(bot, fakes):
     await message_reaches(bot.company.admin, reply["id"], "SENT")
     [call] = fakes.seen("telegram_sendMessage", str(chat_id))
     assert call.path == f"/telegram/bot{bot.token}/sendMessage"
-    assert call.json() == {"chat_id": str(chat_id), "text": "Tomorrow."}
+    assert call.json() == {"chat_id": chat_id, "text": "Tomorrow."}
 
 
 async def test_a_reply_with_files_sends_the_text_then_photos_and_documents(bot, fakes):
@@ -269,9 +269,9 @@ async def test_a_reply_with_files_sends_the_text_then_photos_and_documents(bot, 
             if r.kind.startswith("telegram_send") and r.key == str(chat_id)] == [
         "sendMessage", "sendPhoto", "sendDocument"]
     assert fakes.seen("telegram_sendPhoto", str(chat_id))[0].json() == {
-        "chat_id": str(chat_id), "photo": "https://files.example/a.jpg"}
+        "chat_id": chat_id, "photo": "https://files.example/a.jpg"}
     assert fakes.seen("telegram_sendDocument", str(chat_id))[0].json() == {
-        "chat_id": str(chat_id), "document": "https://files.example/b.pdf"}
+        "chat_id": chat_id, "document": "https://files.example/b.pdf"}
 
 
 async def test_a_reply_the_bot_api_refuses_fails_with_its_description(bot, fakes):
