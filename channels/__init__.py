@@ -1,12 +1,89 @@
 """Messaging apps: their webhooks (inbound messages and status reports) and their
-APIs for replies. Parsing and signatures live here; the rules live in inbox/."""
+APIs for replies. Parsing and signatures live here; the rules live in inbox/.
+
+Each app is one module of this package that defines `APP`, a Provider (below): its
+kind, its config and the GraphQL input that maps to it, its webhook routes, signature
+check and parsing, reply delivery, status mapping and reply-window policy. The rest of
+the server finds the apps with `providers()`; docs/adding-a-messaging-app.md says how
+to add one."""
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import pkgutil
+from typing import Any, ClassVar
+
+from inbox.apps import MessagingApp
 from inbox.validation import MAX_BODY
+
+# Modules of this package that are not messaging apps (shared plumbing).
+_NOT_APPS = {"outbound", "webhooks", "web"}
 
 
 class Malformed(ValueError):
     """A webhook body that is not what the messaging app sends: answered 400, nothing stored."""
+
+
+class Provider(MessagingApp):
+    """A messaging app as the server runs it: MessagingApp's rules plus the HTTP sides."""
+
+    # The field of InstallChannelInput that carries this app's config, and its input type
+    # (a strawberry input; its fields become the stored config under their GraphQL names).
+    input_field: ClassVar[str]
+    config_input: ClassVar[type | None] = None
+
+    def routes(self) -> list:
+        """Starlette routes of the app's webhooks."""
+        return []
+
+    async def deliver(self, api: Any, out: Any) -> str | None:
+        """Hands one reply (inbox.sending.Outgoing) to the app; returns the app's id of
+        it. Raises inbox.queue.Retryable or Rejected."""
+        raise NotImplementedError
+
+    def config_of(self, given: Any) -> dict | None:
+        """The config dict (the contract's names) of the app's GraphQL input, as given."""
+        if given is None:
+            return None
+        from strawberry.utils.str_converters import to_camel_case
+
+        return {to_camel_case(field.name): getattr(given, field.name) for field in dataclasses.fields(given)}
+
+
+_providers: list[Provider] | None = None
+_discovering = False
+
+
+def providers() -> list[Provider]:
+    """Every messaging app of this package, in the order of ChannelKind. The schema is
+    built from them (schema/inputs.py): an app's module imports the schema package only
+    inside its functions, or the schema would be built before the app is registered."""
+    global _providers, _discovering
+    if _providers is None:
+        if _discovering:
+            raise RuntimeError("an app's module imported what asks for every app (the schema?) at import time")
+        _discovering = True
+        found = []
+        for module in sorted(pkgutil.iter_modules(__path__), key=lambda module: module.name):
+            if module.name in _NOT_APPS or module.name.startswith("_"):
+                continue
+            app = getattr(importlib.import_module(f"{__name__}.{module.name}"), "APP", None)
+            if isinstance(app, Provider):
+                found.append(app)
+        from models import ChannelKind
+
+        _providers = sorted(found, key=lambda app: list(ChannelKind).index(app.kind))
+        _discovering = False
+    return _providers
+
+
+def provider(kind) -> Provider:
+    providers()
+    from inbox import apps
+
+    found = apps.of(kind)
+    assert isinstance(found, Provider)
+    return found
 
 
 def without_nul(value):

@@ -10,17 +10,25 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from typing import Optional
 from urllib.parse import quote
 
 import httpx
+import strawberry
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
+from inbox import apps, attachments
 from inbox.contacts import apply_profile
+from inbox.errors import BadInput, NotFound
 from inbox.messages import Inbound, receive_all
 from inbox.sending import update_statuses_up_to
 from models import Channel, ChannelKind, DeliveryStatus
 
-from . import Malformed, inbound_body, without_nul
+from . import Malformed, Provider, inbound_body, web, without_nul
+from .outbound import check, field, send_parts
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,7 @@ class MessageEvent:
     mid: str
     body: str
     sent_at: datetime
+    files: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,24 +106,32 @@ def _dict(value, what: str, required: bool = True) -> dict:
     return value
 
 
-def _attachments(value) -> list[tuple[str, str | None]]:
+# Meta's attachment types that are files (https://developers.facebook.com/docs/messenger-platform/reference/webhook-events/messages).
+FILE_KINDS = {"image": "IMAGE", "video": "VIDEO", "audio": "AUDIO", "file": "FILE"}
+
+
+def _attachments(value) -> tuple[list[dict], list[tuple[str, str | None]]]:
+    """The files (a sticker is an image), and the rest as lines of the body (a location...)."""
     if value is None:
-        return []
+        return [], []
     if not isinstance(value, list):
         raise Malformed("message.attachments must be a list")
-    described = []
+    files, described = [], []
     for attachment in value:
         attachment = _dict(attachment, "an attachment")
         payload = attachment.get("payload") if isinstance(attachment.get("payload"), dict) else {}
         kind = attachment.get("type") if isinstance(attachment.get("type"), str) else "attachment"
-        if payload.get("sticker_id") is not None:
-            kind = "sticker"
         url = payload.get("url") if isinstance(payload.get("url"), str) else None
+        if url and kind in FILE_KINDS:
+            title = payload.get("title") or attachment.get("title")
+            files.append(attachments.of(FILE_KINDS[kind], url, title if isinstance(title, str) else None))
+            continue
         coordinates = payload.get("coordinates")
         if url is None and isinstance(coordinates, dict):
             url = f"{coordinates.get('lat')},{coordinates.get('long')}"
         described.append((kind, url))
-    return described
+    # Meta sends at most 10 (the inbox shows as many).
+    return files[:attachments.MAX_ATTACHMENTS], described
 
 
 def _message(page_id: str, psid: str, sent_at: datetime, message: dict) -> MessageEvent | None:
@@ -124,10 +141,11 @@ def _message(page_id: str, psid: str, sent_at: datetime, message: dict) -> Messa
     text = message.get("text")
     if text is not None and not isinstance(text, str):
         raise Malformed("message.text must be a string")
-    body = inbound_body(text, _attachments(message.get("attachments")))
-    if body is None:
+    files, described = _attachments(message.get("attachments"))
+    body = inbound_body(text, described)
+    if body is None and not files:
         return None  # nothing an agent could read
-    return MessageEvent(page_id, psid, mid, body, sent_at)
+    return MessageEvent(page_id, psid, mid, body or "", sent_at, tuple(files))
 
 
 def _postback(page_id: str, psid: str, sent_at: datetime, postback: dict) -> MessageEvent | None:
@@ -214,6 +232,7 @@ async def apply(channel: Channel, events: list[Event], profiles: "Profiles") -> 
     # The messages of one webhook are stored together, and in the order they came.
     received = await receive_all([(target, Inbound(
         external_message_id=event.mid, sender_external_id=event.psid, sender_name=None, body=event.body,
+        attachments=list(event.files),
         sent_at=event.sent_at, default_name=DEFAULT_NAME)) for target, event in arrived])
     for (target, event), stored in zip(arrived, received):
         if stored.created and stored.contact_name == DEFAULT_NAME:
@@ -304,3 +323,98 @@ class Profiles:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@strawberry.input
+class MessengerConfigInput:
+    page_id: str
+    app_secret: str
+    verify_token: str
+    page_access_token: str
+    human_agent_tag: Optional[bool] = strawberry.field(
+        default=False,
+        description="The Meta app has the Human Agent permission: replies 24 hours to 7 days after the "
+                    "contact's latest message go out with the HUMAN_AGENT tag.")
+
+
+async def verify(request: Request) -> Response:
+    """Meta's subscription handshake: echo `hub.challenge` when the verify token matches."""
+    channel = await web.channel_of(request, ChannelKind.MESSENGER)
+    if channel is None:
+        return web.not_found()
+    params = request.query_params
+    token = params.get("hub.verify_token") or ""
+    if params.get("hub.mode") == "subscribe" and hmac.compare_digest(
+            token.encode(), channel.config["verifyToken"].encode()):
+        return PlainTextResponse(params.get("hub.challenge", ""))
+    return PlainTextResponse("verification failed", status_code=403)
+
+
+async def webhook(request: Request) -> Response:
+    channel = await web.channel_of(request, ChannelKind.MESSENGER)
+    if channel is None:
+        return web.not_found()
+    body = await request.body()
+    if not signature_valid(body, request.headers.get("x-hub-signature-256"), channel.config["appSecret"]):
+        return web.forbidden()
+    try:
+        events = parse(body)
+        await apply(channel, events, request.app.state.profiles)
+    except (Malformed, BadInput) as error:
+        return web.malformed(error)
+    except NotFound:  # uninstalled meanwhile
+        return web.not_found()
+    return PlainTextResponse("EVENT_RECEIVED")
+
+
+# Meta's messaging window: free replies for 24 hours after the contact's latest message;
+# with the Human Agent permission, tagged replies up to 7 days.
+OPEN_FOR = timedelta(hours=24)
+HUMAN_AGENT_UNTIL = timedelta(days=7)
+
+
+class Messenger(Provider):
+    kind = ChannelKind.MESSENGER
+    webhook_path = "/webhooks/messenger/{}"
+    input_field = "messenger"
+    config_input = MessengerConfigInput
+    required_config = ("pageId", "appSecret", "verifyToken", "pageAccessToken")
+
+    def check_config(self, config: dict | None) -> dict:
+        config = super().check_config(config)
+        config["humanAgentTag"] = bool(config.get("humanAgentTag"))
+        return config
+
+    def routes(self) -> list:
+        return [Route("/webhooks/messenger/{channel_id}", verify, methods=["GET"]),
+                Route("/webhooks/messenger/{channel_id}", webhook, methods=["POST"])]
+
+    def reply_window(self, channel, last_inbound_at, now):
+        tagged = bool(channel.config.get("humanAgentTag"))
+        return apps.window(last_inbound_at, now, open_for=OPEN_FOR,
+                           human_agent_until=HUMAN_AGENT_UNTIL if tagged else None)
+
+    async def deliver(self, api, out) -> str | None:
+        config = out.channel.config
+        if out.window is not None and out.window.state is apps.WindowState.HUMAN_AGENT:
+            # Past 24 hours, Meta takes a reply only with the tag the Human Agent permission allows.
+            kind = {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
+        else:
+            kind = {"messaging_type": "RESPONSE"}
+
+        async def send(message: dict) -> str | None:
+            answer = await api.post(f"{api.settings.messenger_api_base}/me/messages",
+                                    params={"access_token": config["pageAccessToken"]},
+                                    json={"recipient": {"id": out.contact.external_id}, **kind, "message": message})
+            check(answer)
+            return field(answer, "message_id")
+
+        # The text, then one call per file: the Send API takes one attachment per message.
+        parts = [lambda: send({"text": out.message.body})] if out.message.body.strip() else []
+        for attachment in out.message.attachments or []:
+            parts.append(lambda attachment=attachment: send({"attachment": {
+                "type": attachment["kind"].lower(), "payload": {"url": attachment["url"], "is_reusable": False}}}))
+        return await send_parts(out, parts)
+
+
+APP = apps.register(Messenger())

@@ -1,23 +1,21 @@
 """Handing replies to the messaging apps' APIs, with each answer classified as
-sent, retryable (network, timeout, 429, 5xx) or rejected (other 4xx). Answers are read
-up to MAX_ANSWER bytes; a partner's callbackUrl is called at the public address it was
-checked to resolve to (inbox/callbacks.py), and redirects are never followed."""
+sent, retryable (network, timeout, 429, 5xx) or rejected (other 4xx). Each app's
+module builds its calls (its `deliver`); this module holds what they share. Answers are
+read up to MAX_ANSWER bytes; a partner's callbackUrl is called at the public address it
+was checked to resolve to (inbox/callbacks.py), and redirects are never followed."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import re
 from dataclasses import dataclass
+from typing import Awaitable, Callable
 
 import httpx
 
 from inbox import callbacks
 from inbox.queue import Rejected, Retryable
 from inbox.sending import NO_ANSWER, Outgoing
-from models import ChannelKind
-from schema.ids import global_id
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +53,8 @@ def _short(text: str) -> str:
 
 def _reason(answer: Answer) -> str:
     """The status and the messaging app's own words where it gives them (Graph API
-    `error.message`, Twilio `message`, a partner's `error` or plain-text answer); never
+    `error.message`, Twilio `message`, Telegram `description`, a partner's `error` or
+    plain-text answer); never
     any other text of the answer (an HTML page is nobody's error message)."""
     body = answer.json()
     message = None
@@ -67,6 +66,8 @@ def _reason(answer: Answer) -> str:
             message = error
         elif isinstance(body.get("message"), str):
             message = body["message"]
+        elif isinstance(body.get("description"), str):
+            message = body["description"]
     elif answer.content_type.startswith("text/plain"):
         message = answer.body.decode("utf-8", "replace")
     message = _short(message or "") or _short(answer.reason_phrase)
@@ -81,18 +82,34 @@ def check(answer: Answer) -> None:
     raise Rejected(_reason(answer))
 
 
-def _field(answer: Answer, name: str) -> str | None:
+def field(answer: Answer, name: str) -> str | None:
+    """A field of a JSON answer, as text (None when absent)."""
     body = answer.json()
     value = body.get(name) if isinstance(body, dict) else None
     return str(value) if value is not None else None
 
 
+async def send_parts(out: Outgoing, parts: list[Callable[[], Awaitable[str | None]]]) -> str | None:
+    """Sends a reply made of several calls (its text, then each attachment), each once:
+    a retry starts after the last part the app accepted. Returns the app's id of the
+    first part, the reply's id for status reports."""
+    for index, send in enumerate(parts):
+        if index < out.parts_sent:
+            continue
+        await out.part_sent(index + 1, await send(), more=index + 1 < len(parts))
+    return out.first_external_id
+
+
 class Providers:
-    """One HTTP client for every messaging app's API; `deliver` is the sender's hook.
-    Its pool never makes a send wait: the sender bounds what is in flight (per channel
-    and in all), and each send is bounded by the send timeout."""
+    """One HTTP client for every messaging app's API; `deliver` is the sender's hook,
+    and the apps' hooks that call their APIs (install, uninstall, templates) get it as
+    their `api`. Its pool never makes a send wait: the sender bounds what is in flight
+    (per channel and in all), and each send is bounded by the send timeout."""
 
     def __init__(self, settings) -> None:
+        from channels import providers
+
+        providers()  # every app registered
         self.settings = settings
         self.http = httpx.AsyncClient(
             timeout=settings.send_timeout, follow_redirects=False,
@@ -104,19 +121,23 @@ class Providers:
         await self.http.aclose()
 
     async def deliver(self, out: Outgoing) -> str | None:
+        from channels import provider
+
         try:
-            if out.channel.kind is ChannelKind.MESSENGER:
-                return await self._messenger(out)
-            if out.channel.kind is ChannelKind.WHATSAPP:
-                return await self._twilio(out)
-            return await self._custom(out)
+            return await provider(out.channel.kind).deliver(self, out)
         except httpx.TransportError as error:  # connection refused, reset, timeouts
             # Not the error's text in the reason (nor its URL in the log: it may carry a token).
             log.info("message %s on channel %s: %s", out.message.id, out.channel.id, type(error).__name__)
             raise Retryable(NO_ANSWER) from error
 
-    async def _post(self, url: str | httpx.URL, **kwargs) -> Answer:
-        async with self.http.stream("POST", url, **kwargs) as response:
+    async def post(self, url: str | httpx.URL, **kwargs) -> Answer:
+        return await self._request("POST", url, **kwargs)
+
+    async def get(self, url: str | httpx.URL, **kwargs) -> Answer:
+        return await self._request("GET", url, **kwargs)
+
+    async def _request(self, method: str, url: str | httpx.URL, **kwargs) -> Answer:
+        async with self.http.stream(method, url, **kwargs) as response:
             body = bytearray()
             async for chunk in response.aiter_raw():
                 body += chunk
@@ -125,48 +146,7 @@ class Providers:
             return Answer(response.status_code, response.reason_phrase,
                           response.headers.get("content-type", ""), bytes(body[:MAX_ANSWER]))
 
-    async def _messenger(self, out: Outgoing) -> str | None:
-        config = out.channel.config
-        answer = await self._post(
-            f"{self.settings.messenger_api_base}/me/messages",
-            params={"access_token": config["pageAccessToken"]},
-            json={"recipient": {"id": out.contact.external_id}, "messaging_type": "RESPONSE",
-                  "message": {"text": out.message.body}})
-        check(answer)
-        return _field(answer, "message_id")
-
-    async def _twilio(self, out: Outgoing) -> str | None:
-        config = out.channel.config
-        account = config["accountSid"]
-        answer = await self._post(
-            f"{self.settings.twilio_api_base}/2010-04-01/Accounts/{account}/Messages.json",
-            auth=(account, config["authToken"]),
-            data={"From": f"whatsapp:{config['fromNumber']}", "To": f"whatsapp:{out.contact.external_id}",
-                  "Body": out.message.body,
-                  "StatusCallback": f"{self.settings.public_url}/webhooks/twilio/"
-                                    f"{global_id('Channel', out.channel.id)}"})
-        check(answer)
-        return _field(answer, "sid")
-
-    async def _custom(self, out: Outgoing) -> str | None:
-        config = out.channel.config
-        body = json.dumps({
-            "messageId": global_id("Message", out.message.id),
-            "conversationId": global_id("Conversation", out.message.conversation_id),
-            "recipient": {"externalId": out.contact.external_id},
-            "body": out.message.body,
-            "sentAt": out.message.sent_at.isoformat(),
-        }).encode()
-        signature = hmac.new(config["channelToken"].encode(), body, hashlib.sha256).hexdigest()
-        pinned, netloc, name = await self._checked(config["callbackUrl"])
-        headers = {"Content-Type": "application/json", "X-Inbox-Signature": f"sha256={signature}", "Host": netloc}
-        # The TLS certificate is still checked against the URL's host name.
-        extensions = {"sni_hostname": name} if pinned.scheme == "https" else {}
-        answer = await self._post(pinned, content=body, headers=headers, extensions=extensions)
-        check(answer)
-        return _field(answer, "externalMessageId")
-
-    async def _checked(self, callback_url: str) -> tuple[httpx.URL, str, str]:
+    async def checked_callback(self, callback_url: str) -> tuple[httpx.URL, str, str]:
         """The callbackUrl with its host replaced by the public address it resolves to
         now (checked again at every send: DNS may have changed since install), its Host
         header, and its host name."""

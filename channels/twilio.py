@@ -5,14 +5,29 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
+import logging
+import re
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import parse_qsl
 
+import httpx
+import strawberry
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from inbox import apps, attachments
+from inbox.errors import BadInput, NotFound
 from inbox.messages import Inbound, receive
 from inbox.sending import update_status_by_external_id
-from models import Channel, DeliveryStatus
+from models import Channel, ChannelKind, DeliveryStatus
 
-from . import Malformed, inbound_body, without_nul
+from . import Malformed, Provider, inbound_body, web, without_nul
+from .outbound import check, field, send_parts
+
+log = logging.getLogger(__name__)
 
 MAX_ID = 255
 MAX_MEDIA = 10  # Twilio sends at most 10 media per message
@@ -73,6 +88,7 @@ class MessageEvent:
     number: str
     name: str | None
     body: str
+    files: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,18 +113,22 @@ def _failure_reason(fields: dict[str, str], status: str) -> str:
     return f"Twilio reported the message {status}"
 
 
-def _media(fields: dict[str, str]) -> list[tuple[str, str | None]]:
+def _media(fields: dict[str, str]) -> tuple[list[dict], list[tuple[str, str | None]]]:
+    """The files (NumMedia, MediaUrlN, MediaContentTypeN), and a location as a line of the body."""
     try:
         count = min(int(fields.get("NumMedia") or 0), MAX_MEDIA)
     except ValueError:
         raise Malformed("NumMedia must be a number") from None
-    media = []
+    files = []
     for index in range(count):
-        kind = (fields.get(f"MediaContentType{index}") or "file").partition("/")[0] or "file"
-        media.append((kind, fields.get(f"MediaUrl{index}") or None))
+        url = (fields.get(f"MediaUrl{index}") or "").strip()
+        if url:
+            mime_type = fields.get(f"MediaContentType{index}") or None
+            files.append(attachments.of(attachments.kind_of(mime_type), url, None, mime_type))
+    described = []
     if fields.get("Latitude") and fields.get("Longitude"):
-        media.append(("location", f"{fields['Latitude']},{fields['Longitude']}"))
-    return media
+        described.append(("location", f"{fields['Latitude']},{fields['Longitude']}"))
+    return files, described
 
 
 def parse(params: list[tuple[str, str]]) -> MessageEvent | StatusEvent | None:
@@ -128,19 +148,140 @@ def parse(params: list[tuple[str, str]]) -> MessageEvent | StatusEvent | None:
     number = (fields.get("From") or "").strip().removeprefix("whatsapp:").strip()
     if not number or len(number) > MAX_ID:
         raise Malformed("From is missing")
-    body = inbound_body(fields.get("Body"), _media(fields))
-    if body is None:
+    files, described = _media(fields)
+    body = inbound_body(fields.get("Body"), described)
+    if body is None and not files:
         return None  # nothing an agent could read (a reaction, an unsupported type)
     name = (fields.get("ProfileName") or "").strip()[:255] or None
-    return MessageEvent(sid, number, name, body)
+    return MessageEvent(sid, number, name, body or "", tuple(files))
 
 
 async def apply(channel: Channel, event: MessageEvent | StatusEvent | None) -> None:
     if isinstance(event, MessageEvent):
         # No ProfileName: a new contact is called by its number, a known one keeps its name.
         await receive(channel, Inbound(external_message_id=event.sid, sender_external_id=event.number,
-                                       sender_name=event.name, body=event.body, default_name=event.number))
+                                       sender_name=event.name, body=event.body, default_name=event.number,
+                                       attachments=list(event.files)))
     elif isinstance(event, StatusEvent):
         # A callback may overtake the API's answer to the send: kept until the sid is recorded.
         await update_status_by_external_id(channel, event.sid, event.status, event.failure_reason,
                                            keep_if_early=True)
+
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+def signed_url(request: Request) -> str:
+    """The URL Twilio signed: the public one when set (behind a proxy the request's own
+    host and scheme are not what Twilio called), with the path and query as sent."""
+    public = request.app.state.settings.public_url
+    if not public:
+        return str(request.url)
+    path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return f"{public}{path}?{query}" if query else f"{public}{path}"
+
+
+async def webhook(request: Request) -> Response:
+    channel = await web.channel_of(request, ChannelKind.WHATSAPP)
+    if channel is None:
+        return web.not_found()
+    params = form(await request.body())
+    # A body that is not even a form cannot carry a valid signature.
+    if params is None or not signature_valid(signed_url(request), params, request.headers.get("x-twilio-signature"),
+                                             channel.config["authToken"]):
+        return web.forbidden()
+    try:
+        await apply(channel, parse(params))
+    except (Malformed, BadInput) as error:
+        return web.malformed(error)
+    except NotFound:  # uninstalled meanwhile
+        return web.not_found()
+    return Response(EMPTY_TWIML, media_type="text/xml")
+
+
+@strawberry.input
+class TwilioConfigInput:
+    account_sid: str
+    auth_token: str
+    from_number: str = strawberry.field(description="The WhatsApp sender number, e.g. +14155238886.")
+
+
+# WhatsApp's customer service window: free-form replies within 24 hours of the contact's
+# latest message; after that only approved templates (Twilio error 63016).
+OPEN_FOR = timedelta(hours=24)
+
+
+class WhatsApp(Provider):
+    kind = ChannelKind.WHATSAPP
+    webhook_path = "/webhooks/twilio/{}"
+    input_field = "whatsapp"
+    takes_templates = True
+    config_input = TwilioConfigInput
+    required_config = ("accountSid", "authToken", "fromNumber")
+
+    def routes(self) -> list:
+        return [Route("/webhooks/twilio/{channel_id}", webhook, methods=["POST"])]
+
+    def reply_window(self, channel, last_inbound_at, now):
+        return apps.window(last_inbound_at, now, open_for=OPEN_FOR)
+
+    async def deliver(self, api, out) -> str | None:
+        from schema.ids import global_id  # not at import: the schema is built from the apps of this package
+
+        config = out.channel.config
+        account = config["accountSid"]
+        data: dict = {"From": f"whatsapp:{config['fromNumber']}", "To": f"whatsapp:{out.contact.external_id}",
+                      "StatusCallback": f"{api.settings.public_url}/webhooks/twilio/"
+                                        f"{global_id('Channel', out.channel.id)}"}
+        if out.template is not None:
+            # An approved template, sent in any window: its placeholders' values by number.
+            data["ContentSid"] = out.template.content_sid
+            data["ContentVariables"] = json.dumps({str(index): value for index, value
+                                                   in enumerate(out.template.variables, start=1)})
+        else:
+            if out.message.body.strip():
+                data["Body"] = out.message.body
+            media = [attachment["url"] for attachment in out.message.attachments or []]
+            if media:
+                data["MediaUrl"] = media  # one message carries up to 10
+
+        async def send() -> str | None:
+            answer = await api.post(f"{api.settings.twilio_api_base}/2010-04-01/Accounts/{account}/Messages.json",
+                                    auth=(account, config["authToken"]), data=data)
+            check(answer)
+            return field(answer, "sid")
+
+        return await send_parts(out, [send])
+
+    async def template_text(self, api, channel, template) -> str:
+        """The template's text from Twilio's Content API, its {{n}} filled in; when that
+        fails, "[template HX…]" (the send itself does not depend on it)."""
+        config = channel.config
+        if api is None:  # no way to ask (the domain called without the server's client)
+            return f"[template {template.content_sid}]"
+        try:
+            answer = await api.get(f"{api.settings.twilio_content_api_base}/v1/Content/{template.content_sid}",
+                                   auth=(config["accountSid"], config["authToken"]))
+            content = answer.json() if answer.is_success else None
+            types = content.get("types") if isinstance(content, dict) else None
+        except httpx.HTTPError as error:
+            log.info("content %s of channel %s: %s", template.content_sid, channel.id, type(error).__name__)
+            types = None
+        text = next((kind["body"] for kind in (types if isinstance(types, dict) else {}).values()
+                     if isinstance(kind, dict) and isinstance(kind.get("body"), str) and kind["body"].strip()), None)
+        if text is None:
+            return f"[template {template.content_sid}]"
+
+        def value(match: re.Match) -> str:
+            index = int(match.group(1))
+            return template.variables[index - 1] if 0 < index <= len(template.variables) else match.group(0)
+
+        return PLACEHOLDER.sub(value, text)
+
+
+# A Content API placeholder: {{1}}, {{2}}...
+PLACEHOLDER = re.compile(r"\{\{\s*([0-9]+)\s*\}\}")
+
+
+APP = apps.register(WhatsApp())

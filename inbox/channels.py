@@ -1,28 +1,23 @@
 """Messaging settings: installing, sharing, unsharing and uninstalling channels (admins only)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import urlparse
+from typing import Any
 
 from tortoise.transactions import in_transaction
 
 from models import Channel, ChannelKind, ChannelMember, Contact, Conversation, EventKind, User
 
-from . import callbacks, installed, validation
+from . import apps, callbacks, installed, validation
 from .access import audience, company_user, live_channels, require_admin
 from .errors import BadInput, Forbidden, NotFound
 from .events import record_event
 from .tokens import CHANNEL_PREFIX, new_token, token_hash
 from .transaction import action
 
-# What each kind needs, by the contract's field names: secrets stay on the server.
-REQUIRED_CONFIG = {
-    ChannelKind.MESSENGER: ("pageId", "appSecret", "verifyToken", "pageAccessToken"),
-    ChannelKind.WHATSAPP: ("accountSid", "authToken", "fromNumber"),
-    ChannelKind.CUSTOM: (),
-}
-
+log = logging.getLogger(__name__)
 
 @dataclass
 class Installed:
@@ -30,33 +25,16 @@ class Installed:
     channel_token: str | None
 
 
-def _checked_config(kind: ChannelKind, config: dict | None) -> dict:
-    if kind is not ChannelKind.CUSTOM and config is None:
-        raise BadInput(f"a {kind.value} channel needs its {kind.value.lower()} settings")
-    config = dict(config or {})
-    for key in REQUIRED_CONFIG[kind]:
-        config[key] = validation.text(config.get(key), key, 1024)
-    callback = config.get("callbackUrl")
-    if callback is not None and not _is_http_url(callback):
-        raise BadInput("callbackUrl must be an http(s) URL")
-    return config
-
-
-def _is_http_url(url: str) -> bool:
-    parsed = urlparse(url)
-    try:
-        parsed.port  # noqa: B018 -- raises on a port that is not a number up to 65535
-    except ValueError:
-        return False
-    return parsed.scheme in ("http", "https") and bool(parsed.hostname) and len(url) <= 2048
-
-
 async def install(viewer: User, kind: ChannelKind, name: str, config: dict | None,
-                  *, whatsapp_new_installs: bool = True, callback_allow_private: bool = False) -> Installed:
-    """`callback_allow_private`: INBOX_CALLBACK_ALLOW_PRIVATE (inbox/callbacks.py)."""
+                  *, whatsapp_new_installs: bool = True, callback_allow_private: bool = False,
+                  api: Any = None) -> Installed:
+    """`callback_allow_private`: INBOX_CALLBACK_ALLOW_PRIVATE (inbox/callbacks.py). `api`:
+    what the messaging app's install hook calls its API with (registering the channel's
+    webhook, say); when the app refuses, the install is undone."""
     require_admin(viewer)
     name = validation.text(name, "name")
-    config = _checked_config(kind, config)
+    app = apps.of(kind)
+    config = app.check_config(config)
     if config.get("callbackUrl") is not None:
         await callbacks.check_at_install(config["callbackUrl"], allow_private=callback_allow_private)
     if kind is ChannelKind.WHATSAPP and not whatsapp_new_installs:
@@ -72,6 +50,11 @@ async def install(viewer: User, kind: ChannelKind, name: str, config: dict | Non
                                        installed_by_id=viewer.id, config=config,
                                        token_hash=token_hash(token) if token else None)
         await ChannelMember.create(channel_id=channel.id, user_id=viewer.id)
+    try:
+        await app.installed(api, channel)
+    except BaseException:
+        await channel.delete()
+        raise
     return Installed(channel, token)
 
 
@@ -103,7 +86,7 @@ async def unshare(viewer: User, channel_id: int, user_ids: list[int]) -> Channel
     return channel
 
 
-async def uninstall(viewer: User, channel_id: int) -> int:
+async def uninstall(viewer: User, channel_id: int, *, api: Any = None) -> int:
     """Removes the channel and its conversations from the inbox; live clients get DELETED events."""
     channel = await _admin_channel(viewer, channel_id)
     members = await audience(channel.id)
@@ -116,4 +99,8 @@ async def uninstall(viewer: User, channel_id: int) -> int:
         channel.token_hash = None
         await channel.save(update_fields=["uninstalled_at", "token_hash"])
     installed.forget(channel.id)
+    try:
+        await apps.of(channel.kind).uninstalled(api, channel)
+    except Exception as error:  # the channel is gone from the inbox either way
+        log.warning("uninstall hook of channel %s failed: %s", channel.id, type(error).__name__)
     return channel.id

@@ -8,6 +8,7 @@ statements per message. Each message keeps its own outcome, and the batch's even
 are published after its commit."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -37,10 +38,12 @@ class Inbound:
     # None when the messaging app does not say (Messenger): a new contact is then
     # called `default_name` until its profile arrives.
     sender_name: str | None
-    body: str
+    body: str | None
     sent_at: datetime | None = None
     avatar_url: str | None = None
     default_name: str = "Unknown contact"
+    # As stored (inbox/attachments.py): parsed from a messaging app, or checked from a partner's.
+    attachments: list[dict] | None = None
 
 
 
@@ -79,18 +82,21 @@ class _Checked:
     avatar: str | None
     sent_at: datetime
     default_name: str
+    attachments: list[dict] | None
 
 
 def _checked(channel: Channel, inbound: Inbound) -> _Checked:
     external_id = validation.text(inbound.external_message_id, "externalMessageId")
     sender_id = validation.text(inbound.sender_external_id, "sender.externalId")
     name = validation.text(inbound.sender_name, "sender.name", required=inbound.sender_name is not None)
-    body = validation.body(inbound.body)
+    # A message that is only files has an empty body.
+    body = validation.body(inbound.body) if not inbound.attachments or (inbound.body or "").strip() else ""
     avatar = validation.text(inbound.avatar_url, "sender.avatarUrl", 2048, required=False)
     sent_at = inbound.sent_at or datetime.now(timezone.utc)
     if sent_at.tzinfo is None:
         raise BadInput("sentAt needs an explicit UTC offset")
-    return _Checked(channel, external_id, sender_id, name, body, avatar, sent_at, inbound.default_name)
+    return _Checked(channel, external_id, sender_id, name, body, avatar, sent_at, inbound.default_name,
+                    inbound.attachments or None)
 
 
 async def receive(channel: Channel, inbound: Inbound) -> tuple[Message, bool]:
@@ -263,9 +269,10 @@ async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]],
     thread_of = [threads[(item.channel.id, item.sender_id)] for item in items]
     ids = {(row["channel_id"], row["external_id"]): row["id"] for row in await sql.insert(
         "message", ("company_id", "channel_id", "conversation_id", "direction", "body", "sent_at", "status",
-                    "external_id", "created_at"),
+                    "external_id", "created_at", "attachments"),
         [(item.channel.company_id, item.channel.id, thread.conversation_id, MessageDirection.INBOUND.value,
-          item.body, item.sent_at, DeliveryStatus.RECEIVED.value, item.external_id, now)
+          item.body, item.sent_at, DeliveryStatus.RECEIVED.value, item.external_id, now,
+          json.dumps(item.attachments) if item.attachments else None)
          for item, thread in zip(items, thread_of)],
         returning="id, channel_id, external_id")}
     messages = [row_instance(
@@ -273,17 +280,25 @@ async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]],
         id=ids[(item.channel.id, item.external_id)], company_id=item.channel.company_id, channel_id=item.channel.id,
         conversation_id=thread.conversation_id, direction=MessageDirection.INBOUND, body=item.body,
         sent_at=item.sent_at, status=DeliveryStatus.RECEIVED, author_id=None, external_id=item.external_id,
-        client_message_id=None, failure_reason=None, created_at=now, update_seq=None)
+        client_message_id=None, failure_reason=None, created_at=now, update_seq=None,
+        attachments=item.attachments)
         for item, thread in zip(items, thread_of)]
     conversation_ids = sorted({thread.conversation_id for thread in thread_of})
     conversations, params = sql.in_list(conversation_ids)
     # Open (a restored one unassigned), and its latest message is the batch's: ids grow,
     # and the company's lock holds other writers off.
+    # The contact's latest message by the app's clock starts its reply window (inbox/apps.py):
+    # the batch's latest, unless one stored before is later (the app delivered out of order).
+    latest = ("(SELECT MAX(m.sent_at) FROM message m WHERE m.conversation_id = conversation.id AND m.id >= ?"
+              " AND m.direction = 'INBOUND')")
+    greatest = "GREATEST" if sql.is_postgres() else "MAX"
     await sql.execute(
         "UPDATE conversation SET status = ?, deleted_at = NULL,"
         " assignee_id = CASE WHEN deleted_at IS NULL THEN assignee_id END,"
         " last_message_id = (SELECT MAX(m.id) FROM message m WHERE m.conversation_id = conversation.id),"
-        f" activity_at = ? WHERE id IN {conversations}", ConversationStatus.OPEN.value, now, *params)
+        f" last_inbound_at = {greatest}(COALESCE(last_inbound_at, {latest}), {latest}),"
+        f" activity_at = ? WHERE id IN {conversations}", ConversationStatus.OPEN.value, min(ids.values()),
+        min(ids.values()), now, *params)
     await notes.on_messages(messages)
     events, announced = [], set()
     for item, thread, message in zip(items, thread_of, messages):

@@ -20,6 +20,7 @@ from tortoise.transactions import in_transaction
 from models import (Channel, Contact, Conversation, ConversationLink, EventKind, LinkTargetKind, Message,
                     MessageDirection, Note, NoteLine, User)
 
+from . import attachments as attachment_rules
 from . import crm, sql, validation
 from .access import audience, visible_conversation
 from .errors import BadInput, Conflict, NotFound
@@ -120,7 +121,8 @@ async def _write_lines(lines: list[tuple[int, Message, str]]) -> None:
     the notes already hold."""
     if lines:
         await sql.insert("note_line", ("note_id", "message_id", "sent_at", "line"),
-                         [(note_id, m.id, m.sent_at, message_line(m.sent_at, sender, m.body))
+                         [(note_id, m.id, m.sent_at,
+                           message_line(m.sent_at, sender, attachment_rules.with_links(m.body, m.attachments)))
                           for note_id, m, sender in lines])
 
 

@@ -16,6 +16,7 @@ from models import (Channel, Contact, Conversation, EmailBurst, Message, Message
                     NotificationEmail,
                     NotificationKind, NotificationPreference, User)
 
+from . import attachments as attachment_rules
 from . import sql, validation
 from .errors import NotFound
 from .events import NotificationReceived
@@ -231,9 +232,25 @@ def listen_for_emails(callback: Callable[[datetime], None]) -> Callable[[], None
     return lambda: _email_listeners.remove(callback)
 
 
+def _file_links(files: list[dict]) -> str:
+    """Attachments as links in an email's HTML (a reference that is no web address, as text)."""
+    if not files:
+        return ""
+    items = []
+    for file in files:
+        label = html.escape(file.get("name") or f"[{file['kind'].lower()}]")
+        if file["url"].startswith(("https://", "http://")):
+            items.append(f'<li><a href="{html.escape(file["url"], quote=True)}">{label}</a></li>')
+        else:
+            items.append(f"<li>{label}: {html.escape(file['url'])}</li>")
+    return "<ul>" + "".join(items) + "</ul>"
+
+
 def _quote(message: Message, sender: str) -> dict:
     return {"sender": sender, "sentAt": message.sent_at.astimezone(timezone.utc).isoformat(),
-            "body": message.body[:MAX_QUOTE]}
+            "body": message.body[:MAX_QUOTE],
+            "attachments": [{"kind": a["kind"], "url": a["url"], "name": a.get("name")}
+                            for a in message.attachments or []]}
 
 
 async def _queue_emails(act: Action, conversation: Conversation, recipients: dict[int, Kind],
@@ -347,9 +364,11 @@ def compose(kind: Kind, facts: dict, url: str) -> Email:
         parts.append(f"<p>{html.escape(intro)}</p>")
     for entry in quoted:
         heading = f"{entry['sender']}, {when(entry)}:"
-        text += [heading, *(f"> {line}" for line in entry["body"].splitlines() or [""]), ""]
+        files = entry.get("attachments") or []
+        lines = entry["body"].splitlines() + attachment_rules.links(files)
+        text += [heading, *(f"> {line}" for line in lines or [""]), ""]
         body = html.escape(entry["body"]).replace("\n", "<br>\n")
-        parts.append(f"<p>{html.escape(heading)}</p>\n<blockquote>{body}</blockquote>")
+        parts.append(f"<p>{html.escape(heading)}</p>\n<blockquote>{body}{_file_links(files)}</blockquote>")
     text += [f"Open the conversation: {url}", ""]
     parts.append(f'<p><a href="{html.escape(url, quote=True)}">Open the conversation</a></p>')
     page = "<!DOCTYPE html>\n<html><body>\n" + "\n".join(parts) + "\n</body></html>\n"

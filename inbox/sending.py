@@ -4,22 +4,24 @@ status change moves forward only and is published on `messageUpdated`."""
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from models import (Channel, ChannelKind, Contact, Conversation, Delivery, DeliveryStatus, EarlyReceipt, EventKind,
+from models import (Channel, Contact, Conversation, Delivery, DeliveryStatus, EarlyReceipt, EventKind,
                     Message, MessageDirection, User)
 
-from . import notes, sql, validation
+from . import apps, notes, sql, validation
+from . import attachments as attachment_rules
 from .access import audience, visible_conversation
 from .errors import BadInput
 from .events import MessageAdded, MessageUpdated, record_event
-from .queue import GONE, AttemptFailed, QueueWorker, due_rows, lease
+from .queue import GONE, AttemptFailed, QueueWorker, Rejected, due_rows, lease
 from .replay import mark_changed
 from .transaction import action
 
@@ -32,22 +34,37 @@ RANK = {DeliveryStatus.PENDING: 0, DeliveryStatus.SENT: 1, DeliveryStatus.DELIVE
 
 
 
-def can_reply(channel: Channel) -> None:
-    if channel.kind is ChannelKind.CUSTOM and not (channel.config or {}).get("callbackUrl"):
-        raise BadInput("this channel has no callbackUrl: it only receives messages")
-
-
-async def send_message(viewer: User, conversation_id: int, body: str, client_message_id: str | None,
-                       on_queued: Callable[[], None] | None = None) -> Message:
-    body = validation.body(body)
+async def send_message(viewer: User, conversation_id: int, body: str | None, client_message_id: str | None,
+                       on_queued: Callable[[], None] | None = None, *,
+                       attachments: list[attachment_rules.Given] | None = None,
+                       template: apps.Template | None = None, api: Any = None) -> Message:
+    """A body, attachments or both; or, on an app that takes them, a template alone (its
+    text, read from the app through `api`, is the stored body). Free text is refused
+    while the conversation's reply window is CLOSED; a template is not."""
+    files = attachment_rules.checked(attachments)
+    has_text = bool(body and body.strip())
+    if template is not None:
+        if has_text or files:
+            raise BadInput("a template is sent alone: no body or attachments with it")
+        template = _checked_template(template)
+    body = validation.body(body) if has_text else ""
     client_message_id = validation.text(client_message_id, "clientMessageId", required=False)
     conversation = await visible_conversation(viewer, conversation_id)
+    if template is None and not has_text and not files:
+        raise BadInput("body is required (or attachments, or on WhatsApp a template)")
     if client_message_id:
         earlier = await Message.get_or_none(author_id=viewer.id, client_message_id=client_message_id)
         if earlier is not None:
             return earlier
     channel = await Channel.get(id=conversation.channel_id)
-    can_reply(channel)
+    app = apps.of(channel.kind)
+    app.can_reply(channel)
+    if template is not None:
+        if not app.takes_templates:
+            raise BadInput(f"templates are for WhatsApp conversations, not {channel.kind.value}")
+        body = (await app.template_text(api, channel, template))[:validation.MAX_BODY]
+    else:
+        apps.require_open(apps.window_of(channel, conversation.last_inbound_at))
     members = await audience(channel.id)
     try:
         async with action(channel.company_id) as act:
@@ -56,8 +73,9 @@ async def send_message(viewer: User, conversation_id: int, body: str, client_mes
             message = await Message.create(
                 company_id=channel.company_id, channel_id=channel.id, conversation_id=conversation.id,
                 direction=MessageDirection.OUTBOUND, body=body, sent_at=now, status=DeliveryStatus.PENDING,
-                author_id=viewer.id, client_message_id=client_message_id)
-            await Delivery.create(message_id=message.id, next_attempt_at=now)
+                author_id=viewer.id, client_message_id=client_message_id, attachments=files or None)
+            await Delivery.create(message_id=message.id, next_attempt_at=now, template={
+                "contentSid": template.content_sid, "variables": list(template.variables)} if template else None)
             conversation.last_message_id = message.id
             conversation.activity_at = now
             await conversation.save(update_fields=["last_message_id", "activity_at"])
@@ -75,6 +93,24 @@ async def send_message(viewer: User, conversation_id: int, body: str, client_mes
     if on_queued is not None:
         on_queued()
     return message
+
+
+# Twilio's Content SIDs are HX and 32 hex digits; checked here only as far as the Content
+# API's path needs (Twilio says whether the template exists).
+CONTENT_SID = re.compile(r"^HX[0-9A-Za-z]{1,64}$")
+MAX_TEMPLATE_VARIABLES = 100
+
+
+def _checked_template(template: apps.Template) -> apps.Template:
+    sid = (template.content_sid or "").strip()
+    if not CONTENT_SID.match(sid):
+        raise BadInput("template.contentSid must be a Content SID (HX and 32 hexadecimal digits)")
+    if len(template.variables) > MAX_TEMPLATE_VARIABLES:
+        raise BadInput(f"a template takes at most {MAX_TEMPLATE_VARIABLES} variables")
+    for value in template.variables:
+        if len(value) > validation.MAX_BODY:
+            raise BadInput(f"a template variable is longer than {validation.MAX_BODY} characters")
+    return apps.Template(sid, tuple(template.variables))
 
 
 def _moves_forward(current: DeliveryStatus, new: DeliveryStatus) -> bool:
@@ -185,9 +221,28 @@ class Outgoing:
     message: Message
     channel: Channel
     contact: Contact
+    # The reply window as the sender found it (HUMAN_AGENT: Messenger tags the reply).
+    window: apps.Window | None = None
+    template: apps.Template | None = None
+    # Progress of a reply sent as several calls (channels/outbound.py's send_parts).
+    delivery_id: int | None = None
+    parts_sent: int = 0
+    first_external_id: str | None = None
+
+    async def part_sent(self, count: int, external_id: str | None, *, more: bool) -> None:
+        """The app accepted parts up to `count`; kept when `more` are to come, so that a
+        retry goes on from the next one."""
+        self.parts_sent = count
+        if self.first_external_id is None and external_id:
+            self.first_external_id = external_id[:255]
+        if more and self.delivery_id is not None:
+            await Delivery.filter(id=self.delivery_id).update(parts_sent=count, external_id=self.first_external_id)
 
 
 Deliver = Callable[[Outgoing], Awaitable[str | None]]
+
+CLOSED_BEFORE_SENT = ("the reply window closed before the reply could be sent: the messaging app takes no "
+                      "free-text reply this long after the contact's latest message")
 
 # The reason of a send that got no answer, whatever the network said (refused, reset,
 # unresolvable, timed out): a partner's callbackUrl must not learn what lies behind it.
@@ -242,7 +297,16 @@ class Sender(QueueWorker):
         channel = await Channel.get(id=message.channel_id)
         conversation = await Conversation.get(id=message.conversation_id)
         contact = await Contact.get(id=conversation.contact_id)
-        return await self.call(self.deliver(Outgoing(message, channel, contact)))
+        out = Outgoing(message, channel, contact, delivery_id=delivery.id, parts_sent=delivery.parts_sent,
+                       first_external_id=delivery.external_id,
+                       template=apps.Template(delivery.template["contentSid"],
+                                              tuple(delivery.template.get("variables") or ()))
+                       if delivery.template else None)
+        # The window again, at send time: a reply queued while it was open may find it closed.
+        out.window = apps.window_of(channel, conversation.last_inbound_at)
+        if out.template is None and out.window is not None and out.window.state is apps.WindowState.CLOSED:
+            raise Rejected(CLOSED_BEFORE_SENT)
+        return await self.call(self.deliver(out))
 
     def reason_of(self, error: Exception) -> str:
         return error.reason if isinstance(error, AttemptFailed) else NO_ANSWER

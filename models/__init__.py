@@ -17,6 +17,7 @@ class ChannelKind(str, Enum):
     MESSENGER = "MESSENGER"
     WHATSAPP = "WHATSAPP"
     CUSTOM = "CUSTOM"
+    TELEGRAM = "TELEGRAM"
 
 
 class ConversationStatus(str, Enum):
@@ -133,6 +134,9 @@ class Conversation(Model):
     activity_at = fields.DatetimeField()
     last_message_id = fields.IntField(null=True)
     deleted_at = fields.DatetimeField(null=True)
+    # The messaging app's time of the contact's latest message: where its reply window
+    # (inbox/apps.py) starts.
+    last_inbound_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "conversation"
@@ -160,6 +164,8 @@ class Message(Model):
     external_id = fields.CharField(max_length=255, null=True)
     client_message_id = fields.CharField(max_length=255, null=True)
     failure_reason = fields.TextField(null=True)
+    # Files sent with the message: [{"kind", "url", "name", "mimeType"}, ...] (inbox/attachments.py).
+    attachments = fields.JSONField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     # The position of its latest status change, from the same commit-ordered space as
     # message ids (inbox/replay.py); null until its first change: its id is its position.
@@ -202,6 +208,13 @@ class Delivery(Model):
     first_attempt_at = fields.DatetimeField(null=True)
     leased_until = fields.DatetimeField(null=True)
     last_error = fields.TextField(null=True)
+    # Parts of the reply (text, each attachment) the messaging app has accepted: a retry
+    # goes on from the next one, never sending a part twice.
+    parts_sent = fields.IntField(default=0)
+    # The app's id of the first part it accepted: the reply's id once every part is sent.
+    external_id = fields.CharField(max_length=255, null=True)
+    # A WhatsApp template to send instead of the body: {"contentSid", "variables"}.
+    template = fields.JSONField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

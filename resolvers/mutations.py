@@ -7,11 +7,13 @@ import strawberry
 from strawberry.types import Info
 
 import models
-from inbox import accounts, channels, conversations, messages, sending
+from channels import provider, providers
+from inbox import accounts, apps, channels, conversations, messages, sending
+from inbox import attachments as attachment_rules
 from inbox.errors import BadInput, NotFound
 from schema import types
 from schema.ids import global_id, pk_of
-from schema.inputs import CreateUserInput, InstallChannelInput, ReceiveMessageInput
+from schema.inputs import AttachmentInput, CreateUserInput, InstallChannelInput, ReceiveMessageInput, TemplateInput
 
 
 def _conversation_pk(value: str) -> int:
@@ -56,34 +58,22 @@ async def create_user(info: Info, input: CreateUserInput) -> types.CreateUserPay
 
 
 def _provider_config(input: InstallChannelInput) -> dict | None:
-    configs = {models.ChannelKind.MESSENGER: input.messenger, models.ChannelKind.WHATSAPP: input.whatsapp,
-               models.ChannelKind.CUSTOM: input.custom}
     kind = models.ChannelKind(input.kind)
+    given = {app.kind: getattr(input, app.input_field, None) for app in providers()}
     # A config for another kind is a client's mistake (wrong kind or wrong form), not something to ignore.
-    if any(other is not kind and given is not None for other, given in configs.items()):
+    if any(other is not kind and config is not None for other, config in given.items()):
         raise BadInput(f"a {kind.value} channel takes only the {kind.value.lower()} settings")
-    config = configs[kind]
-    if config is None:
-        return None
-    return {strawberry_name: getattr(config, python_name)
-            for python_name, strawberry_name in _CONFIG_NAMES.items() if hasattr(config, python_name)}
-
-
-_CONFIG_NAMES = {"page_id": "pageId", "app_secret": "appSecret", "verify_token": "verifyToken",
-                 "page_access_token": "pageAccessToken", "account_sid": "accountSid", "auth_token": "authToken",
-                 "from_number": "fromNumber", "callback_url": "callbackUrl"}
-
-WEBHOOK_PATHS = {models.ChannelKind.MESSENGER: "/webhooks/messenger/{}",
-                 models.ChannelKind.WHATSAPP: "/webhooks/twilio/{}"}
+    return provider(kind).config_of(given.get(kind))
 
 
 async def install_channel(info: Info, input: InstallChannelInput) -> types.InstallChannelPayload:
     kind = models.ChannelKind(input.kind)
     installed = await channels.install(info.context.viewer, kind, input.name, _provider_config(input),
                                        whatsapp_new_installs=info.context.settings.whatsapp_new_installs,
-                                       callback_allow_private=info.context.settings.callback_allow_private)
+                                       callback_allow_private=info.context.settings.callback_allow_private,
+                                       api=info.context.providers)
     channel = types.Channel.of(installed.channel)
-    path = WEBHOOK_PATHS.get(kind)
+    path = provider(kind).webhook_path
     return types.InstallChannelPayload(channel=channel, webhook_path=path.format(channel.id) if path else None,
                                        channel_token=installed.channel_token)
 
@@ -103,14 +93,25 @@ async def unshare_channel(info: Info, channel_id: strawberry.ID, user_ids: list[
 
 
 async def uninstall_channel(info: Info, channel_id: strawberry.ID) -> strawberry.ID:
-    pk = await channels.uninstall(info.context.viewer, pk_of(channel_id, "Channel"))
+    pk = await channels.uninstall(info.context.viewer, pk_of(channel_id, "Channel"), api=info.context.providers)
     return strawberry.ID(global_id("Channel", pk))
 
 
-async def send_message(info: Info, conversation_id: strawberry.ID, body: str,
-                       client_message_id: Optional[str] = None) -> types.Message:
+def _given(attachments: Optional[list[AttachmentInput]]) -> list[attachment_rules.Given] | None:
+    if attachments is None:
+        return None
+    return [attachment_rules.Given(item.kind.value if hasattr(item.kind, "value") else item.kind, item.url, item.name)
+            for item in attachments]
+
+
+async def send_message(info: Info, conversation_id: strawberry.ID, body: Optional[str] = None,
+                       client_message_id: Optional[str] = None,
+                       attachments: Optional[list[AttachmentInput]] = None,
+                       template: Optional[TemplateInput] = None) -> types.Message:
+    wanted = apps.Template(template.content_sid, tuple(template.variables or ())) if template else None
     message = await sending.send_message(info.context.viewer, _conversation_pk(conversation_id), body,
-                                         client_message_id, on_queued=info.context.wake_sender)
+                                         client_message_id, on_queued=info.context.wake_sender,
+                                         attachments=_given(attachments), template=wanted, api=info.context.providers)
     return types.Message.of(message)
 
 
@@ -131,7 +132,7 @@ async def receive_channel_message(info: Info, input: ReceiveMessageInput) -> typ
     message, _ = await messages.receive(channel, messages.Inbound(
         external_message_id=input.external_message_id, sender_external_id=input.sender.external_id,
         sender_name=input.sender.name, avatar_url=input.sender.avatar_url, body=input.body,
-        sent_at=input.sent_at))
+        sent_at=input.sent_at, attachments=attachment_rules.checked(_given(input.attachments))))
     return types.Message.of(message)
 
 

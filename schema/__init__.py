@@ -77,7 +77,9 @@ class Mutation:
     send_message: types.Message = strawberry.mutation(
         resolver=mutations.send_message,
         description="Reply to the contact through the messaging app. A retry with the same clientMessageId (by "
-                    "the same user) returns the first message and sends nothing again.")
+                    "the same user) returns the first message and sends nothing again. Give a body, attachments, "
+                    "or both; or, on WhatsApp, a template. A free-text reply while `replyWindow.state` is CLOSED "
+                    "is FORBIDDEN (extensions.reason REPLY_WINDOW_CLOSED) and stores nothing.")
     link_conversation: crm.ConversationLink = strawberry.mutation(
         resolver=crm_resolvers.link_conversation,
         description="Links a conversation to a person, lead or deal (an existing one, or one made now) and "

@@ -98,6 +98,8 @@ class Context:
         self._loaders: Loaders | None = None
         # Set by the app: wakes this process's sender when a reply is queued.
         self.wake_sender = None
+        # Set by the app: the messaging apps' API client, for their install and template hooks.
+        self.providers = None
 
     @property
     def viewer(self) -> models.User:

@@ -6,7 +6,9 @@ from typing import Optional
 
 import strawberry
 
-from .types import ChannelKind
+from channels import providers
+
+from .types import AttachmentKind, ChannelKind
 
 
 @strawberry.input
@@ -16,37 +18,37 @@ class CreateUserInput:
     is_admin: Optional[bool] = False
 
 
-@strawberry.input
-class MessengerConfigInput:
-    page_id: str
-    app_secret: str
-    verify_token: str
-    page_access_token: str
+def _install_channel_input() -> type:
+    """InstallChannelInput: kind, name, and one optional field per messaging app for its
+    config (each app's module declares the field and its input type)."""
+    annotations: dict = {"kind": ChannelKind, "name": str}
+    namespace: dict = {"__annotations__": annotations, "__module__": __name__}
+    for app in providers():
+        if app.config_input is not None:
+            annotations[app.input_field] = Optional[app.config_input]
+            namespace[app.input_field] = None
+    fields = ", ".join(f"`{app.input_field}`{'' if app.config_required else ' (optional)'} for {app.kind.value}"
+                       for app in providers() if app.config_input)
+    return strawberry.input(type("InstallChannelInput", (), namespace),
+                            description=f"Set the config that matches `kind`: {fields}.")
+
+
+InstallChannelInput = _install_channel_input()
 
 
 @strawberry.input
-class TwilioConfigInput:
-    account_sid: str
-    auth_token: str
-    from_number: str = strawberry.field(description="The WhatsApp sender number, e.g. +14155238886.")
+class AttachmentInput:
+    kind: AttachmentKind
+    url: str = strawberry.field(description="An http(s) URL the messaging app can fetch.")
+    name: Optional[str] = None
 
 
-@strawberry.input
-class CustomConfigInput:
-    callback_url: Optional[str] = strawberry.field(
-        default=None,
-        description="Where the server POSTs outbound messages for the partner to deliver; without it the "
-                    "channel only receives.")
-
-
-@strawberry.input(description="Set the config that matches `kind`: `messenger` for MESSENGER, `whatsapp` for "
-                              "WHATSAPP, `custom` (optional) for CUSTOM.")
-class InstallChannelInput:
-    kind: ChannelKind
-    name: str
-    messenger: Optional[MessengerConfigInput] = None
-    whatsapp: Optional[TwilioConfigInput] = None
-    custom: Optional[CustomConfigInput] = None
+@strawberry.input(description="A WhatsApp template approved in Twilio's Content API; the only reply allowed on "
+                              "WhatsApp once its window is CLOSED.")
+class TemplateInput:
+    content_sid: str = strawberry.field(description="The Content SID, e.g. HX1234...")
+    variables: Optional[list[str]] = strawberry.field(
+        default=None, description="Values of the template's placeholders {{1}}, {{2}}, ... in order.")
 
 
 @strawberry.input
@@ -61,8 +63,9 @@ class ReceiveMessageInput:
     external_message_id: str = strawberry.field(
         description="The messaging app's id of the message: a second delivery of the same id changes nothing.")
     sender: ReceivedSenderInput
-    body: str
+    body: str = strawberry.field(description="May be empty when attachments are given.")
     sent_at: Optional[datetime] = None
+    attachments: Optional[list[AttachmentInput]] = None
 
 
 @strawberry.input

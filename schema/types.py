@@ -9,7 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 import models
-from inbox import accounts, sections, validation
+from inbox import accounts, apps, attachments, sections, validation
 from inbox.events import ConversationChanged
 
 from .cost import max_items
@@ -22,6 +22,34 @@ DeliveryStatus = strawberry.enum(models.DeliveryStatus, name="DeliveryStatus")
 ConversationEventKind = strawberry.enum(models.EventKind, name="ConversationEventKind")
 InboxSection = strawberry.enum(sections.Section, name="InboxSection",
                                description="The four lists of the inbox, as the viewer sees them.")
+AttachmentKind = strawberry.enum(attachments.Kind, name="AttachmentKind",
+                                 description="What a file attached to a message is.")
+ReplyWindowState = strawberry.enum(
+    apps.WindowState, name="ReplyWindowState",
+    description="Whether the messaging app lets a user reply now (Meta's and WhatsApp's messaging-window "
+                "policies). OPEN: any reply. HUMAN_AGENT: Messenger only, between 24 hours and 7 days after the "
+                "contact's latest message, on channels installed with `humanAgentTag`: replies go out with Meta's "
+                "HUMAN_AGENT tag. CLOSED: free text is refused; on WhatsApp an approved template may still be sent.")
+
+
+@strawberry.type(description="A file sent with a message, by URL.")
+class Attachment:
+    kind: AttachmentKind
+    url: str = strawberry.field(description="Where the file is. For Telegram files, `telegram-file:<file_id>`: "
+                                            "Telegram's own file URLs carry the bot's token.")
+    name: Optional[str] = strawberry.field(description="The file's name, where the messaging app gives one.")
+    mime_type: Optional[str]
+
+    @classmethod
+    def of(cls, stored: dict) -> "Attachment":
+        return cls(kind=attachments.Kind(stored["kind"]), url=stored["url"], name=stored.get("name"),
+                   mime_type=stored.get("mimeType"))
+
+
+@strawberry.type
+class ReplyWindow:
+    state: ReplyWindowState
+    closes_at: Optional[datetime] = strawberry.field(description="When the current state ends (null for CLOSED).")
 
 
 @strawberry.interface
@@ -123,7 +151,7 @@ class Contact(Node):
 @strawberry.type
 class Message(Node):
     direction: MessageDirection
-    body: str
+    body: str = strawberry.field(description="The text; empty for a message that is only attachments.")
     sent_at: datetime
     status: DeliveryStatus
     row: strawberry.Private[models.Message]
@@ -164,6 +192,10 @@ class Message(Node):
     @strawberry.field(description="A cursor usable as `after` in `messageAdded` and `Conversation.messages`.")
     def cursor(self) -> str:
         return message_cursor(self.row.id)
+
+    @strawberry.field(metadata=max_items(attachments.MAX_ATTACHMENTS))
+    def attachments(self) -> list[Attachment]:
+        return [Attachment.of(stored) for stored in (self.row.attachments or [])[:attachments.MAX_ATTACHMENTS]]
 
     @strawberry.field(description="The position of this message's latest change (its creation, then each status "
                                   "change): usable as `after` in `messageUpdated`.")
@@ -333,6 +365,13 @@ class Conversation(Node):
         from .crm import ConversationLink
 
         return [ConversationLink.of(row) for row in await info.context.loaders.links.load(self.row.id)]
+
+    @strawberry.field(description="Whether a reply may be sent now; null on channels without such a policy "
+                                  "(CUSTOM, TELEGRAM).")
+    async def reply_window(self, info: Info) -> Optional[ReplyWindow]:
+        channel = await info.context.loaders.channel.load(self.row.channel_id)
+        found = apps.window_of(channel, self.row.last_inbound_at)
+        return ReplyWindow(state=found.state, closes_at=found.closes_at) if found else None
 
     @strawberry.field(description=f"What happened to the conversation: the latest {validation.MAX_EVENTS} "
                                   "events, oldest first.",

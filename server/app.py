@@ -54,6 +54,7 @@ class InboxGraphQL(GraphQL):
                          max_subscriptions_per_connection=None)
         self.settings = settings
         self.wake_sender = None
+        self.providers = None  # the messaging apps' API client (channels/outbound.py), once started
         self.user_sockets = UserSockets(settings.ws_max_sockets_per_user)
 
     @property
@@ -77,6 +78,7 @@ class InboxGraphQL(GraphQL):
         principal = request.scope.get("state", {}).get("principal")
         context = Context(request, response, self.settings, principal)
         context.wake_sender = self.wake_sender
+        context.providers = self.providers
         return context
 
     async def on_ws_connect(self, context: Context):
@@ -256,6 +258,8 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
                         per_channel=settings.send_concurrency_per_channel)
         sender.start()  # also resumes what an earlier run left pending
         view.wake_sender = sender.wake
+        view.providers = providers
+        app.state.providers = providers
         app.state.sender = sender
         app.state.mailer = await start_mailer(settings)
         if on_start is not None:

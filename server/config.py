@@ -49,6 +49,9 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("INBOX_MESSENGER_API_BASE", "https://graph.facebook.com/v19.0",
      "Meta Graph API base, version included (profiles and the Send API)"),
     ("INBOX_TWILIO_API_BASE", "https://api.twilio.com", "Twilio REST API base (Messages API)"),
+    ("INBOX_TWILIO_CONTENT_API_BASE", "https://content.twilio.com",
+     "Twilio Content API base (the text of WhatsApp templates)"),
+    ("INBOX_TELEGRAM_API_BASE", "https://api.telegram.org", "Telegram Bot API base"),
     ("INBOX_SEND_TIMEOUT", "10", "Seconds one call to a messaging app's API may take before it is retried"),
     ("INBOX_SEND_RETRY_SECONDS", "600",
      "How long failed sends (network, timeout, 429, 5xx) are retried before the message is FAILED"),
@@ -99,6 +102,8 @@ class Settings:
     whatsapp_new_installs: bool
     messenger_api_base: str = "https://graph.facebook.com/v19.0"
     twilio_api_base: str = "https://api.twilio.com"
+    twilio_content_api_base: str = "https://content.twilio.com"
+    telegram_api_base: str = "https://api.telegram.org"
     send_timeout: float = 10.0
     send_retry_seconds: float = 600.0
     send_backoff_seconds: float = 1.0
@@ -138,6 +143,8 @@ class Settings:
             whatsapp_new_installs=_flag(_env("INBOX_WHATSAPP_NEW_INSTALLS")),
             messenger_api_base=_env("INBOX_MESSENGER_API_BASE").rstrip("/"),
             twilio_api_base=_env("INBOX_TWILIO_API_BASE").rstrip("/"),
+            twilio_content_api_base=_env("INBOX_TWILIO_CONTENT_API_BASE").rstrip("/"),
+            telegram_api_base=_env("INBOX_TELEGRAM_API_BASE").rstrip("/"),
             send_timeout=float(_env("INBOX_SEND_TIMEOUT")),
             send_retry_seconds=float(_env("INBOX_SEND_RETRY_SECONDS")),
             send_backoff_seconds=float(_env("INBOX_SEND_BACKOFF_SECONDS")),

@@ -134,6 +134,7 @@ async def server(fakes, mailbox):
                              # Redis (another database) must not be heard here.
                              broadcast_namespace=f"inbox-test-{uuid.uuid4().hex[:8]}",
                              messenger_api_base=fakes.messenger_base, twilio_api_base=fakes.twilio_base,
+                             twilio_content_api_base=fakes.twilio_content_base, telegram_api_base=fakes.telegram_base,
                              send_timeout=1.0, send_retry_seconds=3.0, send_backoff_seconds=0.05,
                              # The fake partner endpoints listen on 127.0.0.1.
                              callback_allow_private=True,

@@ -1,5 +1,5 @@
-"""Local stand-ins for Meta's Graph API, Twilio's REST API and a partner's callback
-endpoint, on 127.0.0.1, speaking their real formats. They record every request and
+"""Local stand-ins for Meta's Graph API, Twilio's REST and Content APIs, Telegram's
+Bot API and a partner's callback endpoint, on 127.0.0.1, speaking their real formats. They record every request and
 can be scripted, per recipient, to fail (500, 429, 400...) or hang.
 
 Scripts are keyed by what a test owns (a PSID, a phone number, a callback path), so
@@ -48,6 +48,10 @@ class Recorded:
     def form(self) -> dict:
         return {k: v[0] for k, v in parse_qs(self.body.decode(), keep_blank_values=True).items()}
 
+    def form_lists(self) -> dict:
+        """Every value of each name (Twilio's MediaUrl repeats)."""
+        return parse_qs(self.body.decode(), keep_blank_values=True)
+
 
 @dataclass
 class FakeProviders:
@@ -55,6 +59,8 @@ class FakeProviders:
     requests: list[Recorded] = field(default_factory=list)
     scripts: dict[str, list] = field(default_factory=dict)
     profiles: dict[str, dict] = field(default_factory=dict)
+    # Twilio Content API templates by Content SID: the resource as the API returns it.
+    contents: dict[str, dict] = field(default_factory=dict)
     # Requests being answered now, and the most at once, per key.
     in_flight: dict[str, int] = field(default_factory=dict)
     most_in_flight: dict[str, int] = field(default_factory=dict)
@@ -69,6 +75,14 @@ class FakeProviders:
     @property
     def twilio_base(self) -> str:
         return f"{self.url}/twilio"
+
+    @property
+    def twilio_content_base(self) -> str:
+        return f"{self.url}/twilio-content"
+
+    @property
+    def telegram_base(self) -> str:
+        return f"{self.url}/telegram"
 
     def callback_url(self, name: str) -> str:
         return f"{self.url}/partner/{name}"
@@ -164,6 +178,48 @@ class FakeProviders:
                              "body": form.get("Body"), "account_sid": request.path_params["account"]},
                             status_code=201)
 
+    # Twilio Content API: GET /v1/Content/{sid}
+    async def twilio_content(self, request: Request) -> Response:
+        sid = request.path_params["sid"]
+        scripted = await self._record(request, "twilio_content", sid)
+        if scripted is not None:
+            return scripted
+        content = self.contents.get(sid)
+        if content is None:
+            return JSONResponse({"code": 20404, "message": f"The requested resource /v1/Content/{sid} was not found",
+                                 "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404},
+                                status_code=404)
+        return JSONResponse({"sid": sid, "account_sid": "AC", "friendly_name": "template", "language": "en",
+                             "url": f"https://content.twilio.com/v1/Content/{sid}", **content})
+
+    # Telegram Bot API: /bot<token>/<method>, JSON parameters, {"ok": ..., "result": ...}.
+    # Keyed by the chat for sends, by the token for the webhook's methods.
+    async def telegram(self, request: Request) -> Response:
+        token, method = request.path_params["token"], request.path_params["method"]
+        payload = json.loads(await request.body() or b"{}")
+        chat = payload.get("chat_id")
+        scripted = await self._record(request, f"telegram_{method}", str(chat) if chat is not None else token)
+        if scripted is not None:
+            return scripted
+        if method in ("setWebhook", "deleteWebhook"):
+            described = "Webhook was set" if method == "setWebhook" else "Webhook was deleted"
+            return JSONResponse({"ok": True, "result": True, "description": described})
+        if method == "getFile":
+            file_id = payload.get("file_id")
+            return JSONResponse({"ok": True, "result": {"file_id": file_id, "file_unique_id": f"u{file_id}",
+                                                        "file_size": 1024, "file_path": f"files/{file_id}"}})
+        if method in ("sendMessage", "sendPhoto", "sendDocument"):
+            sent = {"message_id": next(self._ids), "date": 1_700_000_000,
+                    "chat": {"id": chat, "type": "private"}, "from": {"id": 1, "is_bot": True, "first_name": "Bot"}}
+            if method == "sendMessage":
+                sent["text"] = payload.get("text")
+            elif method == "sendPhoto":
+                sent["photo"] = [{"file_id": "AgAC", "file_unique_id": "AQAD", "width": 90, "height": 90}]
+            else:
+                sent["document"] = {"file_id": "BQAC", "file_unique_id": "AgAD"}
+            return JSONResponse({"ok": True, "result": sent})
+        return JSONResponse({"ok": False, "error_code": 404, "description": "Not Found"}, status_code=404)
+
     # A partner's callback endpoint
     async def partner(self, request: Request) -> Response:
         scripted = await self._record(request, "partner", request.path_params["name"])
@@ -177,6 +233,8 @@ class FakeProviders:
             Route("/graph/v19.0/{psid}", self.messenger_profile, methods=["GET"]),
             Route("/twilio/2010-04-01/Accounts/{account}/Messages.json", self.twilio_send, methods=["POST"]),
             Route("/partner/{name}", self.partner, methods=["POST"]),
+            Route("/twilio-content/v1/Content/{sid}", self.twilio_content, methods=["GET"]),
+            Route("/telegram/bot{token}/{method}", self.telegram, methods=["POST"]),
         ])
 
 

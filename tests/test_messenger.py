@@ -314,12 +314,13 @@ async def test_echo_of_our_own_reply_is_not_stored_as_inbound(page):
     assert [m["body"] for m in await page.messages()] == ["from the contact"]
 
 
-async def test_attachment_without_text_is_described_with_its_link(page):
+async def test_attachment_without_text_has_an_empty_body(page):
+    # Its file is Message.attachments (tests/test_attachments.py).
     url = "https://scontent.xx.fbcdn.net/v/photo.jpg?oh=1"
     event = {"sender": {"id": unique("psid")}, "recipient": {"id": page.page_id}, "timestamp": now_ms(),
              "message": {"mid": unique("m_"), "attachments": [{"type": "image", "payload": {"url": url}}]}}
     await page.deliver(event)
-    assert [m["body"] for m in await page.messages()] == [f"[image] {url}"]
+    assert [m["body"] for m in await page.messages()] == [""]
 
 
 async def test_events_the_inbox_has_no_use_for_are_accepted_and_ignored(page):

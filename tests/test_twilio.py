@@ -174,11 +174,12 @@ async def test_contact_without_profile_name_is_called_by_its_number(whatsapp):
     assert conversation["contact"]["name"] == number
 
 
-async def test_media_without_text_is_described_with_its_link(whatsapp):
+async def test_media_without_text_has_an_empty_body(whatsapp):
+    # Its file is Message.attachments (tests/test_attachments.py).
     url = f"https://api.twilio.com/2010-04-01/Accounts/{whatsapp.account_sid}/Messages/MM1/Media/ME1"
     await whatsapp.deliver(whatsapp.inbound(e164(), "", NumMedia="1", MediaContentType0="image/jpeg",
                                             MediaUrl0=url, MessageType="image"))
-    assert [m["body"] for m in await whatsapp.messages()] == [f"[image] {url}"]
+    assert [m["body"] for m in await whatsapp.messages()] == [""]
 
 
 async def test_same_message_sid_delivered_five_times_is_stored_once(whatsapp):
