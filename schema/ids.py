@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
 
 from inbox.errors import BadInput, NotFound
 from inbox.sections import ConversationKey
@@ -72,8 +71,8 @@ def parse_message_cursor(value: str | None) -> int | None:
     return _parse_pk_cursor(value, "m")
 
 
-def conversation_cursor(activity_at: datetime, pk: int) -> str:
-    return _encode(f"c:{activity_at.isoformat()}|{pk}")
+def conversation_cursor(key: ConversationKey) -> str:
+    return _encode(f"c:{key.text()}")
 
 
 def parse_conversation_cursor(value: str | None) -> ConversationKey | None:
@@ -81,13 +80,9 @@ def parse_conversation_cursor(value: str | None) -> ConversationKey | None:
         return None
     try:
         tag, _, rest = _decode(value).partition(":")
-        moment, _, pk = rest.rpartition("|")
-        if tag != "c" or not pk.isdigit():
+        if tag != "c":
             raise ValueError
-        when = datetime.fromisoformat(moment)
-        if when.tzinfo is None:
-            raise ValueError
-        return ConversationKey(when, int(pk))
+        return ConversationKey.from_text(rest)
     except (ValueError, binascii.Error, UnicodeError):
         raise BadInput("malformed cursor") from None
 
