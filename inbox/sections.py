@@ -156,37 +156,63 @@ _UNREAD = """u.conversation_id = c.id AND u.direction = 'INBOUND'
                                   WHERE r.conversation_id = c.id AND r.user_id = :viewer), 0)"""
 
 # Search terms this long or longer are looked up in the trigram indexes (models/migrations/
-# 0009_search_index.py); shorter ones have no trigram and scan the company's messages.
+# 0009_search_index.py); shorter ones have no trigram and scan.
 INDEXED_TERM = 3
+# A term the index finds in this many rows or more is common: a page then walks the section
+# newest first and checks each conversation (the page fills at once) instead of reading
+# every match; a rarer term reads its matches from the index and sorts those alone.
+COMMON_TERM_ROWS = 1000
 
 # The ids of the conversations (`:company`'s) whose contact's name or any message contains
 # the term, case-insensitively: through the trigram indexes (SQLite: FTS5 tables holding
-# UPPER() of the text, PostgreSQL: pg_trgm GIN indexes on UPPER() of it), or by a scan.
+# UPPER() of the text; PostgreSQL: pg_trgm GIN indexes on UPPER() of it, which its planner
+# takes for this LIKE by itself), or, for a short term on SQLite, by a scan.
 _MATCHING_INDEXED_SQLITE = """
-    SELECT ms.conversation_id FROM message_search ms WHERE message_search MATCH :phrase
+    SELECT ms.conversation_id AS id FROM message_search ms WHERE message_search MATCH :phrase
     UNION SELECT sv.id FROM contact_search cs JOIN conversation sv ON sv.contact_id = cs.rowid
           WHERE contact_search MATCH :phrase"""
 _MATCHING_LIKE = r"""
-    SELECT sm.conversation_id FROM message sm
+    SELECT sm.conversation_id AS id FROM message sm
     WHERE sm.company_id = :company AND UPPER(sm.body) LIKE UPPER(:pattern) ESCAPE '\'
     UNION SELECT sv.id FROM contact sc JOIN conversation sv ON sv.contact_id = sc.id
           WHERE sc.company_id = :company AND UPPER(sc.name) LIKE UPPER(:pattern) ESCAPE '\'"""
+# The same rule for one conversation `c`, checked as a page walks its section.
+_MATCHES_ONE = r"""(EXISTS (SELECT 1 FROM message sm WHERE sm.conversation_id = c.id
+                           AND UPPER(sm.body) LIKE UPPER(:pattern) ESCAPE '\')
+                   OR EXISTS (SELECT 1 FROM contact sc WHERE sc.id = c.contact_id
+                              AND UPPER(sc.name) LIKE UPPER(:pattern) ESCAPE '\'))"""
+# Whether the index finds the term in COMMON_TERM_ROWS rows (reads that many at most).
+_COMMON_SQLITE = "SELECT COUNT(*) AS n FROM (SELECT 1 FROM message_search WHERE message_search MATCH :phrase LIMIT :k) x"
+_COMMON_POSTGRES = r"""SELECT COUNT(*) AS n FROM (SELECT 1 FROM message sm WHERE sm.company_id = :company
+                       AND UPPER(sm.body) LIKE UPPER(:pattern) ESCAPE '\' LIMIT :k) x"""
 
 
-def _matching(term: str) -> str:
-    """SQL of the conversations matching a search term (SPEC §2: a case-insensitive
-    substring of the contact's name or of any message), for `c.id IN (...)`; its
-    parameters are `_search_params(term)`."""
-    if sql.is_postgres() or len(term.upper()) < INDEXED_TERM:
-        # PostgreSQL's planner takes the GIN index for the LIKE by itself.
-        return _MATCHING_LIKE
-    return _MATCHING_INDEXED_SQLITE
+@dataclass(frozen=True)
+class _Search:
+    """How a section reads a search term (SPEC §2: a case-insensitive substring of the
+    contact's name or of any message): `source` and `where` of its page, `matching` (the
+    matching ids, for `c.id IN (...)`: what the count reads) and their parameters."""
+
+    source: str
+    where: str
+    matching: str
+    params: dict
 
 
-def _search_params(term: str) -> dict:
+async def _search(term: str, company_id: int) -> _Search:
     # The FTS tables hold UPPER() of the text (Python's, as the LIKE compares): a phrase of
     # the upper-cased term is the same substring match, trigram by trigram.
-    return {"pattern": f"%{escape_like(term)}%", "phrase": '"' + term.upper().replace('"', '""') + '"'}
+    params = {"pattern": f"%{escape_like(term)}%", "phrase": '"' + term.upper().replace('"', '""') + '"',
+              "company": company_id}
+    indexed = len(term.upper()) >= INDEXED_TERM
+    matching = _MATCHING_INDEXED_SQLITE if indexed and not sql.is_postgres() else _MATCHING_LIKE
+    common = not indexed or (await sql.fetch(
+        _COMMON_POSTGRES if sql.is_postgres() else _COMMON_SQLITE, **params, k=COMMON_TERM_ROWS))[0]["n"] \
+        >= COMMON_TERM_ROWS
+    if common:
+        return _Search("conversation c", _MATCHES_ONE, matching, params)
+    # CROSS JOIN: SQLite reads the matches first (PostgreSQL's planner orders joins itself).
+    return _Search(f"({matching}) s CROSS JOIN conversation c", "c.id = s.id", matching, params)
 
 
 async def _channel_ids(viewer: User, channel_id: int | None) -> list[int]:
@@ -196,32 +222,25 @@ async def _channel_ids(viewer: User, channel_id: int | None) -> list[int]:
     return await accessible_channel_ids(viewer)
 
 
-async def _section_filter(viewer: User, section: Section, channel_id: int | None,
-                          search: str | None) -> tuple[str, dict]:
-    """WHERE of the conversations of a section (alias `c`) the viewer may see, with its
-    named parameters."""
-    where = ["c.company_id = :company AND c.deleted_at IS NULL AND c.channel_id IN :channels",
-             SECTIONS[section].condition]
-    params = {"company": viewer.company_id, "viewer": viewer.id,
-              "channels": await _channel_ids(viewer, channel_id) or [0]}
-    if search and search.strip():
-        term = search.strip()
-        where.append(f"c.id IN ({_matching(term)})")
-        params.update(_search_params(term))
-    return " AND ".join(where), params
-
-
 async def section_page(viewer: User, section: Section, *, channel_id: int | None, search: str | None,
                        first: int | None, after: ConversationKey | None) -> Page:
     """One page of a section and everything the inbox shows of its conversations, in
     one statement whatever the page size."""
     size = page_size(first)
-    where, params = await _section_filter(viewer, section, channel_id, search)
+    where = (f"c.company_id = :company AND c.deleted_at IS NULL AND c.channel_id IN :channels"
+             f" AND {SECTIONS[section].condition}")
+    params = {"company": viewer.company_id, "viewer": viewer.id,
+              "channels": await _channel_ids(viewer, channel_id) or [0]}
+    source, count_where = "conversation c", where
+    if search and search.strip():
+        found = await _search(search.strip(), viewer.company_id)
+        source, where, count_where = found.source, f"{where} AND {found.where}", f"{where} AND c.id IN ({found.matching})"
+        params.update(found.params)
 
     async def count() -> int:
         # Counted only when asked for (totalCount): on a large section the count costs
         # several times the page itself.
-        rows = await sql.fetch(f"SELECT COUNT(*) AS n FROM conversation c WHERE {where}", **params)
+        rows = await sql.fetch(f"SELECT COUNT(*) AS n FROM conversation c WHERE {count_where}", **params)
         return int(rows[0]["n"])
 
     page_where, page_params = where, {**params, "limit": size + 1}
@@ -233,7 +252,7 @@ async def section_page(viewer: User, section: Section, *, channel_id: int | None
         SELECT {sql.columns(Conversation, "c")}, {sql.columns(Contact, "ct")}, {sql.columns(Message, "m")},
                {sql.columns(User, "a")}, au.name AS author_name,
                (SELECT COUNT(*) FROM message u WHERE {_UNREAD}) AS unread
-        FROM (SELECT c.* FROM conversation c WHERE {page_where}
+        FROM (SELECT c.* FROM {source} WHERE {page_where}
               ORDER BY {ConversationKey.ORDER} LIMIT :limit) c
         JOIN contact ct ON ct.id = c.contact_id
         LEFT JOIN message m ON m.id = c.last_message_id
