@@ -81,7 +81,11 @@ def _rows(plan: Plan, template: dict, start: dict, text_times: bool):
 
 
 def seed_sqlite(path: str, plan: Plan, template_conversation_id: int) -> dict:
+    from server.db import upper
+
     connection = sqlite3.connect(path)
+    # The search index's triggers store UPPER() of the text: the server's (Python's).
+    connection.create_function("upper", 1, upper, deterministic=True)
     connection.row_factory = sqlite3.Row
     try:
         template = _template_sqlite(connection, template_conversation_id)
