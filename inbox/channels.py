@@ -95,7 +95,7 @@ async def uninstall(viewer: User, channel_id: int) -> int:
     """Removes the channel and its conversations from the inbox; live clients get DELETED events."""
     channel = await _admin_channel(viewer, channel_id)
     members = await audience(channel.id)
-    async with action() as act:
+    async with action(viewer.company_id) as act:
         conversations = await Conversation.filter(channel_id=channel.id, deleted_at__isnull=True)
         for conversation in conversations:
             await record_event(act, conversation, EventKind.DELETED, actor=viewer, audience=members)

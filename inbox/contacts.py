@@ -11,6 +11,7 @@ from subscriptions.events import MessageUpdated
 
 from . import sql
 from .group_commit import GroupCommit
+from .replay import lock_company_order, mark_changed
 from .transaction import Action, action
 from .validation import MAX_NAME
 
@@ -41,6 +42,9 @@ async def apply_profile(channel: Channel, external_id: str, name: str | None, av
 
 async def _apply(profiles: list[_Profile]) -> list[bool]:
     async with action() as act:
+        # Renames move messages in the companies' messageUpdated streams (inbox/replay.py).
+        for company_id in sorted({p.channel.company_id for p in profiles}):
+            await lock_company_order(company_id)
         where, params = sql.pairs_in([(p.channel.id, p.external_id) for p in profiles],
                                      "ct.channel_id", "ct.external_id")
         contacts = {(row["channel_id"], row["external_id"]): row for row in await sql.fetch(
@@ -93,8 +97,10 @@ async def _refresh(act: Action, rows: list[dict], channels: dict[int, Channel]) 
             f"SELECT channel_id, user_id FROM channel_member WHERE channel_id IN {channel_ids} ORDER BY id", *params):
         members[member["channel_id"]].append(member["user_id"])
     channel_of = {row["conversation_id"]: channels[row["channel_id"]] for row in rows}
-    for message in sorted(messages, key=lambda m: m["id"]):
+    messages = sorted(messages, key=lambda m: m["id"])
+    positions = await mark_changed([message["id"] for message in messages])
+    for message in messages:
         channel = channel_of[message["conversation_id"]]
         act.emit(MessageUpdated(company_id=channel.company_id, channel_id=channel.id,
                                 conversation_id=message["conversation_id"], audience=tuple(members[channel.id]),
-                                message_id=message["id"]))
+                                message_id=message["id"], position=positions[message["id"]]))

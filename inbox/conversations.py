@@ -16,7 +16,7 @@ from .transaction import action
 async def assign(viewer: User, conversation_id: int, user_id: int) -> Conversation:
     await visible_conversation(viewer, conversation_id)
     assignee = await company_user(viewer, user_id)
-    async with action() as act:
+    async with action(viewer.company_id) as act:
         # Row-locked on PostgreSQL (SQLite serialises transactions): two assignments
         # at the same instant run one after the other, each with its own event.
         conversation = await visible_conversation(viewer, conversation_id, for_update=True)
@@ -36,7 +36,7 @@ async def assign(viewer: User, conversation_id: int, user_id: int) -> Conversati
 
 
 async def unassign(viewer: User, conversation_id: int) -> Conversation:
-    async with action() as act:
+    async with action(viewer.company_id) as act:
         conversation = await visible_conversation(viewer, conversation_id, for_update=True)
         if conversation.assignee_id is not None:
             conversation.assignee_id = None
@@ -49,7 +49,7 @@ async def unassign(viewer: User, conversation_id: int) -> Conversation:
 
 async def _set_status(viewer: User, conversation_id: int, status: ConversationStatus,
                       kind: EventKind) -> Conversation:
-    async with action() as act:
+    async with action(viewer.company_id) as act:
         conversation = await visible_conversation(viewer, conversation_id, for_update=True)
         if conversation.status is not status:
             conversation.status = status
@@ -81,7 +81,7 @@ async def erase_history(conversation_id: int) -> None:
 
 async def delete(viewer: User, conversation_id: int) -> int:
     await visible_conversation(viewer, conversation_id)
-    async with action() as act:
+    async with action(viewer.company_id) as act:
         conversation = await visible_conversation(viewer, conversation_id, for_update=True)
         channel = await Channel.get(id=conversation.channel_id)
         if channel.installed_by_id != viewer.id:
@@ -96,7 +96,7 @@ async def delete(viewer: User, conversation_id: int) -> int:
 
 
 async def mark_read(viewer: User, conversation_id: int) -> Conversation:
-    async with action() as act:
+    async with action(viewer.company_id) as act:
         conversation = await visible_conversation(viewer, conversation_id)
         latest = conversation.last_message_id or 0
         state, _ = await ReadState.get_or_create(user_id=viewer.id, conversation_id=conversation.id)

@@ -7,11 +7,13 @@ class InboxError(Exception):
 
     code = "INTERNAL"
 
-    def __init__(self, message: str, code: str | None = None):
+    def __init__(self, message: str, code: str | None = None, *, reason: str | None = None):
         super().__init__(message)
         if code:
             self.code = code
         self.extensions = {"code": self.code}
+        if reason:  # what exactly went wrong, for clients that act on it (e.g. CURSOR_EXPIRED)
+            self.extensions["reason"] = reason
 
 
 class Unauthenticated(InboxError):

@@ -9,11 +9,9 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Awaitable, Callable
 
-from tortoise.expressions import Q
+from models import NotificationEmail
 
-from models import NotificationEmail, NotificationKind
-
-from .notifications import compose, listen_for_emails
+from .notifications import NEW_MESSAGE_KINDS, compose, listen_for_emails, open_burst
 from .queue import FAILED, QueueWorker, lease_due
 
 log = logging.getLogger(__name__)
@@ -26,9 +24,9 @@ Transport = Callable[[EmailMessage], Awaitable[None]]
 
 class Mailer(QueueWorker):
     """Works the email outbox (inbox/queue.py): each email is handed to the SMTP server
-    by one worker, and a sent email's row is deleted at once. New-message emails wait
-    `collapse_seconds` from when they were queued, taking in the rest of their burst
-    (inbox/notifications.py)."""
+    by one worker, and a sent email's row is deleted at once. Sending a new-message email
+    opens a burst window of `collapse_seconds`: the user's later messages of that
+    conversation wait for its end and go out as one follow-up (inbox/notifications.py)."""
 
     name = "email outbox"
     max_backoff = 300.0
@@ -46,9 +44,10 @@ class Mailer(QueueWorker):
         self.lease = timedelta(seconds=timeout + 30)
         self._stop_listening: Callable[[], None] | None = None
 
-    def _queued(self, collapsing: bool) -> None:
-        if collapsing:  # due once its burst window is over
-            self.wake_in(self.collapse.total_seconds() + 0.01)
+    def _queued(self, due: datetime) -> None:
+        wait = (due - datetime.now(timezone.utc)).total_seconds()
+        if wait > 0:  # a burst's follow-up: due at the end of its window
+            self.wake_in(wait + 0.01)
         else:
             self.wake()
 
@@ -63,10 +62,7 @@ class Mailer(QueueWorker):
         await super().stop()
 
     async def claim(self) -> list[int]:
-        collapsed = datetime.now(timezone.utc) - self.collapse
-        return await lease_due(NotificationEmail.filter(failed_at__isnull=True).filter(
-            Q(kind=NotificationKind.CONVERSATION_ASSIGNED_TO_ME) | Q(created_at__lte=collapsed)),
-            self.lease, self.batch)
+        return await lease_due(NotificationEmail.filter(failed_at__isnull=True), self.lease, self.batch)
 
     def message_of(self, row: NotificationEmail) -> EmailMessage:
         email = compose(row.kind, row.facts, self.conversation_url(row.conversation_id))
@@ -91,6 +87,10 @@ class Mailer(QueueWorker):
         row.attempts += 1
         await NotificationEmail.filter(id=row.id).update(first_attempt_at=row.first_attempt_at,
                                                          attempts=row.attempts)
+        if row.kind in NEW_MESSAGE_KINDS:
+            # From now on (before the email leaves: a message may come meanwhile), later
+            # messages of the conversation collapse into one follow-up email.
+            await open_burst(row.user_id, row.conversation_id, now + self.collapse)
         sent = await self.try_once(row, self.transport(self.message_of(row)), self.timeout, f"email {row.id}")
         if sent is not FAILED:
             await NotificationEmail.filter(id=row.id).delete()

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from models import Channel, Conversation, ConversationStatus, DeliveryStatus, EventKind, Message, MessageDirection
+from models import Channel, ConversationStatus, DeliveryStatus, EventKind, Message, MessageDirection
 from subscriptions.events import MessageAdded
 
 from . import notes, notifications, sql, validation
@@ -22,6 +22,7 @@ from .conversations import erase_history
 from .errors import BadInput, NotFound
 from .events import NewEvent, record_events
 from .group_commit import GroupCommit
+from .replay import ORDER_LOCK, lock_company_order
 from .transaction import Action, action
 
 # Bounds the parameters of one statement (SQLite and PostgreSQL take some 32,000).
@@ -41,25 +42,19 @@ class Inbound:
     default_name: str = "Unknown contact"
 
 
-async def lock_message_order(company_id: int) -> None:
-    """Message ids are cursors: on PostgreSQL, a transaction-scoped lock per company
-    makes ids commit in the order they are handed out, so a reader that saw id N
-    has seen every id below it (SQLite runs one transaction at a time anyway)."""
-    if sql.is_postgres():
-        await sql.fetch("SELECT pg_advisory_xact_lock(?, ?)", 7_100, company_id)
 
 
 async def committed_horizon(company_id: int) -> int:
     """An id H such that every message of the company up to H has committed and every
     later one will get an id above H: where a live stream that starts now takes over
-    from what is already stored. On PostgreSQL, the lock of `lock_message_order` (shared,
+    from what is already stored. On PostgreSQL, the lock of `lock_company_order` (shared,
     so readers do not wait for each other) waits for a message being written, then the
     largest id of the whole table is such an H: the next writer of the company takes
     the lock after us and a sequence value above every one handed out so far."""
     if not sql.is_postgres():
         return (await sql.fetch("SELECT COALESCE(MAX(id), 0) AS horizon FROM message"))[0]["horizon"]
     async with in_transaction():
-        await sql.fetch("SELECT pg_advisory_xact_lock_shared(?, ?)", 7_100, company_id)
+        await sql.fetch("SELECT pg_advisory_xact_lock_shared(?, ?)", ORDER_LOCK, company_id)
         return (await sql.fetch("SELECT COALESCE(MAX(id), 0) AS horizon FROM message"))[0]["horizon"]
 
 
@@ -229,7 +224,7 @@ async def _store_batch(batch: list[_Checked]) -> list[Received | Exception]:
     now = datetime.now(timezone.utc)
     async with action() as act:
         for company_id in sorted({item.channel.company_id for item in batch}):
-            await lock_message_order(company_id)
+            await lock_company_order(company_id)
         members = await _installed_members(sorted({item.channel.id for item in batch}))
         # Checked under the lock only: a redelivery is rare, a new message is the hot path.
         stored = await _stored_ids(batch)
@@ -286,12 +281,7 @@ async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]],
         " assignee_id = CASE WHEN deleted_at IS NULL THEN assignee_id END,"
         " last_message_id = (SELECT MAX(m.id) FROM message m WHERE m.conversation_id = conversation.id),"
         f" activity_at = ? WHERE id IN {conversations}", ConversationStatus.OPEN.value, now, *params)
-    linked = await notes.linked(conversation_ids)
-    if linked:
-        rows = {row.id: row for row in await Conversation.filter(id__in=list(linked))}
-        for message in messages:
-            if message.conversation_id in linked:
-                await notes.on_message(rows[message.conversation_id], message)
+    await notes.on_messages(messages)
     events, announced = [], set()
     for item, thread, message in zip(items, thread_of, messages):
         audience = members[item.channel.id]

@@ -1,6 +1,8 @@
 """Links from conversations to persons, leads and deals, and the notes the inbox
 writes there (SPEC §4): a note at once on linking, then every later message into
-the link's current note while its 24-hour note window lasts, else into a new one.
+the link's current note while its 24-hour note window lasts and holds fewer than the
+link's maximum of messages, else into a new one. A message is one NoteLine row: writing
+it costs its own line, never the note's history again.
 
 Every note write for a conversation happens while its transaction holds the
 conversation's row (PostgreSQL: `FOR UPDATE`, or the update a new message makes;
@@ -16,7 +18,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from models import (Channel, Contact, Conversation, ConversationLink, EventKind, LinkTargetKind, Message,
-                    MessageDirection, Note, User)
+                    MessageDirection, Note, NoteLine, User)
 
 from . import crm, sql, validation
 from .access import audience, visible_conversation
@@ -60,15 +62,33 @@ class Header:
     url: str
 
 
-def render(header: Header, entries: list[dict]) -> str:
-    """The header (contact, assignment status, url), then the messages, oldest first."""
-    lines = [f"Conversation with {header.contact} on {header.channel}",
-             f"Assigned to {header.assignee}" if header.assignee else "Unassigned",
-             header.url, ""]
-    for entry in sorted(entries, key=lambda e: (datetime.fromisoformat(e["sentAt"]), e["messageId"])):
-        when = datetime.fromisoformat(entry["sentAt"]).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        lines.append(f"[{when}] {entry['sender']}: {entry['body']}")
-    return html_safe("\n".join(lines))
+def header_text(header: Header) -> str:
+    """What a note the inbox writes says before its message lines: the contact, the
+    assignment status and the url, then a blank line."""
+    return html_safe("\n".join([f"Conversation with {header.contact} on {header.channel}",
+                                f"Assigned to {header.assignee}" if header.assignee else "Unassigned",
+                                header.url, ""]))
+
+
+def message_line(sent_at: datetime, sender: str, body: str) -> str:
+    when = sent_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return html_safe(f"[{when}] {sender}: {body}")
+
+
+def note_text(content: str, lines: list[NoteLine]) -> str:
+    """A note's public text: its content, then its message lines oldest first by sentAt
+    (a late-arriving message in its place). Escaping a piece at a time is escaping the
+    whole: no character reference spans a line break."""
+    ordered = sorted(lines, key=lambda line: (line.sent_at, line.message_id))
+    return "\n".join([content, *(line.line for line in ordered)])
+
+
+async def lines_of(note_ids: list[int]) -> dict[int, list[NoteLine]]:
+    """The message lines of these notes, by note, in one query."""
+    found: dict[int, list[NoteLine]] = {note_id: [] for note_id in note_ids}
+    for line in await NoteLine.filter(note_id__in=list(found)):
+        found[line.note_id].append(line)
+    return found
 
 
 async def _header(conversation_id: int, url: str) -> Header:
@@ -81,38 +101,50 @@ async def _header(conversation_id: int, url: str) -> Header:
     return Header(contact.name, channel.name, assignee.name if assignee else None, url)
 
 
-async def _entries(messages: list[Message], contact_name: str) -> list[dict]:
+async def _senders(messages: list[Message]) -> dict[int, str]:
+    """Each message's sender as a note names it: the contact for inbound messages (as
+    renamed in this transaction), the author for replies. Two queries at most."""
+    conversations, params = sql.in_list(sorted({m.conversation_id for m in messages}))
+    contacts = {row["id"]: row["name"] for row in await sql.fetch(
+        "SELECT conversation.id AS id, contact.name AS name FROM conversation"
+        f" JOIN contact ON contact.id = conversation.contact_id WHERE conversation.id IN {conversations}", *params)}
     author_ids = {m.author_id for m in messages if m.author_id is not None}
     authors = {u.id: u.name for u in await User.filter(id__in=author_ids)} if author_ids else {}
-    return [{
-        "messageId": m.id,
-        "sender": (authors.get(m.author_id, "Deleted user") if m.direction is MessageDirection.OUTBOUND
-                   else contact_name),
-        "sentAt": m.sent_at.astimezone(timezone.utc).isoformat(),
-        "body": m.body,
-    } for m in messages]
+    return {m.id: (authors.get(m.author_id, "Deleted user") if m.direction is MessageDirection.OUTBOUND
+                   else contacts[m.conversation_id]) for m in messages}
 
 
-async def _write_new_note(link: ConversationLink, header: Header, entries: list[dict],
-                          window_start: datetime) -> Note:
+async def _write_lines(lines: list[tuple[int, Message, str]]) -> None:
+    """Writes (note id, message, sender) lines: one INSERT of each line alone, whatever
+    the notes already hold."""
+    if lines:
+        await sql.insert("note_line", ("note_id", "message_id", "sent_at", "line"),
+                         [(note_id, m.id, m.sent_at, message_line(m.sent_at, sender, m.body))
+                          for note_id, m, sender in lines])
+
+
+async def _open_note(link: ConversationLink, header: Header, messages: list[Message], senders: dict[int, str],
+                     window_start: datetime) -> Note:
     note = await Note.create(company_id=link.company_id, target_kind=link.target_kind, target_id=link.target_id,
-                             conversation_id=link.conversation_id, content=render(header, entries),
-                             entries=entries, window_start=window_start)
+                             conversation_id=link.conversation_id, content=header_text(header),
+                             message_count=len(messages), window_start=window_start)
+    await _write_lines([(note.id, m, senders[m.id]) for m in messages])
     link.current_note_id = note.id
     await link.save(update_fields=["current_note_id"])
     return note
 
 
 async def link(viewer: User, conversation_id: int, target: Existing | crm.NewItem,
-               conversation_url: str) -> ConversationLink:
+               conversation_url: str, note_max_messages: int = 200) -> ConversationLink:
     """Links a conversation to an existing item, or to a new one made from it, and writes
-    the first note at once. `conversation_url`: where the conversation opens in the inbox."""
+    the first note at once. `conversation_url`: where the conversation opens in the inbox;
+    `note_max_messages`: how many messages one note window holds before a new note opens."""
     await visible_conversation(viewer, conversation_id)
     if isinstance(target, Existing):
         await crm.company_item(viewer.company_id, target.kind, target.id)
     else:
         target = await crm.checked(viewer, target)
-    async with action() as act:
+    async with action(viewer.company_id) as act:
         conversation = await visible_conversation(viewer, conversation_id, for_update=True)
         if isinstance(target, Existing):
             kind, target_id = target.kind, target.id
@@ -124,14 +156,15 @@ async def link(viewer: User, conversation_id: int, target: Existing | crm.NewIte
         try:
             row = await ConversationLink.create(company_id=viewer.company_id, conversation_id=conversation.id,
                                                 target_kind=kind, target_id=target_id,
-                                                conversation_url=conversation_url)
+                                                conversation_url=conversation_url,
+                                                note_max_messages=note_max_messages)
         except IntegrityError as error:  # belt and braces: the row lock above serialises links
             raise Conflict("the conversation is already linked to it") from error
         header = await _header(conversation.id, conversation_url)
         latest = list(reversed(await Message.filter(conversation_id=conversation.id)
                                .order_by("-id").limit(MESSAGES_ON_LINK)))
         # The note written on linking opens its window at the link's time.
-        await _write_new_note(row, header, await _entries(latest, header.contact), row.created_at)
+        await _open_note(row, header, latest, await _senders(latest) if latest else {}, row.created_at)
         await record_event(act, conversation, EventKind.LINKED, actor=viewer,
                            audience=await audience(conversation.channel_id))
     return row
@@ -143,7 +176,7 @@ async def unlink(viewer: User, link_id: int) -> int:
     if row is None:
         raise NotFound("link not found")
     await visible_conversation(viewer, row.conversation_id)
-    async with action() as act:
+    async with action(viewer.company_id) as act:
         conversation = await visible_conversation(viewer, row.conversation_id, for_update=True)
         if not await ConversationLink.filter(id=link_id).delete():
             raise NotFound("link not found")  # unlinked meanwhile
@@ -152,37 +185,56 @@ async def unlink(viewer: User, link_id: int) -> int:
     return link_id
 
 
-async def linked(conversation_ids: list[int]) -> set[int]:
-    """Which of the conversations are linked: only their messages go into notes. The
-    caller's transaction holds the conversations' rows (a link made meanwhile waits)."""
-    if not conversation_ids:
-        return set()
-    conversations, params = sql.in_list(conversation_ids)
-    return {row["conversation_id"] for row in await sql.fetch(
-        f"SELECT DISTINCT conversation_id FROM conversation_link WHERE conversation_id IN {conversations}", *params)}
+def _takes(note: Note | None, link: ConversationLink, message: Message) -> bool:
+    """Whether the message goes into this current note: the inbox's own (never edited),
+    inside its note window, and not full. A sentAt is taken as the messaging app gives
+    it, even in the future."""
+    return (note is not None and note.edited_at is None and message.sent_at < note.window_start + NOTE_WINDOW
+            and note.message_count < link.note_max_messages)
 
 
-async def on_message(conversation: Conversation, message: Message) -> None:
-    """Writes a new message into each linked target's current note, or opens a new note
-    (and window) past the window, or when a user edited or deleted the current one.
-    The caller's transaction holds the conversation's row."""
-    links = await ConversationLink.filter(conversation_id=conversation.id).order_by("id")
-    if not links:
+async def on_messages(messages: list[Message]) -> None:
+    """Writes new messages into each linked target's current note, a line each, or opens
+    a new note (and window) past the window, once the window holds the link's maximum,
+    or when a user edited or deleted the current one. A fixed number of statements
+    whatever the number of messages, besides a note opened. The caller's transaction
+    holds the conversations' rows."""
+    if not messages:
         return
-    header = await _header(conversation.id, "")
-    entry = (await _entries([message], header.contact))[0]
-    for row in links:
-        header = replace(header, url=row.conversation_url)
-        note = None
-        if row.current_note_id is not None:
-            note = await Note.filter(id=row.current_note_id).select_for_update().first()
-        # A sentAt is taken as the messaging app gives it, even in the future.
-        if note is not None and note.edited_at is None and message.sent_at < note.window_start + NOTE_WINDOW:
-            note.entries = [*note.entries, entry]
-            note.content = render(header, note.entries)
-            await note.save(update_fields=["entries", "content", "updated_at"])
-        else:
-            await _write_new_note(row, header, [entry], message.sent_at)
+    links: dict[int, list[ConversationLink]] = {}
+    for row in await ConversationLink.filter(
+            conversation_id__in=sorted({m.conversation_id for m in messages})).order_by("id"):
+        links.setdefault(row.conversation_id, []).append(row)
+    messages = sorted((m for m in messages if m.conversation_id in links), key=lambda m: m.id)
+    if not messages:
+        return
+    current = {note.id: note for note in await Note.filter(
+        id__in=[row.current_note_id for rows in links.values() for row in rows if row.current_note_id is not None]
+    ).select_for_update()}
+    senders = await _senders(messages)
+    headers: dict[int, Header] = {}
+    lines: list[tuple[int, Message, str]] = []
+    added: dict[int, int] = {}
+    for message in messages:
+        for row in links[message.conversation_id]:
+            note = current.get(row.current_note_id)
+            if _takes(note, row, message):
+                lines.append((note.id, message, senders[message.id]))
+                note.message_count += 1
+                added[note.id] = added.get(note.id, 0) + 1
+            else:
+                if message.conversation_id not in headers:
+                    headers[message.conversation_id] = await _header(message.conversation_id, "")
+                header = replace(headers[message.conversation_id], url=row.conversation_url)
+                note = await _open_note(row, header, [message], senders, message.sent_at)
+                current[note.id] = note
+    await _write_lines(lines)
+    if added:
+        notes, params = sql.in_list(sorted(added))
+        counts = " ".join("WHEN ? THEN CAST(? AS INTEGER)" for _ in added)
+        await sql.execute(f"UPDATE note SET updated_at = ?, message_count = message_count + CASE id {counts} END"
+                          f" WHERE id IN {notes}", datetime.now(timezone.utc),
+                          *[value for pair in sorted(added.items()) for value in pair], *params)
 
 
 async def on_assignment(conversation: Conversation) -> None:
@@ -193,7 +245,8 @@ async def on_assignment(conversation: Conversation) -> None:
     for row in links:
         note = await Note.filter(id=row.current_note_id, edited_at__isnull=True).select_for_update().first()
         if note is not None:
-            note.content = render(replace(header, url=row.conversation_url), note.entries)
+            # The header alone: the message lines stay as they are.
+            note.content = header_text(replace(header, url=row.conversation_url))
             await note.save(update_fields=["content", "updated_at"])
 
 
@@ -212,6 +265,8 @@ async def update_note(viewer: User, note_id: int, content: str) -> Note:
         note.content = html_safe(content)
         note.edited_at = datetime.now(timezone.utc)
         await note.save(update_fields=["content", "edited_at", "updated_at"])
+        # The user's text is the whole note now.
+        await NoteLine.filter(note_id=note.id).delete()
     return note
 
 

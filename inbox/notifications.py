@@ -12,7 +12,8 @@ from typing import Callable
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from models import (Channel, Contact, Conversation, Message, MessageDirection, Notification, NotificationEmail,
+from models import (Channel, Contact, Conversation, EmailBurst, Message, MessageDirection, Notification,
+                    NotificationEmail,
                     NotificationKind, NotificationPreference, User)
 from subscriptions.events import NotificationReceived
 
@@ -217,13 +218,13 @@ async def mark_read(viewer: User, notification_ids: list[int] | None) -> int:
 
 # -- email ------------------------------------------------------------------------------
 
-_email_listeners: list[Callable[[bool], None]] = []
+_email_listeners: list[Callable[[datetime], None]] = []
 
 
-def listen_for_emails(callback: Callable[[bool], None]) -> Callable[[], None]:
-    """`callback(collapsing)` runs in this process after each commit that queued an email
-    (collapsing: a new-message email, which waits for the rest of its burst). Returns the
-    function that stops it."""
+def listen_for_emails(callback: Callable[[datetime], None]) -> Callable[[], None]:
+    """`callback(due)` runs in this process after each commit that queued an email due at
+    `due` (now, or a burst's follow-up at the end of its window). Returns the function
+    that stops it."""
     _email_listeners.append(callback)
     return lambda: _email_listeners.remove(callback)
 
@@ -251,15 +252,18 @@ async def _queue_emails(act: Action, conversation: Conversation, recipients: dic
     assignee = names.get(conversation.assignee_id)
     facts = {"contact": contact.name, "channel": channel.name, "assignee": assignee.name if assignee else None,
              "actor": actor.name if actor else None}
-    pending = {}
+    pending, bursts = {}, {}
     collapsing = [user_id for user_id, kind in recipients.items() if kind in NEW_MESSAGE_KINDS]
+    now = datetime.now(timezone.utc)
     if collapsing:
         rows = await (NotificationEmail.filter(user_id__in=collapsing, conversation_id=conversation.id,
                                                kind__in=list(NEW_MESSAGE_KINDS), attempts=0,
                                                leased_until__isnull=True, failed_at__isnull=True)
                       .select_for_update(skip_locked=True).order_by("id"))
         pending = {row.user_id: row for row in rows}
-    now = datetime.now(timezone.utc)
+        bursts = {burst.user_id: burst for burst in await EmailBurst.filter(
+            user_id__in=collapsing, conversation_id=conversation.id, until__gt=now)}
+    due = []
     for user_id, kind in recipients.items():
         row = pending.get(user_id) if kind in NEW_MESSAGE_KINDS else None
         if row is not None:
@@ -269,12 +273,29 @@ async def _queue_emails(act: Action, conversation: Conversation, recipients: dic
             row.kind = kind  # the email says what is true of the conversation now
             await row.save(update_fields=["facts", "kind"])
             continue
+        # A new-message email goes out at once unless one went out within the burst
+        # window (the mailer opens it as it sends one): then it waits for the window's
+        # end, and what arrives meanwhile joins it (the pending row above).
+        burst = bursts.get(user_id) if kind in NEW_MESSAGE_KINDS else None
+        send_at = burst.until if burst is not None else now
+        due.append(send_at)
         await NotificationEmail.create(company_id=conversation.company_id, user_id=user_id,
                                        conversation_id=conversation.id, kind=kind,
-                                       to_address=names[user_id].email, next_attempt_at=now,
+                                       to_address=names[user_id].email, next_attempt_at=send_at,
                                        facts={**facts, "messages": [quote] if quote else [], "more": 0})
-    collapses = bool(collapsing)
-    act.on_commit(lambda: [listener(collapses) for listener in list(_email_listeners)])
+    for send_at in sorted(set(due)):
+        act.on_commit(lambda at=send_at: [listener(at) for listener in list(_email_listeners)])
+
+
+async def open_burst(user_id: int, conversation_id: int, until: datetime) -> None:
+    """A new-message email about the conversation went out: the user's next ones wait
+    until `until` and go out together."""
+    updated = await EmailBurst.filter(user_id=user_id, conversation_id=conversation_id).update(until=until)
+    if not updated:
+        try:
+            await EmailBurst.create(user_id=user_id, conversation_id=conversation_id, until=until)
+        except IntegrityError:  # another process's worker opened it at the same moment
+            await EmailBurst.filter(user_id=user_id, conversation_id=conversation_id).update(until=until)
 
 
 async def queued_email_count() -> int:

@@ -9,18 +9,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Awaitable, Callable
 
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from models import (Channel, ChannelKind, Contact, Conversation, Delivery, DeliveryStatus, EarlyReceipt, EventKind,
                     Message, MessageDirection, User)
 from subscriptions.events import MessageAdded, MessageUpdated
-from subscriptions.publish import publish
 
 from . import notes, validation
 from .access import audience, visible_conversation
 from .errors import BadInput
 from .events import record_event
-from .messages import lock_message_order
+from .replay import mark_changed
 from .queue import FAILED, QueueWorker, lease_due
 from .transaction import action
 
@@ -51,8 +49,7 @@ async def send_message(viewer: User, conversation_id: int, body: str, client_mes
     can_reply(channel)
     members = await audience(channel.id)
     try:
-        async with action() as act:
-            await lock_message_order(channel.company_id)
+        async with action(channel.company_id) as act:
             conversation = await visible_conversation(viewer, conversation_id, for_update=True)
             now = datetime.now(timezone.utc)
             message = await Message.create(
@@ -63,7 +60,7 @@ async def send_message(viewer: User, conversation_id: int, body: str, client_mes
             conversation.last_message_id = message.id
             conversation.activity_at = now
             await conversation.save(update_fields=["last_message_id", "activity_at"])
-            await notes.on_message(conversation, message)
+            await notes.on_messages([message])
             act.emit(MessageAdded(company_id=channel.company_id, channel_id=channel.id,
                                   conversation_id=conversation.id, audience=members, message_id=message.id))
             await record_event(act, conversation, EventKind.MESSAGE_ADDED, actor=viewer, audience=members,
@@ -91,7 +88,10 @@ async def update_status(message_id: int, status: DeliveryStatus, *, failure_reas
                         external_id: str | None = None) -> Message | None:
     """Moves an outbound message's status forward (never back) and publishes the change.
     Returns the message when it changed."""
-    async with in_transaction():
+    found = await Message.get_or_none(id=message_id).values("company_id")
+    if found is None:
+        return None
+    async with action(found["company_id"]) as act:
         message = await Message.filter(id=message_id).select_for_update().first()
         if message is None or message.direction is not MessageDirection.OUTBOUND:
             return None
@@ -111,9 +111,10 @@ async def update_status(message_id: int, status: DeliveryStatus, *, failure_reas
                 message.external_id = external_id[:255]
                 fields.append("external_id")
         await message.save(update_fields=fields)
-    await publish([MessageUpdated(company_id=message.company_id, channel_id=message.channel_id,
-                                  conversation_id=message.conversation_id,
-                                  audience=await audience(message.channel_id), message_id=message.id)])
+        message.update_seq = (await mark_changed([message.id]))[message.id]
+        act.emit(MessageUpdated(company_id=message.company_id, channel_id=message.channel_id,
+                                conversation_id=message.conversation_id, audience=await audience(message.channel_id),
+                                message_id=message.id, position=message.update_seq))
     if "external_id" in fields:
         await _apply_early_receipts(message)
     return message

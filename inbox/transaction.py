@@ -25,9 +25,17 @@ class Action:
 
 
 @asynccontextmanager
-async def action() -> AsyncIterator[Action]:
+async def action(company_id: int | None = None) -> AsyncIterator[Action]:
+    """`company_id`: the action records events, notifications or message changes of that
+    company, whose positions must commit in order (inbox/replay.py): its order lock is
+    taken first, before any row lock, so that two actions never wait for each other
+    in opposite orders."""
+    from .replay import lock_company_order
+
     act = Action()
     async with in_transaction():
+        if company_id is not None:
+            await lock_company_order(company_id)
         yield act
     # Outside the block: committed. Never publish what may still roll back.
     await publish(act.events)

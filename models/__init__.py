@@ -161,12 +161,15 @@ class Message(Model):
     client_message_id = fields.CharField(max_length=255, null=True)
     failure_reason = fields.TextField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # The position of its latest status change, from the same commit-ordered space as
+    # message ids (inbox/replay.py); null until its first change: its id is its position.
+    update_seq = fields.BigIntField(null=True)
 
     class Meta:
         table = "message"
         # A retried sendMessage with the same clientMessageId by the same user is one message.
         unique_together = (("channel", "external_id"), ("author", "client_message_id"))
-        indexes = (("conversation_id", "id"),)
+        indexes = (("conversation_id", "id"), ("company_id", "update_seq"))
 
 
 class ConversationEvent(Model):
@@ -182,7 +185,8 @@ class ConversationEvent(Model):
 
     class Meta:
         table = "conversation_event"
-        indexes = (("conversation_id", "id"),)
+        # (company_id, id): what a resuming conversationChanged missed (inbox/replay.py).
+        indexes = (("conversation_id", "id"), ("company_id", "id"))
 
 
 class Delivery(Model):
@@ -283,7 +287,8 @@ class Deal(Model):
 
 class Note(Model):
     """A note on a person, lead or deal. The inbox writes one per link and 24-hour
-    note window; it outlives the conversation (delete, uninstall) and the link."""
+    note window (a window holds at most the link's note_max_messages); it outlives the
+    conversation (delete, uninstall) and the link."""
 
     id = fields.IntField(primary_key=True)
     company = fields.ForeignKeyField("inbox.Company", related_name="notes", on_delete=fields.CASCADE)
@@ -291,9 +296,12 @@ class Note(Model):
     target_id = fields.IntField()
     conversation = fields.ForeignKeyField("inbox.Conversation", related_name="notes", null=True,
                                           on_delete=fields.SET_NULL)
+    # What the note says before its lines: the header (contact, assignment status, url,
+    # a blank line) of a note the inbox writes, or the whole text once a user edited it.
     content = fields.TextField()
-    # The messages written into it (sender, time, body), so that each new one re-renders it whole.
-    entries = fields.JSONField(default=list)
+    # The message lines the inbox wrote into it (NoteLine): a window opens a new note at
+    # its link's note_max_messages.
+    message_count = fields.IntField(default=0, db_default=0)
     # The note window: messages sent before window_start + 24 h go into this note.
     window_start = fields.DatetimeField(null=True)
     # Set by updateNote: a note a user edited is never written by the inbox again.
@@ -306,6 +314,22 @@ class Note(Model):
         indexes = (("target_kind", "target_id", "id"),)
 
 
+class NoteLine(Model):
+    """One message the inbox wrote into a note, escaped, kept apart from the note so that
+    writing a message costs its own line, not the note again. The note reads its content,
+    then its lines oldest first by the message's sentAt."""
+
+    id = fields.IntField(primary_key=True)
+    note = fields.ForeignKeyField("inbox.Note", related_name="lines", on_delete=fields.CASCADE)
+    message_id = fields.IntField()  # no foreign key: notes outlive their conversation's messages
+    sent_at = fields.DatetimeField()
+    line = fields.TextField()
+
+    class Meta:
+        table = "note_line"
+        indexes = (("note_id", "id"),)
+
+
 class ConversationLink(Model):
     """A conversation linked to a person, lead or deal: its messages go into notes there."""
 
@@ -316,6 +340,8 @@ class ConversationLink(Model):
     target_id = fields.IntField()
     # The conversation's url in the inbox, for the notes' header (the domain knows no public URL).
     conversation_url = fields.CharField(max_length=2048)
+    # INBOX_NOTE_MAX_MESSAGES when it was linked: a note window holds at most this many messages.
+    note_max_messages = fields.IntField(default=200, db_default=200)
     # The note the next message goes into while its window lasts; null once deleted.
     current_note = fields.ForeignKeyField("inbox.Note", related_name="writing_links", null=True,
                                           on_delete=fields.SET_NULL)
@@ -397,10 +423,25 @@ class NotificationEmail(Model):
         indexes = (("next_attempt_at",), ("user_id", "conversation_id"))
 
 
+class EmailBurst(Model):
+    """Until when a user's new-message emails about a conversation collapse: the first
+    goes out at once and opens the window; what arrives in it waits for one follow-up."""
+
+    id = fields.IntField(primary_key=True)
+    user = fields.ForeignKeyField("inbox.User", related_name="email_bursts", on_delete=fields.CASCADE)
+    conversation = fields.ForeignKeyField("inbox.Conversation", related_name="email_bursts",
+                                          on_delete=fields.CASCADE)
+    until = fields.DatetimeField()
+
+    class Meta:
+        table = "email_burst"
+        unique_together = (("user", "conversation"),)
+
+
 __all__ = [
     "ChannelKind", "ConversationStatus", "MessageDirection", "DeliveryStatus", "EventKind",
     "Company", "User", "Channel", "ChannelMember", "Contact", "Conversation", "Message",
     "ConversationEvent", "Delivery", "ReadState",
-    "LinkTargetKind", "Person", "Lead", "Deal", "Note", "ConversationLink",
-    "NotificationKind", "NotificationPreference", "Notification", "NotificationEmail",
+    "LinkTargetKind", "Person", "Lead", "Deal", "Note", "NoteLine", "ConversationLink",
+    "NotificationKind", "NotificationPreference", "Notification", "NotificationEmail", "EmailBurst",
 ]

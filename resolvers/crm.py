@@ -54,8 +54,9 @@ async def persons(info: Info, search: Optional[str] = None, first: Optional[int]
 async def link_conversation(info: Info, conversation_id: strawberry.ID,
                             target: LinkTargetInput) -> ConversationLink:
     pk = pk_of(conversation_id, "Conversation")
+    settings = info.context.settings
     row = await notes.link(info.context.viewer, pk, _link_target(target),
-                           conversation_url(info.context.settings.public_url, pk))
+                           conversation_url(settings.public_url, pk), settings.note_max_messages)
     return ConversationLink.of(row)
 
 

@@ -15,6 +15,7 @@ from subscriptions.executor_patch import apply as _flat_subscription_memory
 
 from . import crm, notifications as notification_types, types
 from .errors import ContractErrors, CountedOperations, InboxSchema
+from .partner import InboxExecutionContext
 
 _flat_subscription_memory()
 
@@ -107,14 +108,18 @@ class Subscription:
     message_updated: types.Message = strawberry.subscription(
         resolver=streams.message_updated,
         description="Changes to existing messages the viewer can see: delivery status (SENT, DELIVERED, READ, "
-                    "FAILED).")
+                    "FAILED). With `after` (an `updateCursor`), every message changed since then is replayed once "
+                    "in its current state, in order of its latest change, then live ones: no change missed.")
     conversation_changed: types.ConversationEvent = strawberry.subscription(
         resolver=streams.conversation_changed,
         description="Every change to conversations the viewer can see (one conversation when conversationId "
-                    "is given).")
+                    "is given). With `after` (a ConversationEvent `cursor`), every event since then that the "
+                    "viewer may see is replayed in order, then live ones: no gap, no duplicate, across server "
+                    "processes.")
     notification_received: notification_types.Notification = strawberry.subscription(
         resolver=streams.notification_received,
-        description="The viewer's notifications whose desktop toggle is on.")
+        description="The viewer's notifications whose desktop toggle is on; with `after`, those since that "
+                    "cursor first, in order.")
 
 
 MAX_DEPTH = 12
@@ -140,4 +145,5 @@ schema = InboxSchema(
         CountedOperations,
         ContractErrors,
     ],
+    execution_context_class=InboxExecutionContext,
 )

@@ -9,7 +9,7 @@ from typing import Any
 from strawberry.dataloader import DataLoader
 
 import models
-from inbox import sections
+from inbox import notes, sections
 from inbox.errors import Unauthenticated
 
 
@@ -40,6 +40,12 @@ class Loaders:
 
         self.unread = DataLoader(load_fn=load_unread, cache=False)
 
+        async def load_note_lines(ids: list[int]) -> list[list[models.NoteLine]]:
+            found = await notes.lines_of(list(set(ids)))
+            return [found[i] for i in ids]
+
+        self.note_lines = DataLoader(load_fn=load_note_lines, cache=False)
+
 
 class Context:
     def __init__(self, request: Any, response: Any, settings: Any, principal: Any = None) -> None:
@@ -64,6 +70,12 @@ class Context:
     def viewer_id(self) -> int | None:
         """The signed-in user's id, or None for a partner integration."""
         return self.principal.id if isinstance(self.principal, models.User) else None
+
+    @property
+    def is_partner(self) -> bool:
+        """A partner integration (a CUSTOM channel's token): it reads only what
+        schema/partner.py lists."""
+        return isinstance(self.principal, models.Channel)
 
     @property
     def channel(self) -> models.Channel:

@@ -9,7 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 import models
-from inbox import access, crm
+from inbox import access, crm, notes
 from inbox.errors import NotFound
 
 from .ids import global_id, person_cursor
@@ -111,9 +111,14 @@ class ConversationLink(Node):
         return await _target(info, self.row.target_kind, self.row.target_id)
 
 
+async def _note_content(root: "Note", info: Info) -> str:
+    return notes.note_text(root.row.content, await info.context.loaders.note_lines.load(root.row.id))
+
+
 @strawberry.type(description="A note in a person's, lead's or deal's detail view.")
 class Note(Node):
     content: str = strawberry.field(
+        resolver=_note_content,
         description="HTML-safe plain text: markup arrives escaped as character references; lines end with \\n.")
     created_at: datetime
     updated_at: datetime
@@ -121,8 +126,7 @@ class Note(Node):
 
     @classmethod
     def of(cls, row: models.Note) -> "Note":
-        return cls(id=global_id("Note", row.id), content=row.content, created_at=row.created_at,
-                   updated_at=row.updated_at, row=row)
+        return cls(id=global_id("Note", row.id), created_at=row.created_at, updated_at=row.updated_at, row=row)
 
     @strawberry.field(description="Set on notes the inbox writes with a conversation's history.")
     async def conversation(self, info: Info) -> Optional[Conversation]:

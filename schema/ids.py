@@ -71,6 +71,27 @@ def parse_message_cursor(value: str | None) -> int | None:
     return _parse_pk_cursor(value, "m")
 
 
+def update_cursor(position: int) -> str:
+    return _encode(f"u:{position}")
+
+
+def parse_update_cursor(value: str | None) -> int | None:
+    """A Message.updateCursor; a message cursor works too (a message is at its id until
+    it changes: both are positions of one sequence)."""
+    try:
+        return _parse_pk_cursor(value, "u")
+    except BadInput:
+        return _parse_pk_cursor(value, "m")
+
+
+def event_cursor(event_id: int) -> str:
+    return _encode(f"e:{event_id}")
+
+
+def parse_event_cursor(value: str | None) -> int | None:
+    return _parse_pk_cursor(value, "e")
+
+
 def conversation_cursor(key: ConversationKey) -> str:
     return _encode(f"c:{key.text()}")
 

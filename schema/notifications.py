@@ -38,6 +38,10 @@ class Notification(Node):
             return None
         return row
 
+    @strawberry.field(description="Usable as `after` in `notificationReceived` (and `notifications`).")
+    def cursor(self) -> str:
+        return notification_cursor(self.row.id)
+
     @strawberry.field
     async def conversation(self, info: Info) -> Optional[Conversation]:
         row = await self._conversation(info)

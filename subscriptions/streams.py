@@ -15,7 +15,9 @@ import models
 from inbox import access, sections
 from inbox.messages import committed_horizon
 from schema import notifications as notification_types, types
-from schema.ids import parse_message_cursor, pk_of
+from inbox import replay
+from schema.ids import (parse_event_cursor, parse_message_cursor, parse_notification_cursor,
+                        parse_update_cursor, pk_of)
 
 from .events import ConversationChanged, MessageAdded, MessageUpdated, NotificationReceived, company_topic, decoded
 from . import direct
@@ -47,12 +49,40 @@ def _shared_message(payload: dict, row: models.Message) -> types.Message:
     return shared_root(payload, ("Message", row.id), lambda: types.Message.of(row))
 
 
-def _subscribe(viewer: models.User, event_type, accept):
+# Who could see each recent item of the resumable streams, as its event said when this
+# process heard it: (company id, event type) -> position -> audience. Live items are
+# delivered to whoever could see them then (a user given access later does not get the
+# channel's earlier events; one removed gets nothing after); items older than what is
+# kept here, or never heard (a replay), are judged by access now.
+_HEARD: dict[tuple[int, str], dict[int, tuple[int, ...]]] = {}
+# A live read spans the few events since the previous one: the latest 256 are plenty.
+HEARD_PER_STREAM = 256
+HEARD_STREAMS = 1024
+
+
+def _hear(event) -> None:
+    heard = _HEARD.get((event.company_id, event.type))
+    if heard is None:
+        if len(_HEARD) >= HEARD_STREAMS:
+            _HEARD.clear()
+        heard = _HEARD[(event.company_id, event.type)] = {}
+    elif len(heard) >= HEARD_PER_STREAM:
+        for position in list(heard)[:HEARD_PER_STREAM // 2]:  # oldest first: dicts keep insertion order
+            del heard[position]
+    heard[event.position] = event.audience
+
+
+def _subscribe(viewer: models.User, event_type, accept, *, hear: bool = False):
     """The viewer's subscription to its company topic, filtered in the hub's fan-out so
-    that its buffer bounds what this viewer receives, not the company's whole traffic."""
+    that its buffer bounds what this viewer receives, not the company's whole traffic.
+    `hear`: record who could see each event (_HEARD), for streams that read their items."""
     def wanted(payload: dict) -> bool:
         event = decoded(payload)
-        return isinstance(event, event_type) and event.may_see(viewer.id, viewer.is_admin) and accept(event)
+        if not isinstance(event, event_type):
+            return False
+        if hear:
+            _hear(event)
+        return event.may_see(viewer.id, viewer.is_admin) and accept(event)
 
     return current_hub().subscribe(company_topic(viewer.company_id), accept=wanted)
 
@@ -173,65 +203,155 @@ class _AddedMessages:
         return roots
 
 
-async def message_updated(info: Info, conversation_id: Optional[strawberry.ID] = None
-                          ) -> AsyncGenerator[types.Message, None]:
+class _Resumed:
+    """A resumable stream's live state (conversationChanged, messageUpdated,
+    notificationReceived; inbox/replay.py). Like messageAdded's, an event is a signal
+    that every item of its stream up to its position has committed: it turns into the
+    items in (last, position] that the viewer may see, in position order, so that
+    events that reach this process out of order (two processes committing) never make
+    the client's cursor skip an item."""
+
+    __slots__ = ("viewer", "event_type", "conversation_pk", "last", "read", "root", "shared")
+
+    def __init__(self, viewer: models.User, event_type, conversation_pk: int | None, last: int, read, root,
+                 shared: bool = True) -> None:
+        self.viewer = viewer
+        self.event_type = event_type.type
+        self.conversation_pk = conversation_pk
+        self.last = last
+        # read(last, through, limit) -> replay.Missed: the stream's items in (last, through];
+        # root(payload or None, row) -> what is yielded for a row.
+        self.read = read
+        self.root = root
+        # Whether subscribers at the same position may share a read (their filters differ
+        # only in what each may see).
+        self.shared = shared
+
+    def accept(self, event) -> bool:
+        return event.position > self.last and self.conversation_pk in (None, event.conversation_id)
+
+    async def batch(self, through: int, payload: dict | None = None) -> list:
+        """The viewer's items of the next batch in (last, through], in order; moves `last`."""
+        missed = await self._read(through, payload)
+        self.last = through if len(missed.rows) < REPLAY_BATCH else replay.position_of(missed.rows[-1])
+        return [self.root(payload, row) for row in await self._visible(missed, live=payload is not None)]
+
+    async def _visible(self, missed: replay.Missed, live: bool) -> list:
+        rows = [row for row in missed.rows if self.conversation_pk in (None, row.conversation_id)]
+        if missed.channel_of is None or not rows:
+            return rows
+        heard = _HEARD.get((self.viewer.company_id, self.event_type), {}) if live else {}
+        now: frozenset[int] | None = None
+        visible = []
+        for row in rows:
+            position = replay.position_of(row)
+            audience = heard.get(position)
+            if audience is not None:
+                if self.viewer.is_admin or self.viewer.id in audience:
+                    visible.append(row)
+                continue
+            if now is None:
+                now = frozenset(await access.accessible_channel_ids(self.viewer))
+            if missed.channel_of[position] in now:
+                visible.append(row)
+        return visible
+
+    async def _read(self, through: int, payload: dict | None) -> replay.Missed:
+        if payload is None or not self.shared:
+            return await self.read(self.last, through, REPLAY_BATCH)
+        # One read per event and position, shared by every local subscriber at the same
+        # position (the hub hands them all the same payload); each keeps what it may see.
+        reads = payload.setdefault("_missed", {})
+        task = reads.get(self.last)
+        if task is None:
+            task = reads[self.last] = asyncio.ensure_future(self.read(self.last, through, REPLAY_BATCH))
+        return await asyncio.shield(task)
+
+    async def roots(self, payload: dict, event) -> list:
+        found = []
+        while self.last < event.position:
+            found += await self.batch(event.position, payload)
+        return found
+
+
+@_ends_if_backend_unavailable
+async def _resumable_stream(info: Info, event_type, stream: str, state: _Resumed, replaying: bool,
+                            hand_over: bool = True) -> AsyncGenerator:
+    viewer = state.viewer
+    # A notification is its one user's own: nobody else's events to hear.
+    async with _subscribe(viewer, event_type, state.accept, hear=state.shared) as sub:
+        # Subscribed first, then the horizon: every item up to it is stored, every later
+        # one reaches this subscription as an event.
+        horizon = await replay.horizon(viewer.company_id, stream)
+        # Set up: a long replay to a slow client must not hold up others' set-ups.
+        direct.settled()
+        while replaying and state.last < horizon:
+            for root in await state.batch(horizon):
+                yield root
+        state.last = max(state.last, horizon)
+        async for root in _live(info, sub, state.roots, hand_over):
+            yield root
+
+
+async def _resume_from(viewer: models.User, stream: str, after: int | None) -> int:
+    """Where a stream with this `after` starts; CURSOR_EXPIRED for a cursor not made here."""
+    if after is not None:
+        replay.check_cursor(after, await replay.horizon(viewer.company_id, stream))
+    return after or 0
+
+
+async def message_updated(info: Info, conversation_id: Optional[strawberry.ID] = None,
+                          after: Optional[str] = None) -> AsyncGenerator[types.Message, None]:
     viewer = info.context.viewer
     conversation_pk = await _visible_conversation_pk(viewer, conversation_id)
-    return _message_update_stream(info, viewer, conversation_pk)
+    after_position = parse_update_cursor(after)
+    last = await _resume_from(viewer, "update", after_position)
+
+    async def read(last: int, through: int, limit: int) -> replay.Missed:
+        return await replay.changes_between(viewer.company_id, last, through, limit)
+
+    def root(payload: dict | None, row: models.Message) -> types.Message:
+        return types.Message.of(row) if payload is None else _shared_message(payload, row)
+
+    state = _Resumed(viewer, MessageUpdated, conversation_pk, last, read, root)
+    return _resumable_stream(info, MessageUpdated, "update", state, after_position is not None)
 
 
-@_ends_if_backend_unavailable
-async def _message_update_stream(info: Info, viewer: models.User, conversation_pk: int | None
-                                 ) -> AsyncGenerator[types.Message, None]:
-    def accept(event: MessageUpdated) -> bool:
-        return conversation_pk in (None, event.conversation_id)
-
-    async def roots(payload: dict, event: MessageUpdated) -> list[types.Message]:
-        row = await _shared_row(payload, models.Message, event.message_id)
-        return [] if row is None else [_shared_message(payload, row)]
-
-    async with _subscribe(viewer, MessageUpdated, accept) as sub:
-        async for root in _live(info, sub, roots):
-            yield root
-
-
-async def conversation_changed(info: Info, conversation_id: Optional[strawberry.ID] = None
-                               ) -> AsyncGenerator[types.ConversationEvent, None]:
+async def conversation_changed(info: Info, conversation_id: Optional[strawberry.ID] = None,
+                               after: Optional[str] = None) -> AsyncGenerator[types.ConversationEvent, None]:
     viewer = info.context.viewer
     conversation_pk = await _visible_conversation_pk(viewer, conversation_id)
-    return _conversation_stream(info, viewer, conversation_pk)
+    after_event = parse_event_cursor(after)
+    last = await _resume_from(viewer, "event", after_event)
+
+    async def read(last: int, through: int, limit: int) -> replay.Missed:
+        return await replay.events_between(viewer.company_id, last, through, limit)
+
+    def root(payload: dict | None, row: models.ConversationEvent) -> types.ConversationEvent:
+        if payload is None:
+            return types.ConversationEvent.of(row)
+        return shared_root(payload, ("ConversationEvent", row.id), lambda: types.ConversationEvent.of(row))
+
+    state = _Resumed(viewer, ConversationChanged, conversation_pk, last, read, root)
+    return _resumable_stream(info, ConversationChanged, "event", state, after_event is not None)
 
 
-@_ends_if_backend_unavailable
-async def _conversation_stream(info: Info, viewer: models.User, conversation_pk: int | None
-                               ) -> AsyncGenerator[types.ConversationEvent, None]:
-    def accept(event: ConversationChanged) -> bool:
-        return conversation_pk in (None, event.conversation_id)
+async def notification_received(info: Info, after: Optional[str] = None
+                                ) -> AsyncGenerator[notification_types.Notification, None]:
+    viewer = info.context.viewer
+    after_id = parse_notification_cursor(after)
+    last = await _resume_from(viewer, "notification", after_id)
+    # Channels the viewer has access to, read with each batch: a notification of a
+    # channel they lost keeps its kind and time, not its conversation.
+    accessible: dict[int, frozenset[int]] = {}
 
-    async def roots(payload: dict, event: ConversationChanged) -> list[types.ConversationEvent]:
-        return [shared_root(payload, ("ConversationEvent",), lambda: types.ConversationEvent.of_broadcast(event))]
+    async def read(last: int, through: int, limit: int) -> replay.Missed:
+        accessible[viewer.id] = frozenset(await access.accessible_channel_ids(viewer))
+        return await replay.notifications_between(viewer, last, through, limit)
 
-    async with _subscribe(viewer, ConversationChanged, accept) as sub:
-        async for root in _live(info, sub, roots):
-            yield root
+    def root(payload: dict | None, row: models.Notification) -> notification_types.Notification:
+        return notification_types.Notification.of(row, accessible[viewer.id])
 
-
-async def notification_received(info: Info) -> AsyncGenerator[notification_types.Notification, None]:
-    return _notification_stream(info, info.context.viewer)
-
-
-@_ends_if_backend_unavailable
-async def _notification_stream(info: Info, viewer: models.User
-                               ) -> AsyncGenerator[notification_types.Notification, None]:
-    # NotificationReceived.may_see: the one user it is for, on each of their sockets.
-    async def roots(payload: dict, event: NotificationReceived) -> list[notification_types.Notification]:
-        row = await models.Notification.get_or_none(id=event.notification_id, user_id=viewer.id)
-        if row is None:
-            return []
-        accessible = frozenset(await access.accessible_channel_ids(viewer))
-        return [notification_types.Notification.of(row, accessible)]
-
-    # Read per viewer and rare: not worth direct delivery.
-    async with _subscribe(viewer, NotificationReceived, lambda event: True) as sub:
-        async for root in _live(info, sub, roots, hand_over=False):
-            yield root
+    # Each notification is one user's: nothing to share. Rare: not worth direct delivery.
+    state = _Resumed(viewer, NotificationReceived, None, last, read, root, shared=False)
+    return _resumable_stream(info, NotificationReceived, "notification", state, after_id is not None, False)

@@ -204,7 +204,7 @@ class Company:
 RECEIVE = """
 mutation($input: ReceiveMessageInput!) {
   receiveChannelMessage(input: $input) { id body cursor direction status sentAt senderName
-    conversation { id status section assignee { id } } }
+    conversation { id status } }
 }"""
 
 
@@ -379,14 +379,13 @@ async def subscriptions_live(company: Company, count: int = 1) -> None:
                      and s[0].ready.done() and s[0].ready.result() is None, interval=0.01)
 
 
-_direct_event_ids = itertools.count(10**12)
 
 
 @dataclass(frozen=True)
 class DirectEvents:
     """Publishes a conversation's ConversationChanged events straight through the hub, as
-    the domain does after a commit but with no event row behind them (selections of
-    `id kind conversationId occurredAt message` read none): for volume tests."""
+    the domain does after a commit, each with its row but nothing else of an action: for
+    volume tests."""
 
     company_id: int
     channel_id: int
@@ -404,15 +403,21 @@ class DirectEvents:
         return cls(conversation.company_id, conversation.channel_id, conversation.id,
                    await audience(conversation.channel_id))
 
-    def payload(self, kind: str = "ASSIGNED", message_id: int | None = None) -> dict:
+    async def payload(self, kind: str = "ASSIGNED", message_id: int | None = None) -> dict:
+        """A new event of the conversation: its row (live streams read their items), not
+        yet published."""
         from datetime import datetime, timezone
 
+        import models
         from subscriptions.events import ConversationChanged
 
+        row = await models.ConversationEvent.create(
+            company_id=self.company_id, conversation_id=self.conversation_id, kind=models.EventKind(kind),
+            message_id=message_id, occurred_at=datetime.now(timezone.utc))
         return ConversationChanged(
             company_id=self.company_id, channel_id=self.channel_id, conversation_id=self.conversation_id,
-            audience=self.audience, event_id=next(_direct_event_ids), kind=kind, actor_id=None,
-            assignee_id=None, message_id=message_id, occurred_at=datetime.now(timezone.utc).isoformat(),
+            audience=self.audience, event_id=row.id, kind=kind, actor_id=None,
+            assignee_id=None, message_id=message_id, occurred_at=row.occurred_at.isoformat(),
         ).to_payload()
 
     async def publish(self, payload: dict) -> None:

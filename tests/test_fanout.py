@@ -114,7 +114,7 @@ async def test_different_variables_do_not_share_an_execution(company, subscriber
     await subscriptions_live(company, 2)
 
     with executions() as counted:
-        payload = events.payload()
+        payload = await events.payload()
         await events.publish(payload)
         received = [(await client.next_data())["conversationChanged"]
                     for client in (one_conversation, every_conversation)]

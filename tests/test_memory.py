@@ -50,7 +50,7 @@ async def endless_events():
     for n in itertools.count(1):
         yield types.ConversationEvent(id=f"event-{n}", kind=models.EventKind.ASSIGNED, conversation_id="c",
                                       occurred_at=now, conversation_pk=1, actor_id=None, assignee_id=None,
-                                      message_id=None)
+                                      message_id=None, event_pk=n)
 
 
 async def retained_per_event(rounds: int, events: int, warm_up: int = 500) -> list[float]:
@@ -120,7 +120,7 @@ async def test_a_websocket_subscription_holds_flat_memory(company, subscribers):
 
     async def deliver(count: int) -> None:
         for _ in range(count // 25):  # bursts below the subscription buffer (50)
-            burst = [events.payload() for _ in range(25)]
+            burst = [await events.payload() for _ in range(25)]
             for payload in burst:
                 await events.publish(payload)
             for payload in burst:

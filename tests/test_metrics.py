@@ -192,7 +192,7 @@ async def test_an_overflowing_subscriber_counts_a_refusal_and_a_1013_close(metri
         if topic_subscribers(events.company_id) < 1:
             break
         for _ in range(10):
-            await events.publish(events.payload("MESSAGE_ADDED", message_pk))
+            await events.publish(await events.payload("MESSAGE_ADDED", message_pk))
         await asyncio.sleep(0)  # memory:// publishes never yield: let the hub fan them out
     else:
         raise AssertionError("the slow consumer never overflowed its buffer")

@@ -6,6 +6,8 @@ events, tenant isolation of every new type, and the persons list."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -600,7 +602,9 @@ async def test_a_partner_integration_sees_no_links(company):
         "mutation($i: ReceiveMessageInput!) { receiveChannelMessage(input: $i) { conversation { links { id } } } }",
         {"i": {"externalMessageId": unique("m"), "sender": {"externalId": contact, "name": "Jane"}, "body": "hi"}})
 
-    assert body["data"]["receiveChannelMessage"]["conversation"]["links"] == []
+    assert body["data"] is None
+    assert [error["extensions"]["code"] for error in body["errors"]] == ["FORBIDDEN"]
+    assert body["errors"][0]["path"] == ["receiveChannelMessage", "conversation", "links"]
 
 
 @pytest.mark.parametrize("mutation, variables", [
@@ -615,3 +619,117 @@ async def test_a_partner_integration_sees_no_links(company):
 async def test_invalid_crm_input_is_bad_input(company, mutation, variables):
     assert await company.ann.error_code(mutation, {"i": variables}) == "BAD_USER_INPUT"
     assert (await company.ann.data(PERSONS))["persons"]["edges"] == []
+
+
+# -- bounds: a note's size and the cost of writing into it ---------------------------------------
+
+async def test_a_window_reaching_the_note_max_opens_a_new_note(company):
+    import models
+    from schema.ids import pk_of
+
+    conversation_id, contact = await new_conversation(company, "m1")
+    made, person_id = await linked_person(company, conversation_id)
+    # given a link whose note windows hold three messages (INBOX_NOTE_MAX_MESSAGES when linked)
+    await models.ConversationLink.filter(id=pk_of(made["id"], "ConversationLink")).update(note_max_messages=3)
+
+    for n in range(2, 6):
+        await company.inbound(f"m{n}", contact=contact, sent_at=at(made["createdAt"], minutes=n))
+
+    # then the window's fourth message opened a new note, which takes the next ones
+    newest, first = await notes_of(company.ann, person_id)
+    assert [line.split(": ", 1)[1] for line in message_lines(first)] == ["m1", "m2", "m3"]
+    assert [line.split(": ", 1)[1] for line in message_lines(newest)] == ["m4", "m5"]
+    assert newest["content"].split("\n")[:4] == first["content"].split("\n")[:4]
+
+
+async def test_a_link_records_the_servers_note_max(company, server):
+    import models
+    from schema.ids import pk_of
+
+    conversation_id, _ = await new_conversation(company)
+    made, _ = await linked_person(company, conversation_id)
+
+    row = await models.ConversationLink.get(id=pk_of(made["id"], "ConversationLink"))
+    assert row.note_max_messages == server.settings.note_max_messages == 200
+
+
+def test_the_note_max_is_read_from_the_environment(monkeypatch):
+    from server.config import Settings
+
+    monkeypatch.setenv("INBOX_NOTE_MAX_MESSAGES", "7")
+    assert Settings.from_env().note_max_messages == 7
+
+
+class NoteWrites(logging.Handler):
+    """The bytes of the parameters of every statement that writes a note or its lines."""
+
+    WRITES = re.compile(r'^\s*(INSERT\s+INTO|UPDATE)\s+"?note(_line)?"?\s', re.IGNORECASE)
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.bytes = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.args, tuple) and len(record.args) == 2 and self.WRITES.match(str(record.args[0])):
+            self.bytes += sum(len(str(value)) for value in record.args[1] or ())
+
+
+@pytest.fixture
+def note_writes():
+    logger = logging.getLogger("tortoise.db_client")
+    handler, previous = NoteWrites(), logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(previous)
+
+
+async def test_writing_a_message_into_a_note_costs_its_own_line_whatever_the_window_holds(company, note_writes):
+    conversation_id, contact = await new_conversation(company, "opening")
+    made, person_id = await linked_person(company, conversation_id)
+    body = "x" * 2000
+
+    async def written(n: int) -> int:
+        note_writes.bytes = 0
+        await company.inbound(body, contact=contact, sent_at=at(made["createdAt"], minutes=n))
+        return note_writes.bytes
+
+    # when the window's 2nd and then its 40th message arrive, each as long as the other
+    second = await written(1)
+    for n in range(2, 39):
+        await company.inbound(body, contact=contact, sent_at=at(made["createdAt"], minutes=n))
+    fortieth = await written(39)
+
+    # then each wrote its own line once, and the fortieth no more than the second:
+    # not the 39 lines before it again
+    assert len(body) <= second < 2 * len(body), second
+    assert fortieth <= second + 32, (second, fortieth)
+    [note] = await notes_of(company.ann, person_id)
+    assert len(message_lines(note)) == 40
+
+
+async def test_a_batch_of_messages_into_notes_runs_a_fixed_number_of_statements(company, count_queries):
+    import models
+    from inbox import messages
+    from schema.ids import pk_of
+
+    conversation_id, contact = await new_conversation(company, "opening")
+    _, person_id = await linked_person(company, conversation_id)
+    channel = await models.Channel.get(id=pk_of(company.channel_id, "Channel"))
+
+    async def statements(count: int) -> int:
+        count_queries.count = 0
+        await messages.receive_all([(channel, messages.Inbound(
+            external_message_id=unique("m"), sender_external_id=contact, sender_name="Jane", body=f"batch {n}"))
+            for n in range(count)])
+        return count_queries.count
+
+    # when messages of a linked conversation arrive together, three then fifteen of them
+    # (the fewest of three tries: background work logs its statements to the same counter)
+    few = min([await statements(3) for _ in range(3)])
+    many = min([await statements(15) for _ in range(3)])
+    # then both batches ran as many statements, and every message is in the note
+    assert few == many, (few, many)
+    [note] = await notes_of(company.ann, person_id)
+    assert len(message_lines(note)) == 1 + 3 * 3 + 15 * 3

@@ -401,7 +401,7 @@ async def test_a_slow_consumer_is_closed_with_1013_and_never_delays_the_others(s
     for _ in range(2000):
         if topic_subscribers(events.company_id) < 2:  # the slow one left the fan-out
             break
-        burst = [events.payload("MESSAGE_ADDED", message_pk) for _ in range(10)]
+        burst = [await events.payload("MESSAGE_ADDED", message_pk) for _ in range(10)]
         for payload in burst:
             await events.publish(payload)
         published += [events.global_id(p) for p in burst]
@@ -412,7 +412,7 @@ async def test_a_slow_consumer_is_closed_with_1013_and_never_delays_the_others(s
 
     # The fast client received every event, in order (checked burst by burst above), and
     # keeps receiving.
-    payload = events.payload("MESSAGE_ADDED", message_pk)
+    payload = await events.payload("MESSAGE_ADDED", message_pk)
     await events.publish(payload)
     assert (await next_for(fast, fast_op))["conversationChanged"]["id"] == events.global_id(payload)
     # The slow client, reading at last, finds a prefix of the events, then the 1013 close.
@@ -574,7 +574,7 @@ async def test_events_a_viewer_cannot_see_never_fill_its_buffer(company, subscri
     await subscriptions_live(company)
     # When far more events than a subscription may buffer (50 in tests) pass on that channel
     for _ in range(120):
-        await events.publish(events.payload())
+        await events.publish(await events.payload())
     # Then his subscription is still open, and the first event he may see reaches him
     await company.admin.data("mutation($c: ID!, $u: [ID!]!) { shareChannel(channelId: $c, userIds: $u) { id } }",
                              {"c": company.channel_id, "u": [company.ids["bob"]]})

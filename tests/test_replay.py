@@ -1,6 +1,8 @@
 """Replay equals fetch (Zulip's verify_action), for every action of SPEC §2: a client
 that fetched its inbox, then applied the `conversationChanged` and `messageAdded`
-events it received over a real websocket, holds exactly what a fresh fetch returns."""
+events it received over a real websocket, holds exactly what a fresh fetch returns;
+also when its socket dropped before the action and it resumed each stream with the
+last cursor it saw (`after`)."""
 from __future__ import annotations
 
 import asyncio
@@ -13,9 +15,10 @@ from conftest import DEADLINE, Client, Company, Subscriber, unique
 
 SECTIONS = ("UNASSIGNED", "ASSIGNED_TO_ME", "ASSIGNED_TO_OTHERS", "CLOSED")
 
-CONVERSATION_CHANGED = """
-subscription { conversationChanged { kind conversationId actor { id } assignee { id } message { id } } }"""
-MESSAGE_ADDED = "subscription { messageAdded { id direction conversation { id } } }"
+CONVERSATION_CHANGED = """subscription($after: String) {
+  conversationChanged(after: $after) { cursor kind conversationId actor { id } assignee { id } message { id } } }"""
+MESSAGE_ADDED = """subscription($after: String) {
+  messageAdded(after: $after) { cursor id direction conversation { id } } }"""
 
 INBOX_STATE = """
 query($section: InboxSection!) {
@@ -120,23 +123,38 @@ class ReplayClient:
 
     client: Client
     viewer_id: str
-    sub: Subscriber
+    sub: Subscriber | None
     operations: dict[str, str]
     state: dict = field(default_factory=dict)
     applied: list = field(default_factory=list)
 
+    # The last cursor seen on each stream: where it resumes after a dropped socket.
+    cursors: dict = field(default_factory=dict)
+
     @classmethod
     async def open(cls, subscribers, client: Client, viewer_id: str) -> "ReplayClient":
-        sub = await subscribers(client.token)
-        operations = {await sub.subscribe(CONVERSATION_CHANGED): "conversationChanged",
-                      await sub.subscribe(MESSAGE_ADDED): "messageAdded"}
-        return cls(client, viewer_id, sub, operations)
+        replay = cls(client, viewer_id, None, {})
+        await replay.subscribe(subscribers)
+        return replay
+
+    async def subscribe(self, subscribers) -> None:
+        """(Re)subscribes both streams, each after its last cursor when it has one."""
+        self.sub = await subscribers(self.client.token)
+        self.operations = {
+            await self.sub.subscribe(CONVERSATION_CHANGED, {"after": self.cursors.get("conversationChanged")}):
+                "conversationChanged",
+            await self.sub.subscribe(MESSAGE_ADDED, {"after": self.cursors.get("messageAdded")}): "messageAdded"}
+
+    async def drop(self) -> None:
+        await self.sub.close()
 
     async def next_frame(self, timeout: float) -> tuple[str, dict]:
         message = await self.sub.receive(timeout)
         assert message["type"] == "next" and message.get("id") in self.operations, message
         assert not message["payload"].get("errors"), message
-        return self.operations[message["id"]], message["payload"]["data"]
+        stream = self.operations[message["id"]]
+        self.cursors[stream] = message["payload"]["data"][stream]["cursor"]
+        return stream, message["payload"]["data"]
 
     async def drain_until_probe(self, probe_message_id: str, timeout: float) -> bool:
         """Both subscriptions are live once each has delivered the probe message."""
@@ -249,23 +267,78 @@ SCENARIOS = {
 }
 
 
+async def given(scenario: Scenario, company: Company, subscribers, ctx: dict) -> list[ReplayClient]:
+    """The scenario's conversation, and a member's and an admin's clients subscribed to
+    everything, live (a bystander conversation's message proves it), their inbox fetched."""
+    await scenario.given(company, ctx)
+    clients = [await ReplayClient.open(subscribers, company.ann, company.ids["ann"]),
+               await ReplayClient.open(subscribers, company.admin, company.ids["admin"])]
+    await prove_live(company, clients)
+    for replay in clients:
+        replay.state = await fetch(replay.client, replay.viewer_id)
+    return clients
+
+
 @pytest.mark.parametrize("action", list(SCENARIOS))
 async def test_state_replayed_from_events_equals_a_fresh_fetch(company, subscribers, action):
     scenario = SCENARIOS[action]
     ctx: dict = {}
     # Given the scenario's conversation, and a member and an admin subscribed to everything
-    await scenario.given(company, ctx)
-    clients = [await ReplayClient.open(subscribers, company.ann, company.ids["ann"]),
-               await ReplayClient.open(subscribers, company.admin, company.ids["admin"])]
-    # (a bystander conversation's message proves both subscriptions live)
-    await prove_live(company, clients)
-    for replay in clients:
-        replay.state = await fetch(replay.client, replay.viewer_id)
+    clients = await given(scenario, company, subscribers, ctx)
 
     # When the action happens
     await scenario.when(company, ctx)
 
     # Then each client's replayed state is what a fresh fetch returns
+    for replay in clients:
+        fresh = await fetch(replay.client, replay.viewer_id)
+        assert fresh != replay.state, "the action changed nothing the viewer sees"
+        await replay.catch_up(fresh)
+
+
+LINK = """mutation($c: ID!, $t: LinkTargetInput!) { linkConversation(conversationId: $c, target: $t) { id } }"""
+
+
+async def linked(company: Company, ctx: dict) -> None:
+    await a_conversation(company, ctx)
+    person = await company.admin.data("mutation($i: PersonInput!) { createPerson(input: $i) { id } }",
+                                      {"i": {"name": unique("Person")}})
+    ctx["person"] = person["createPerson"]["id"]
+
+
+async def link_to_person(company: Company, ctx: dict) -> None:
+    found = await company.ann.data(LINK, {"c": ctx["conversation"], "t": {"personId": ctx["person"]}})
+    ctx["link"] = found["linkConversation"]["id"]
+
+
+async def linked_to_person(company: Company, ctx: dict) -> None:
+    await linked(company, ctx)
+    await link_to_person(company, ctx)
+
+
+RESUMED = {**SCENARIOS,
+           "link": Scenario(linked, link_to_person),
+           "unlink": Scenario(linked_to_person, by("ann", "mutation($l: ID!) { unlinkConversation(linkId: $l) }",
+                                                   l="link"))}
+
+
+@pytest.mark.parametrize("action", list(RESUMED))
+async def test_state_resumed_after_a_dropped_socket_equals_a_fresh_fetch(company, subscribers, action):
+    scenario = RESUMED[action]
+    ctx: dict = {}
+    # Given the scenario's conversation, and a member and an admin who fetched their inbox
+    # while subscribed, and saw a cursor on each stream
+    clients = await given(scenario, company, subscribers, ctx)
+    for replay in clients:
+        assert set(replay.cursors) == {"messageAdded", "conversationChanged"}
+    # When their sockets drop, the action happens, and they resubscribe with `after`
+    for replay in clients:
+        await replay.drop()
+    await scenario.when(company, ctx)
+    for replay in clients:
+        await replay.subscribe(subscribers)
+
+    # Then each client's state, replayed from what it missed, is what a fresh fetch returns
     for replay in clients:
         fresh = await fetch(replay.client, replay.viewer_id)
         assert fresh != replay.state, "the action changed nothing the viewer sees"

@@ -383,6 +383,49 @@ async def test_client_resuming_on_another_process_misses_nothing_and_gets_no_dup
     assert received == sorted(message_pk(m) for m in [*sent, later])
 
 
+CHANGED_AFTER = """subscription($after: String) {
+  conversationChanged(after: $after) { id cursor kind conversationId } }"""
+EVENTS = "query($c: ID!) { conversation(id: $c) { events { id } } }"
+
+
+@needs_postgres_and_redis
+async def test_conversation_changed_resumed_on_another_process_misses_nothing_and_gets_no_duplicate(
+        cluster, company, sockets):
+    # given: a client on process A that saw part of the events of a burst committed through
+    # both processes (each message of a new conversation makes CREATED and MESSAGE_ADDED)
+    first = await sockets(cluster.a, company.ann)
+    op = await first.subscribe(CHANGED_AFTER)
+    await live(first, company, cluster.a)
+    contacts = [unique(f"resume{i}") for i in range(4)]
+    burst = asyncio.gather(*(inbound_on(company, (cluster.a, cluster.b)[i % 2], f"burst {i}", contacts[i % 4])
+                             for i in range(16)))
+    seen = []
+    while len(seen) < 7:
+        event = (await data_of(first, op))["conversationChanged"]
+        seen.append(event)
+    await first.close()
+    sent = await burst
+
+    # when: it reconnects to process B with the last cursor it saw, while events keep coming
+    second = await sockets(cluster.b, company.ann)
+    resumed = await second.subscribe(CHANGED_AFTER, {"after": seen[-1]["cursor"]})
+    later = await inbound_on(company, cluster.a, "after the reconnect", contacts[0])
+
+    # then: it gets every event of those conversations after that cursor once, in order,
+    # then the live ones
+    conversations = {message["conversation"]["id"] for message in [*sent, later]}
+    stored = [event["id"] for conversation in sorted(conversations)
+              for event in (await on(company.admin, cluster.a).data(EVENTS, {"c": conversation}))
+              ["conversation"]["events"]]
+    wanted = sorted(stored, key=lambda gid: pk_of(gid, "ConversationEvent"))
+    received = [event["id"] for event in seen if event["conversationId"] in conversations]
+    while len(received) < len(wanted):
+        event = (await data_of(second, resumed))["conversationChanged"]
+        if event["conversationId"] in conversations:
+            received.append(event["id"])
+    assert received == wanted
+
+
 # -- what each process knows of the signed-in ------------------------------------------------------
 
 
