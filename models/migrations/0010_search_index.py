@@ -75,7 +75,7 @@ async def _drop(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [('inbox', '0006_early_receipts')]
+    dependencies = [('inbox', '0009_email_bursts')]
 
     initial = False
 
