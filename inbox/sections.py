@@ -176,11 +176,12 @@ _MATCHING_LIKE = r"""
     WHERE sm.company_id = :company AND UPPER(sm.body) LIKE UPPER(:pattern) ESCAPE '\'
     UNION SELECT sv.id FROM contact sc JOIN conversation sv ON sv.contact_id = sc.id
           WHERE sc.company_id = :company AND UPPER(sc.name) LIKE UPPER(:pattern) ESCAPE '\'"""
-# The same rule for one conversation `c`, checked as a page walks its section.
-_MATCHES_ONE = r"""(EXISTS (SELECT 1 FROM message sm WHERE sm.conversation_id = c.id
-                           AND UPPER(sm.body) LIKE UPPER(:pattern) ESCAPE '\')
-                   OR EXISTS (SELECT 1 FROM contact sc WHERE sc.id = c.contact_id
-                              AND UPPER(sc.name) LIKE UPPER(:pattern) ESCAPE '\'))"""
+# The same rule for one conversation `c`, checked as a page walks its section (scalar
+# subqueries: PostgreSQL would turn EXISTS into a hash of every matching message).
+_MATCHES_ONE = r"""((SELECT 1 FROM message sm WHERE sm.conversation_id = c.id
+                    AND UPPER(sm.body) LIKE UPPER(:pattern) ESCAPE '\' LIMIT 1) IS NOT NULL
+                   OR (SELECT 1 FROM contact sc WHERE sc.id = c.contact_id
+                       AND UPPER(sc.name) LIKE UPPER(:pattern) ESCAPE '\') IS NOT NULL)"""
 # Whether the index finds the term in COMMON_TERM_ROWS rows (reads that many at most).
 _COMMON_SQLITE = "SELECT COUNT(*) AS n FROM (SELECT 1 FROM message_search WHERE message_search MATCH :phrase LIMIT :k) x"
 _COMMON_POSTGRES = r"""SELECT COUNT(*) AS n FROM (SELECT 1 FROM message sm WHERE sm.company_id = :company

@@ -152,7 +152,8 @@ async def test_search_uses_the_trigram_indexes_and_scans_no_message(company: Com
     for text in searches:
         plan = await _plan(*statements.parse(text))
         if sql.is_postgres():
-            assert "message_body_search" in plan, plan
+            if "UPPER(sc.name)" in text:  # the page and the count (the first reads at most 1,000 rows)
+                assert "message_body_search" in plan and "contact_name_search" in plan, plan
             assert "Seq Scan on message" not in plan and "Seq Scan on contact" not in plan, plan
         else:
             assert "VIRTUAL TABLE INDEX" in plan, plan
@@ -189,16 +190,33 @@ class _Statements(logging.Handler):
         return statement, list(ast.literal_eval(params))
 
 
+class _RolledBack(Exception):
+    pass
+
+
 async def _plan(statement: str, params: list) -> str:
     connection = connections.get("default")
-    if sql.is_postgres():
-        # A test database is tiny: a sequential scan would win; the index must be usable.
+    if not sql.is_postgres():
+        _, rows = await connection.execute_query("EXPLAIN QUERY PLAN " + statement, params)
+        return "\n".join(dict(row)["detail"] for row in rows)
+    # A test company is tiny: any scan of its few rows would win. Planned as for a company
+    # with 20,000 more messages (added, analysed and rolled back), without sequential scans.
+    plan = []
+    try:
         async with in_transaction() as transaction:
+            await transaction.execute_query(
+                "INSERT INTO message (company_id, channel_id, conversation_id, direction, body, sent_at, status,"
+                " created_at) SELECT company_id, channel_id, conversation_id, direction, 'filler ' || g, sent_at,"
+                " status, created_at FROM message, generate_series(1, 20000) g"
+                " WHERE id = (SELECT MAX(id) FROM message)")
+            await transaction.execute_query("ANALYZE message")
             await transaction.execute_query("SET LOCAL enable_seqscan = off")
             _, rows = await transaction.execute_query("EXPLAIN " + statement, params)
-        return "\n".join(dict(row)["QUERY PLAN"] for row in rows)
-    _, rows = await connection.execute_query("EXPLAIN QUERY PLAN " + statement, params)
-    return "\n".join(dict(row)["detail"] for row in rows)
+            plan = [dict(row)["QUERY PLAN"] for row in rows]
+            raise _RolledBack
+    except _RolledBack:
+        pass
+    return "\n".join(plan)
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

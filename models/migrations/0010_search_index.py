@@ -15,9 +15,12 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 
 _SQLITE = [
-    "CREATE VIRTUAL TABLE IF NOT EXISTS message_search"
+    # Built afresh: emptying a filled FTS table row by row would leave its index fragmented.
+    "DROP TABLE IF EXISTS message_search",
+    "DROP TABLE IF EXISTS contact_search",
+    "CREATE VIRTUAL TABLE message_search"
     " USING fts5(body, conversation_id UNINDEXED, tokenize = 'trigram case_sensitive 1')",
-    "CREATE VIRTUAL TABLE IF NOT EXISTS contact_search USING fts5(name, tokenize = 'trigram case_sensitive 1')",
+    "CREATE VIRTUAL TABLE contact_search USING fts5(name, tokenize = 'trigram case_sensitive 1')",
     """CREATE TRIGGER IF NOT EXISTS message_search_insert AFTER INSERT ON message BEGIN
          INSERT INTO message_search (rowid, body, conversation_id) VALUES (new.id, upper(new.body), new.conversation_id);
        END""",
@@ -36,10 +39,11 @@ _SQLITE = [
     """CREATE TRIGGER IF NOT EXISTS contact_search_delete AFTER DELETE ON contact BEGIN
          DELETE FROM contact_search WHERE rowid = old.id;
        END""",
-    "DELETE FROM message_search",
     "INSERT INTO message_search (rowid, body, conversation_id) SELECT id, upper(body), conversation_id FROM message",
-    "DELETE FROM contact_search",
     "INSERT INTO contact_search (rowid, name) SELECT id, upper(name) FROM contact",
+    # One b-tree per table: a term's lookup reads each trigram's list once.
+    "INSERT INTO message_search (message_search) VALUES ('optimize')",
+    "INSERT INTO contact_search (contact_search) VALUES ('optimize')",
 ]
 
 _POSTGRES = [
