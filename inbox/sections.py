@@ -158,9 +158,10 @@ _UNREAD = """u.conversation_id = c.id AND u.direction = 'INBOUND'
 # Search terms this long or longer are looked up in the trigram indexes (models/migrations/
 # 0010_search_index.py); shorter ones have no trigram and scan.
 INDEXED_TERM = 3
-# A term the index finds in this many rows or more is common: a page then walks the section
-# newest first and checks each conversation (the page fills at once) instead of reading
-# every match; a rarer term reads its matches from the index and sorts those alone.
+# A term the index finds in this many messages (or contacts) or more is common: a page then
+# walks the section newest first and checks each conversation (the page fills at once)
+# instead of reading every match; a rarer term's matches are read from the index once, and
+# its page and count take those conversations alone.
 COMMON_TERM_ROWS = 1000
 
 # The ids of the conversations (`:company`'s) whose contact's name or any message contains
@@ -182,21 +183,30 @@ _MATCHES_ONE = r"""((SELECT 1 FROM message sm WHERE sm.conversation_id = c.id
                     AND UPPER(sm.body) LIKE UPPER(:pattern) ESCAPE '\' LIMIT 1) IS NOT NULL
                    OR (SELECT 1 FROM contact sc WHERE sc.id = c.contact_id
                        AND UPPER(sc.name) LIKE UPPER(:pattern) ESCAPE '\') IS NOT NULL)"""
-# Whether the index finds the term in COMMON_TERM_ROWS rows (reads that many at most).
-_COMMON_SQLITE = "SELECT COUNT(*) AS n FROM (SELECT 1 FROM message_search WHERE message_search MATCH :phrase LIMIT :k) x"
-_COMMON_POSTGRES = r"""SELECT COUNT(*) AS n FROM (SELECT 1 FROM message sm WHERE sm.company_id = :company
-                       AND UPPER(sm.body) LIKE UPPER(:pattern) ESCAPE '\' LIMIT :k) x"""
+# The conversations of at most COMMON_TERM_ROWS messages and as many contacts matching the
+# term, through the indexes (`:k` rows of each at most): fewer than that of both, and these
+# are all the matches.
+_MATCHES_SQLITE = """
+    SELECT ms.conversation_id AS id
+    FROM (SELECT conversation_id FROM message_search WHERE message_search MATCH :phrase LIMIT :k) ms
+    UNION ALL SELECT sv.id FROM (SELECT rowid AS id FROM contact_search WHERE contact_search MATCH :phrase
+                                 LIMIT :k) cs JOIN conversation sv ON sv.contact_id = cs.id"""
+_MATCHES_POSTGRES = r"""
+    SELECT ms.id FROM (SELECT sm.conversation_id AS id FROM message sm WHERE sm.company_id = :company
+                       AND UPPER(sm.body) LIKE UPPER(:pattern) ESCAPE '\' LIMIT :k) ms
+    UNION ALL SELECT sv.id FROM (SELECT sc.id FROM contact sc WHERE sc.company_id = :company
+                                 AND UPPER(sc.name) LIKE UPPER(:pattern) ESCAPE '\' LIMIT :k) cs
+              JOIN conversation sv ON sv.contact_id = cs.id"""
 
 
 @dataclass(frozen=True)
 class _Search:
     """How a section reads a search term (SPEC §2: a case-insensitive substring of the
-    contact's name or of any message): `source` and `where` of its page, `matching` (the
-    matching ids, for `c.id IN (...)`: what the count reads) and their parameters."""
+    contact's name or of any message): `where` of its page and of its count, and their
+    parameters."""
 
-    source: str
     where: str
-    matching: str
+    count_where: str
     params: dict
 
 
@@ -206,14 +216,14 @@ async def _search(term: str, company_id: int) -> _Search:
     params = {"pattern": f"%{escape_like(term)}%", "phrase": '"' + term.upper().replace('"', '""') + '"',
               "company": company_id}
     indexed = len(term.upper()) >= INDEXED_TERM
+    if indexed:
+        rows = await sql.fetch(_MATCHES_POSTGRES if sql.is_postgres() else _MATCHES_SQLITE, **params,
+                               k=COMMON_TERM_ROWS)
+        if len(rows) < COMMON_TERM_ROWS:  # a rare term: its matches are all here
+            matched = sorted({row["id"] for row in rows}) or [0]
+            return _Search("c.id IN :matched", "c.id IN :matched", {**params, "matched": matched})
     matching = _MATCHING_INDEXED_SQLITE if indexed and not sql.is_postgres() else _MATCHING_LIKE
-    common = not indexed or (await sql.fetch(
-        _COMMON_POSTGRES if sql.is_postgres() else _COMMON_SQLITE, **params, k=COMMON_TERM_ROWS))[0]["n"] \
-        >= COMMON_TERM_ROWS
-    if common:
-        return _Search("conversation c", _MATCHES_ONE, matching, params)
-    # CROSS JOIN: SQLite reads the matches first (PostgreSQL's planner orders joins itself).
-    return _Search(f"({matching}) s CROSS JOIN conversation c", "c.id = s.id", matching, params)
+    return _Search(_MATCHES_ONE, f"c.id IN ({matching})", params)
 
 
 async def _channel_ids(viewer: User, channel_id: int | None) -> list[int]:
@@ -232,10 +242,10 @@ async def section_page(viewer: User, section: Section, *, channel_id: int | None
              f" AND {SECTIONS[section].condition}")
     params = {"company": viewer.company_id, "viewer": viewer.id,
               "channels": await _channel_ids(viewer, channel_id) or [0]}
-    source, count_where = "conversation c", where
+    count_where = where
     if search and search.strip():
         found = await _search(search.strip(), viewer.company_id)
-        source, where, count_where = found.source, f"{where} AND {found.where}", f"{where} AND c.id IN ({found.matching})"
+        where, count_where = f"{where} AND {found.where}", f"{where} AND {found.count_where}"
         params.update(found.params)
 
     async def count() -> int:
@@ -253,7 +263,7 @@ async def section_page(viewer: User, section: Section, *, channel_id: int | None
         SELECT {sql.columns(Conversation, "c")}, {sql.columns(Contact, "ct")}, {sql.columns(Message, "m")},
                {sql.columns(User, "a")}, au.name AS author_name,
                (SELECT COUNT(*) FROM message u WHERE {_UNREAD}) AS unread
-        FROM (SELECT c.* FROM {source} WHERE {page_where}
+        FROM (SELECT c.* FROM conversation c WHERE {page_where}
               ORDER BY {ConversationKey.ORDER} LIMIT :limit) c
         JOIN contact ct ON ct.id = c.contact_id
         LEFT JOIN message m ON m.id = c.last_message_id
