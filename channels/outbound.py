@@ -1,60 +1,104 @@
 """Handing replies to the messaging apps' APIs, with each answer classified as
-sent, retryable (network, timeout, 429, 5xx) or rejected (other 4xx)."""
+sent, retryable (network, timeout, 429, 5xx) or rejected (other 4xx). Answers are read
+up to MAX_ANSWER bytes; a partner's callbackUrl is called at the public address it was
+checked to resolve to (inbox/callbacks.py), and redirects are never followed."""
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import logging
+import re
+from dataclasses import dataclass
 
 import httpx
 
+from inbox import callbacks
 from inbox.queue import Rejected, Retryable
-from inbox.sending import Outgoing
+from inbox.sending import NO_ANSWER, Outgoing
 from models import ChannelKind
 from schema.ids import global_id
 
+log = logging.getLogger(__name__)
 
-def _reason(response: httpx.Response) -> str:
-    """The messaging app's own words where it gives them (Graph API `error.message`,
-    Twilio `message`), else the status line."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+# What is read of an answer: its id or error message is near the start, and more costs
+# memory for nothing.
+MAX_ANSWER = 64 * 1024
+# The messaging app's own error message, as much of it as a failureReason keeps.
+MAX_APP_MESSAGE = 300
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A messaging app's answer, its body cut at MAX_ANSWER bytes."""
+
+    status: int
+    reason_phrase: str
+    content_type: str
+    body: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> object:
+        try:
+            return json.loads(self.body)
+        except ValueError:  # not JSON, or cut short
+            return None
+
+
+def _short(text: str) -> str:
+    return _CONTROL.sub(" ", text).strip()[:MAX_APP_MESSAGE]
+
+
+def _reason(answer: Answer) -> str:
+    """The status and the messaging app's own words where it gives them (Graph API
+    `error.message`, Twilio `message`, a partner's `error` or plain-text answer); never
+    any other text of the answer (an HTML page is nobody's error message)."""
+    body = answer.json()
+    message = None
     if isinstance(body, dict):
         error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return f"{response.status_code}: {error['message']}"
-        if isinstance(error, str):
-            return f"{response.status_code}: {error}"
-        if body.get("message"):
-            return f"{response.status_code}: {body['message']}"
-    text = response.text.strip()[:300]
-    return f"{response.status_code}: {text or response.reason_phrase}"
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            message = error["message"]
+        elif isinstance(error, str):
+            message = error
+        elif isinstance(body.get("message"), str):
+            message = body["message"]
+    elif answer.content_type.startswith("text/plain"):
+        message = answer.body.decode("utf-8", "replace")
+    message = _short(message or "") or _short(answer.reason_phrase)
+    return f"{answer.status}: {message}" if message else str(answer.status)
 
 
-def check(response: httpx.Response) -> None:
-    if response.is_success:
+def check(answer: Answer) -> None:
+    if answer.is_success:
         return
-    if response.status_code == 429 or response.status_code >= 500:
-        raise Retryable(_reason(response))
-    raise Rejected(_reason(response))
+    if answer.status == 429 or answer.status >= 500:
+        raise Retryable(_reason(answer))
+    raise Rejected(_reason(answer))
 
 
-def _json(response: httpx.Response) -> dict:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+def _field(answer: Answer, name: str) -> str | None:
+    body = answer.json()
+    value = body.get(name) if isinstance(body, dict) else None
+    return str(value) if value is not None else None
 
 
 class Providers:
-    """One HTTP client for every messaging app's API; `deliver` is the sender's hook."""
+    """One HTTP client for every messaging app's API; `deliver` is the sender's hook.
+    Its pool never makes a send wait: the sender bounds what is in flight (per channel
+    and in all), and each send is bounded by the send timeout."""
 
     def __init__(self, settings) -> None:
         self.settings = settings
-        self.http = httpx.AsyncClient(timeout=settings.send_timeout)
+        self.http = httpx.AsyncClient(
+            timeout=settings.send_timeout, follow_redirects=False,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            # Bodies as sent, so that MAX_ANSWER bounds what is held, not what is unpacked.
+            headers={"Accept-Encoding": "identity"})
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -67,30 +111,42 @@ class Providers:
                 return await self._twilio(out)
             return await self._custom(out)
         except httpx.TransportError as error:  # connection refused, reset, timeouts
-            raise Retryable(f"network error: {type(error).__name__}: {error}"[:300]) from error
+            # Not the error's text in the reason (nor its URL in the log: it may carry a token).
+            log.info("message %s on channel %s: %s", out.message.id, out.channel.id, type(error).__name__)
+            raise Retryable(NO_ANSWER) from error
+
+    async def _post(self, url: str | httpx.URL, **kwargs) -> Answer:
+        async with self.http.stream("POST", url, **kwargs) as response:
+            body = bytearray()
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if len(body) >= MAX_ANSWER:
+                    break  # the rest is never read: closing the response drops the connection
+            return Answer(response.status_code, response.reason_phrase,
+                          response.headers.get("content-type", ""), bytes(body[:MAX_ANSWER]))
 
     async def _messenger(self, out: Outgoing) -> str | None:
         config = out.channel.config
-        response = await self.http.post(
+        answer = await self._post(
             f"{self.settings.messenger_api_base}/me/messages",
             params={"access_token": config["pageAccessToken"]},
             json={"recipient": {"id": out.contact.external_id}, "messaging_type": "RESPONSE",
                   "message": {"text": out.message.body}})
-        check(response)
-        return _json(response).get("message_id")
+        check(answer)
+        return _field(answer, "message_id")
 
     async def _twilio(self, out: Outgoing) -> str | None:
         config = out.channel.config
         account = config["accountSid"]
-        response = await self.http.post(
+        answer = await self._post(
             f"{self.settings.twilio_api_base}/2010-04-01/Accounts/{account}/Messages.json",
             auth=(account, config["authToken"]),
             data={"From": f"whatsapp:{config['fromNumber']}", "To": f"whatsapp:{out.contact.external_id}",
                   "Body": out.message.body,
                   "StatusCallback": f"{self.settings.public_url}/webhooks/twilio/"
                                     f"{global_id('Channel', out.channel.id)}"})
-        check(response)
-        return _json(response).get("sid")
+        check(answer)
+        return _field(answer, "sid")
 
     async def _custom(self, out: Outgoing) -> str | None:
         config = out.channel.config
@@ -102,8 +158,30 @@ class Providers:
             "sentAt": out.message.sent_at.isoformat(),
         }).encode()
         signature = hmac.new(config["channelToken"].encode(), body, hashlib.sha256).hexdigest()
-        response = await self.http.post(config["callbackUrl"], content=body, headers={
-            "Content-Type": "application/json", "X-Inbox-Signature": f"sha256={signature}"})
-        check(response)
-        external = _json(response).get("externalMessageId")
-        return str(external) if external is not None else None
+        pinned, netloc, name = await self._checked(config["callbackUrl"])
+        headers = {"Content-Type": "application/json", "X-Inbox-Signature": f"sha256={signature}", "Host": netloc}
+        # The TLS certificate is still checked against the URL's host name.
+        extensions = {"sni_hostname": name} if pinned.scheme == "https" else {}
+        answer = await self._post(pinned, content=body, headers=headers, extensions=extensions)
+        check(answer)
+        return _field(answer, "externalMessageId")
+
+    async def _checked(self, callback_url: str) -> tuple[httpx.URL, str, str]:
+        """The callbackUrl with its host replaced by the public address it resolves to
+        now (checked again at every send: DNS may have changed since install), its Host
+        header, and its host name."""
+        try:
+            url = httpx.URL(callback_url)
+            host = url.raw_host.decode("ascii")
+        except (httpx.InvalidURL, UnicodeError):
+            raise Rejected("the callbackUrl is not a valid URL") from None
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            address = await callbacks.address_to_call(host, port,
+                                                      allow_private=self.settings.callback_allow_private)
+        except callbacks.NotPublic:
+            raise Rejected(callbacks.NOT_PUBLIC) from None
+        except OSError as error:  # does not resolve
+            log.info("callbackUrl host %r does not resolve: %r", host, error)
+            raise Retryable(NO_ANSWER) from None
+        return url.copy_with(host=address), url.netloc.decode("ascii"), host

@@ -9,7 +9,7 @@ from tortoise.transactions import in_transaction
 
 from models import Channel, ChannelKind, ChannelMember, Contact, Conversation, EventKind, User
 
-from . import installed, validation
+from . import callbacks, installed, validation
 from .access import audience, company_user, live_channels, require_admin
 from .errors import BadInput, Forbidden, NotFound
 from .events import record_event
@@ -37,18 +37,28 @@ def _checked_config(kind: ChannelKind, config: dict | None) -> dict:
     for key in REQUIRED_CONFIG[kind]:
         config[key] = validation.text(config.get(key), key, 1024)
     callback = config.get("callbackUrl")
-    if callback is not None:
-        parsed = urlparse(callback)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc or len(callback) > 2048:
-            raise BadInput("callbackUrl must be an http(s) URL")
+    if callback is not None and not _is_http_url(callback):
+        raise BadInput("callbackUrl must be an http(s) URL")
     return config
 
 
+def _is_http_url(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        parsed.port  # noqa: B018 -- raises on a port that is not a number up to 65535
+    except ValueError:
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.hostname) and len(url) <= 2048
+
+
 async def install(viewer: User, kind: ChannelKind, name: str, config: dict | None,
-                  *, whatsapp_new_installs: bool = True) -> Installed:
+                  *, whatsapp_new_installs: bool = True, callback_allow_private: bool = False) -> Installed:
+    """`callback_allow_private`: INBOX_CALLBACK_ALLOW_PRIVATE (inbox/callbacks.py)."""
     require_admin(viewer)
     name = validation.text(name, "name")
     config = _checked_config(kind, config)
+    if config.get("callbackUrl") is not None:
+        await callbacks.check_at_install(config["callbackUrl"], allow_private=callback_allow_private)
     if kind is ChannelKind.WHATSAPP and not whatsapp_new_installs:
         has_whatsapp = await Channel.filter(company_id=viewer.company_id, kind=ChannelKind.WHATSAPP).exists()
         if not has_whatsapp:

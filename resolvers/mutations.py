@@ -80,7 +80,8 @@ WEBHOOK_PATHS = {models.ChannelKind.MESSENGER: "/webhooks/messenger/{}",
 async def install_channel(info: Info, input: InstallChannelInput) -> types.InstallChannelPayload:
     kind = models.ChannelKind(input.kind)
     installed = await channels.install(info.context.viewer, kind, input.name, _provider_config(input),
-                                       whatsapp_new_installs=info.context.settings.whatsapp_new_installs)
+                                       whatsapp_new_installs=info.context.settings.whatsapp_new_installs,
+                                       callback_allow_private=info.context.settings.callback_allow_private)
     channel = types.Channel.of(installed.channel)
     path = WEBHOOK_PATHS.get(kind)
     return types.InstallChannelPayload(channel=channel, webhook_path=path.format(channel.id) if path else None,
