@@ -271,7 +271,8 @@ async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]],
         id=ids[(item.channel.id, item.external_id)], company_id=item.channel.company_id, channel_id=item.channel.id,
         conversation_id=thread.conversation_id, direction=MessageDirection.INBOUND, body=item.body,
         sent_at=item.sent_at, status=DeliveryStatus.RECEIVED, author_id=None, external_id=item.external_id,
-        client_message_id=None, failure_reason=None, created_at=now) for item, thread in zip(items, thread_of)]
+        client_message_id=None, failure_reason=None, created_at=now, update_seq=None)
+        for item, thread in zip(items, thread_of)]
     conversation_ids = sorted({thread.conversation_id for thread in thread_of})
     conversations, params = sql.in_list(conversation_ids)
     # Open (a restored one unassigned), and its latest message is the batch's: ids grow,
