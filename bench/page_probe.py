@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/page_probe.py prepare --database sqlite:///tmp/page.sqlite3
     .venv/bin/python bench/page_probe.py measure --database sqlite:///tmp/page.sqlite3 [--count 200]
+        [--search "conversation 4242"] [--total]
 
 `prepare` seeds 100k conversations the way bench/run.py does (through a real server
 for the template rows, then bench/seed.py) and keeps the admin's token beside the
@@ -54,7 +55,8 @@ class Statements(logging.Handler):
         self.seen.append(record.getMessage())
 
 
-async def measure(database_url: str, count: int, first: int, explain: bool, profile: str | None) -> None:
+async def measure(database_url: str, count: int, first: int, explain: bool, profile: str | None,
+                  search: str | None = None, total: bool = False) -> None:
     from inbox.accounts import authenticate
     from schema import schema
     from schema.context import Context
@@ -68,9 +70,16 @@ async def measure(database_url: str, count: int, first: int, explain: bool, prof
     db_log = logging.getLogger("tortoise.db_client")
     db_log.addHandler(statements)
     try:
-        async def page(query: str = run.PAGE, size: int = first) -> dict:
+        query = run.PAGE_WITH_TOTAL if total else run.PAGE
+        if search is not None:
+            # The benchmark's page, filtered: seeded bodies are "Seeded message N of conversation I".
+            query = query.replace("$first: Int)", "$first: Int, $search: String)").replace(
+                "inbox(section: $section, first: $first)", "inbox(section: $section, first: $first, search: $search)")
+
+        async def page(query: str = query, size: int = first) -> dict:
             principal = await authenticate(admin)
-            result = await schema.execute(query, variable_values={"section": "UNASSIGNED", "first": size},
+            result = await schema.execute(query, variable_values={"section": "UNASSIGNED", "first": size,
+                                                                  **({"search": search} if search else {})},
                                           context_value=Context(None, None, settings, principal))
             if result.errors:
                 raise SystemExit(f"errors: {result.errors}")
@@ -144,11 +153,14 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=25)
     parser.add_argument("--explain", action="store_true")
     parser.add_argument("--profile", default=None, help="write cProfile stats of the measured loop here")
+    parser.add_argument("--search", default=None, help="measure the page of this search term")
+    parser.add_argument("--total", action="store_true", help="with totalCount")
     args = parser.parse_args()
     if args.action == "prepare":
         prepare(args.database, args.conversations)
     else:
-        asyncio.run(measure(args.database, args.count, args.first, args.explain, args.profile))
+        asyncio.run(measure(args.database, args.count, args.first, args.explain, args.profile, args.search,
+                            args.total))
 
 
 if __name__ == "__main__":

@@ -81,7 +81,11 @@ def _rows(plan: Plan, template: dict, start: dict, text_times: bool):
 
 
 def seed_sqlite(path: str, plan: Plan, template_conversation_id: int) -> dict:
+    from server.db import upper
+
     connection = sqlite3.connect(path)
+    # The search index's triggers store UPPER() of the text: the server's (Python's).
+    connection.create_function("upper", 1, upper, deterministic=True)
     connection.row_factory = sqlite3.Row
     try:
         template = _template_sqlite(connection, template_conversation_id)
@@ -97,6 +101,10 @@ def seed_sqlite(path: str, plan: Plan, template_conversation_id: int) -> dict:
                 marks = ", ".join("?" for _ in columns)
                 connection.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})',
                                        [tuple(row[c] for c in columns) for row in rows[table]])
+        if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'message_search'").fetchone():
+            with connection:  # the search index as the migration leaves it: merged
+                connection.execute("INSERT INTO message_search (message_search) VALUES ('optimize')")
+                connection.execute("INSERT INTO contact_search (contact_search) VALUES ('optimize')")
         connection.execute("ANALYZE")
         return {table: len(rows[table]) for table in TABLES}
     finally:

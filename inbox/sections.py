@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, ClassVar
 
 from tortoise.expressions import Q
 from tortoise.filters import escape_like
@@ -26,20 +26,91 @@ class Section(str, Enum):
     CLOSED = "CLOSED"
 
 
+class _Assignee(Enum):
+    """Whom a section's conversations are assigned to, relative to the viewer."""
+
+    ANY = "ANY"
+    NOBODY = "NOBODY"
+    VIEWER = "VIEWER"
+    OTHER = "OTHER"
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """A section said once: its Python rule (`holds`), its SQL condition on `conversation c`
+    (one parameter, `:viewer`) and its count's column (`key`) all come from these two fields."""
+
+    status: ConversationStatus
+    assignee: _Assignee
+
+    def holds(self, conversation: Conversation, viewer_id: int | None) -> bool:
+        if conversation.status is not self.status:
+            return False
+        assignee = conversation.assignee_id
+        return {_Assignee.ANY: True,
+                _Assignee.NOBODY: assignee is None,
+                _Assignee.VIEWER: assignee is not None and assignee == viewer_id,
+                _Assignee.OTHER: assignee is not None and assignee != viewer_id}[self.assignee]
+
+    @property
+    def condition(self) -> str:
+        status = f"c.status = '{self.status.value}'"  # an enum value of ours, never input
+        return status + {_Assignee.ANY: "",
+                         _Assignee.NOBODY: " AND c.assignee_id IS NULL",
+                         _Assignee.VIEWER: " AND c.assignee_id = :viewer",
+                         _Assignee.OTHER: " AND c.assignee_id IS NOT NULL AND c.assignee_id <> :viewer"}[self.assignee]
+
+
+# Every section, in the order section_of tries them (they do not overlap).
+SECTIONS: dict[Section, _Rule] = {
+    Section.CLOSED: _Rule(ConversationStatus.CLOSED, _Assignee.ANY),
+    Section.UNASSIGNED: _Rule(ConversationStatus.OPEN, _Assignee.NOBODY),
+    Section.ASSIGNED_TO_ME: _Rule(ConversationStatus.OPEN, _Assignee.VIEWER),
+    Section.ASSIGNED_TO_OTHERS: _Rule(ConversationStatus.OPEN, _Assignee.OTHER),
+}
+
+
+def count_key(section: Section) -> str:
+    """The section's key in `counts` (InboxCounts' field, snake case)."""
+    return section.value.lower()
+
+
 def section_of(conversation: Conversation, viewer_id: int | None) -> Section:
-    if conversation.status is ConversationStatus.CLOSED:
-        return Section.CLOSED
-    if conversation.assignee_id is None:
-        return Section.UNASSIGNED
-    return Section.ASSIGNED_TO_ME if conversation.assignee_id == viewer_id else Section.ASSIGNED_TO_OTHERS
+    return next(section for section, rule in SECTIONS.items() if rule.holds(conversation, viewer_id))
 
 
 @dataclass(frozen=True)
 class ConversationKey:
-    """Position in a section: latest activity, then id, both descending."""
+    """Position in a section: latest activity, then id, both descending. The one place of
+    the sections' order: its fields, its SQL and its cursor's text."""
 
     activity_at: datetime
     id: int
+
+    ORDER: ClassVar[str] = "c.activity_at DESC, c.id DESC"
+    # After this key in ORDER (keyset: stable while messages move conversations to the top).
+    AFTER: ClassVar[str] = "(c.activity_at, c.id) < (:after_at, :after_id)"
+
+    @classmethod
+    def of(cls, conversation: Conversation) -> "ConversationKey":
+        return cls(conversation.activity_at, conversation.id)
+
+    def params(self) -> dict:
+        return {"after_at": self.activity_at, "after_id": self.id}
+
+    def text(self) -> str:
+        return f"{self.activity_at.isoformat()}|{self.id}"
+
+    @classmethod
+    def from_text(cls, text: str) -> "ConversationKey":
+        """ValueError when `text` is no key's text."""
+        moment, _, pk = text.rpartition("|")
+        if not (pk.isascii() and pk.isdigit()) or len(pk) > 18:
+            raise ValueError
+        when = datetime.fromisoformat(moment)
+        if when.tzinfo is None:
+            raise ValueError
+        return cls(when, int(pk))
 
 
 @dataclass
@@ -80,10 +151,80 @@ def sender_name(message: Message, contact_name: str | None, author_name: str | N
 
 
 # SQL condition on `message u`: an inbound message of conversation `c` that the viewer
-# has not read (one `?`: the viewer's id). The one rule of unreadCount and inboxCounts.
+# (`:viewer`) has not read. The one rule of unreadCount and inboxCounts.
 _UNREAD = """u.conversation_id = c.id AND u.direction = 'INBOUND'
              AND u.id > COALESCE((SELECT r.last_read_message_id FROM read_state r
-                                  WHERE r.conversation_id = c.id AND r.user_id = ?), 0)"""
+                                  WHERE r.conversation_id = c.id AND r.user_id = :viewer), 0)"""
+
+# Search terms this long or longer are looked up in the trigram indexes (models/migrations/
+# 0010_search_index.py); shorter ones have no trigram and scan.
+INDEXED_TERM = 3
+# A term the index finds in this many messages (or contacts) or more is common: a page then
+# walks the section newest first and checks each conversation (the page fills at once)
+# instead of reading every match; a rarer term's matches are read from the index once, and
+# its page and count take those conversations alone.
+COMMON_TERM_ROWS = 1000
+
+# The ids of the conversations (`:company`'s) whose contact's name or any message contains
+# the term, case-insensitively: through the trigram indexes (SQLite: FTS5 tables holding
+# UPPER() of the text; PostgreSQL: pg_trgm GIN indexes on UPPER() of it, which its planner
+# takes for this LIKE by itself), or, for a short term on SQLite, by a scan.
+_MATCHING_INDEXED_SQLITE = """
+    SELECT ms.conversation_id AS id FROM message_search ms WHERE message_search MATCH :phrase
+    UNION SELECT sv.id FROM contact_search cs JOIN conversation sv ON sv.contact_id = cs.rowid
+          WHERE contact_search MATCH :phrase"""
+_MATCHING_LIKE = r"""
+    SELECT sm.conversation_id AS id FROM message sm
+    WHERE sm.company_id = :company AND UPPER(sm.body) LIKE UPPER(:pattern) ESCAPE '\'
+    UNION SELECT sv.id FROM contact sc JOIN conversation sv ON sv.contact_id = sc.id
+          WHERE sc.company_id = :company AND UPPER(sc.name) LIKE UPPER(:pattern) ESCAPE '\'"""
+# The same rule for one conversation `c`, checked as a page walks its section (scalar
+# subqueries: PostgreSQL would turn EXISTS into a hash of every matching message).
+_MATCHES_ONE = r"""((SELECT 1 FROM message sm WHERE sm.conversation_id = c.id
+                    AND UPPER(sm.body) LIKE UPPER(:pattern) ESCAPE '\' LIMIT 1) IS NOT NULL
+                   OR (SELECT 1 FROM contact sc WHERE sc.id = c.contact_id
+                       AND UPPER(sc.name) LIKE UPPER(:pattern) ESCAPE '\') IS NOT NULL)"""
+# The conversations of at most COMMON_TERM_ROWS messages and as many contacts matching the
+# term, through the indexes (`:k` rows of each at most): fewer than that of both, and these
+# are all the matches.
+_MATCHES_SQLITE = """
+    SELECT ms.conversation_id AS id
+    FROM (SELECT conversation_id FROM message_search WHERE message_search MATCH :phrase LIMIT :k) ms
+    UNION ALL SELECT sv.id FROM (SELECT rowid AS id FROM contact_search WHERE contact_search MATCH :phrase
+                                 LIMIT :k) cs JOIN conversation sv ON sv.contact_id = cs.id"""
+_MATCHES_POSTGRES = r"""
+    SELECT ms.id FROM (SELECT sm.conversation_id AS id FROM message sm WHERE sm.company_id = :company
+                       AND UPPER(sm.body) LIKE UPPER(:pattern) ESCAPE '\' LIMIT :k) ms
+    UNION ALL SELECT sv.id FROM (SELECT sc.id FROM contact sc WHERE sc.company_id = :company
+                                 AND UPPER(sc.name) LIKE UPPER(:pattern) ESCAPE '\' LIMIT :k) cs
+              JOIN conversation sv ON sv.contact_id = cs.id"""
+
+
+@dataclass(frozen=True)
+class _Search:
+    """How a section reads a search term (SPEC §2: a case-insensitive substring of the
+    contact's name or of any message): `where` of its page and of its count, and their
+    parameters."""
+
+    where: str
+    count_where: str
+    params: dict
+
+
+async def _search(term: str, company_id: int) -> _Search:
+    # The FTS tables hold UPPER() of the text (Python's, as the LIKE compares): a phrase of
+    # the upper-cased term is the same substring match, trigram by trigram.
+    params = {"pattern": f"%{escape_like(term)}%", "phrase": '"' + term.upper().replace('"', '""') + '"',
+              "company": company_id}
+    indexed = len(term.upper()) >= INDEXED_TERM
+    if indexed:
+        rows = await sql.fetch(_MATCHES_POSTGRES if sql.is_postgres() else _MATCHES_SQLITE, **params,
+                               k=COMMON_TERM_ROWS)
+        if len(rows) < COMMON_TERM_ROWS:  # a rare term: its matches are all here
+            matched = sorted({row["id"] for row in rows}) or [0]
+            return _Search("c.id IN :matched", "c.id IN :matched", {**params, "matched": matched})
+    matching = _MATCHING_INDEXED_SQLITE if indexed and not sql.is_postgres() else _MATCHING_LIKE
+    return _Search(_MATCHES_ONE, f"c.id IN ({matching})", params)
 
 
 async def _channel_ids(viewer: User, channel_id: int | None) -> list[int]:
@@ -93,67 +234,46 @@ async def _channel_ids(viewer: User, channel_id: int | None) -> list[int]:
     return await accessible_channel_ids(viewer)
 
 
-async def _section_filter(viewer: User, section: Section, channel_id: int | None,
-                          search: str | None) -> tuple[str, str, list]:
-    """FROM and WHERE of the conversations of a section the viewer may see (alias `c`),
-    with their parameters."""
-    channels, params = sql.in_list(await _channel_ids(viewer, channel_id) or [0])
-    tables = "conversation c"
-    where = [f"c.company_id = ? AND c.deleted_at IS NULL AND c.channel_id IN {channels}"]
-    params = [viewer.company_id, *params]
-    if section is Section.CLOSED:
-        where.append("c.status = 'CLOSED'")
-    elif section is Section.UNASSIGNED:
-        where.append("c.status = 'OPEN' AND c.assignee_id IS NULL")
-    elif section is Section.ASSIGNED_TO_ME:
-        where.append("c.status = 'OPEN' AND c.assignee_id = ?")
-        params.append(viewer.id)
-    else:
-        where.append("c.status = 'OPEN' AND c.assignee_id IS NOT NULL AND c.assignee_id <> ?")
-        params.append(viewer.id)
-    if search:
-        # As the ORM's icontains says it (UPPER is Unicode-aware on SQLite too: server/db.py).
-        pattern = f"%{escape_like(search)}%"
-        tables += " JOIN contact sc ON sc.id = c.contact_id"
-        where.append(r"""(UPPER(sc.name) LIKE UPPER(?) ESCAPE '\'
-                     OR c.id IN (SELECT sm.conversation_id FROM message sm
-                                 WHERE sm.company_id = ? AND UPPER(sm.body) LIKE UPPER(?) ESCAPE '\'))""")
-        params += [pattern, viewer.company_id, pattern]
-    return tables, " AND ".join(where), params
-
-
 async def section_page(viewer: User, section: Section, *, channel_id: int | None, search: str | None,
                        first: int | None, after: ConversationKey | None) -> Page:
     """One page of a section and everything the inbox shows of its conversations, in
     one statement whatever the page size."""
     size = page_size(first)
-    tables, where, params = await _section_filter(viewer, section, channel_id, validation.search(search))
+    where = (f"c.company_id = :company AND c.deleted_at IS NULL AND c.channel_id IN :channels"
+             f" AND {SECTIONS[section].condition}")
+    params = {"company": viewer.company_id, "viewer": viewer.id,
+              "channels": await _channel_ids(viewer, channel_id) or [0]}
+    count_where = where
+    term = validation.search(search)
+    if term:
+        found = await _search(term, viewer.company_id)
+        where, count_where = f"{where} AND {found.where}", f"{where} AND {found.count_where}"
+        params.update(found.params)
 
     async def count() -> int:
         # Counted only when asked for (totalCount): on a large section the count costs
         # several times the page itself.
-        rows = await sql.fetch(f"SELECT COUNT(*) AS n FROM {tables} WHERE {where}", *params)
+        rows = await sql.fetch(f"SELECT COUNT(*) AS n FROM conversation c WHERE {count_where}", **params)
         return int(rows[0]["n"])
 
-    page_where, page_params = where, list(params)
+    page_where, page_params = where, {**params, "limit": size + 1}
     if after is not None:
-        # Keyset: stable while messages move conversations to the top.
-        page_where += " AND (c.activity_at, c.id) < (?, ?)"
-        page_params += [after.activity_at, after.id]
+        page_where += f" AND {ConversationKey.AFTER}"
+        page_params.update(after.params())
     rows = await sql.fetch(
         f"""
         SELECT {sql.columns(Conversation, "c")}, {sql.columns(Contact, "ct")}, {sql.columns(Message, "m")},
                {sql.columns(User, "a")}, au.name AS author_name,
                (SELECT COUNT(*) FROM message u WHERE {_UNREAD}) AS unread
-        FROM (SELECT c.* FROM {tables} WHERE {page_where}
-              ORDER BY c.activity_at DESC, c.id DESC LIMIT ?) c
+        FROM (SELECT c.* FROM conversation c WHERE {page_where}
+              ORDER BY {ConversationKey.ORDER} LIMIT :limit) c
         JOIN contact ct ON ct.id = c.contact_id
         LEFT JOIN message m ON m.id = c.last_message_id
         LEFT JOIN "user" a ON a.id = c.assignee_id
         LEFT JOIN "user" au ON au.id = m.author_id
-        ORDER BY c.activity_at DESC, c.id DESC
+        ORDER BY {ConversationKey.ORDER}
         """,
-        viewer.id, *page_params, size + 1)
+        **page_params)
     entries = [_entry(row) for row in rows[:size]]
     return Page(entries, len(rows) > size, count=count)
 
@@ -169,32 +289,27 @@ def _entry(row: dict) -> InboxEntry:
 
 async def counts(viewer: User, channel_id: int | None) -> dict[str, int]:
     """All five counts in one statement."""
-    channels, channel_params = sql.in_list(await _channel_ids(viewer, channel_id))
+    sums = "".join(f"SUM(CASE WHEN {rule.condition} THEN 1 ELSE 0 END) AS {count_key(section)},\n"
+                   for section, rule in SECTIONS.items())
     rows = await sql.fetch(
         f"""
-        SELECT
-          SUM(CASE WHEN c.status = 'OPEN' AND c.assignee_id IS NULL THEN 1 ELSE 0 END) AS unassigned,
-          SUM(CASE WHEN c.status = 'OPEN' AND c.assignee_id = ? THEN 1 ELSE 0 END) AS assigned_to_me,
-          SUM(CASE WHEN c.status = 'OPEN' AND c.assignee_id <> ? THEN 1 ELSE 0 END) AS assigned_to_others,
-          SUM(CASE WHEN c.status = 'CLOSED' THEN 1 ELSE 0 END) AS closed,
+        SELECT {sums}
           SUM(CASE WHEN c.status = 'OPEN' AND EXISTS (SELECT 1 FROM message u WHERE {_UNREAD})
               THEN 1 ELSE 0 END) AS unread
         FROM conversation c
-        WHERE c.company_id = ? AND c.deleted_at IS NULL AND c.channel_id IN {channels}
+        WHERE c.company_id = :company AND c.deleted_at IS NULL AND c.channel_id IN :channels
         """,
-        viewer.id, viewer.id, viewer.id, viewer.company_id, *channel_params)
+        viewer=viewer.id, company=viewer.company_id, channels=await _channel_ids(viewer, channel_id))
     row = rows[0] if rows else {}
-    return {key: int(row.get(key) or 0)
-            for key in ("unassigned", "assigned_to_me", "assigned_to_others", "closed", "unread")}
+    return {key: int(row.get(key) or 0) for key in [*map(count_key, SECTIONS), "unread"]}
 
 
 async def unread_counts(viewer_id: int, conversation_ids: list[int]) -> dict[int, int]:
     """Inbound messages the viewer has not read, for many conversations in one query."""
     if not conversation_ids:
         return {}
-    ids, params = sql.in_list(conversation_ids)
     rows = await sql.fetch(f"""SELECT c.id AS cid, (SELECT COUNT(*) FROM message u WHERE {_UNREAD}) AS n
-                               FROM conversation c WHERE c.id IN {ids}""", viewer_id, *params)
+                               FROM conversation c WHERE c.id IN :ids""", viewer=viewer_id, ids=conversation_ids)
     return {row["cid"]: int(row["n"]) for row in rows}
 
 

@@ -40,9 +40,44 @@ def _dialect_sql(sql: str) -> str:
     return found
 
 
-async def fetch(sql: str, *params) -> list[dict]:
-    """Runs a query written with `?` placeholders on SQLite and PostgreSQL alike, and
-    returns its rows (also those of an INSERT or UPDATE ... RETURNING)."""
+# `:name`, not `::type` (a PostgreSQL cast) nor inside a word.
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@cache
+def _named_parts(sql: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The text between `:name` placeholders, and the names, in order."""
+    parts = _NAMED.split(sql)
+    return tuple(parts[0::2]), tuple(parts[1::2])
+
+
+def named(sql: str, params: dict) -> tuple[str, list]:
+    """`sql` written with `:name` placeholders as `?` ones with their values in order; a
+    list or tuple value becomes `(?, ?, ...)` for an IN clause (never empty). A name may
+    appear several times; a missing one is a KeyError."""
+    texts, names = _named_parts(sql)
+    out, values = [texts[0]], []
+    for name, text in zip(names, texts[1:]):
+        value = params[name]
+        if isinstance(value, (list, tuple)):
+            marks, listed = in_list(value)
+            out.append(marks)
+            values += listed
+        else:
+            out.append("?")
+            values.append(value)
+        out.append(text)
+    return "".join(out), values
+
+
+async def fetch(sql: str, *params, **named_params) -> list[dict]:
+    """Runs a query written with `?` placeholders (values in order) or `:name` ones
+    (values by name) on SQLite and PostgreSQL alike, and returns its rows (also those of
+    an INSERT or UPDATE ... RETURNING)."""
+    if named_params:
+        if params:
+            raise TypeError("either `?` or `:name` placeholders, not both")
+        sql, params = named(sql, named_params)
     return await _connection().execute_query_dict(_dialect_sql(sql), list(params))
 
 

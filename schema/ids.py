@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
 
 from inbox.errors import BadInput, NotFound
 from inbox.sections import ConversationKey
@@ -109,8 +108,8 @@ def parse_event_cursor(value: str | None) -> int | None:
     return _parse_pk_cursor(value, "e")
 
 
-def conversation_cursor(activity_at: datetime, pk: int) -> str:
-    return _encode(f"c:{activity_at.isoformat()}|{pk}")
+def conversation_cursor(key: ConversationKey) -> str:
+    return _encode(f"c:{key.text()}")
 
 
 def parse_conversation_cursor(value: str | None) -> ConversationKey | None:
@@ -118,13 +117,11 @@ def parse_conversation_cursor(value: str | None) -> ConversationKey | None:
         return None
     try:
         tag, _, rest = _decode(value).partition(":")
-        moment, _, pk = rest.rpartition("|")
         if tag != "c":
             raise ValueError
-        when = datetime.fromisoformat(moment)
-        if when.tzinfo is None:
-            raise ValueError
-        return ConversationKey(when, min(_number(pk), MAX_KEY))
+        key = ConversationKey.from_text(rest)
+        # Beyond any row's id: the page after it, as for a message cursor (never a database error).
+        return ConversationKey(key.activity_at, min(key.id, MAX_KEY))
     except (ValueError, binascii.Error, UnicodeError):
         raise BadInput("malformed cursor") from None
 

@@ -398,7 +398,7 @@ class ConversationConnection:
 
 
 def conversation_connection(page: sections.Page, has_previous: bool) -> ConversationConnection:
-    edges = [ConversationEdge(cursor=conversation_cursor(entry.conversation.activity_at, entry.conversation.id),
+    edges = [ConversationEdge(cursor=conversation_cursor(sections.ConversationKey.of(entry.conversation)),
                               node=Conversation.of(entry.conversation, entry))
              for entry in page.entries]
     return ConversationConnection(edges=edges, count=page.count,

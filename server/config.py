@@ -173,7 +173,7 @@ class Settings:
 
 def tortoise_config(database_url: str) -> dict:
     return {
-        "connections": {"default": database_url},
+        "connections": {"default": _connection(database_url)},
         "apps": {
             "inbox": {
                 "models": ["models"],
@@ -184,6 +184,19 @@ def tortoise_config(database_url: str) -> dict:
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+def _connection(database_url: str) -> str | dict:
+    """PostgreSQL plans every statement for its parameters: asyncpg prepares statements,
+    and after five runs PostgreSQL may switch to one generic plan, which cannot see that a
+    search pattern is selective and scans every message instead of the trigram index."""
+    if not database_url.startswith(("postgres://", "postgresql://", "asyncpg://")):
+        return database_url
+    from tortoise.backends.base.config_generator import expand_db_url
+
+    expanded = expand_db_url(database_url)
+    expanded["credentials"].setdefault("server_settings", {})["plan_cache_mode"] = "force_custom_plan"
+    return expanded
 
 
 # For the `tortoise` command line (makemigrations), configured in pyproject.toml.

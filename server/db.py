@@ -40,21 +40,23 @@ async def open_database(database_url: str, *, migrate_first: bool = True) -> Non
     # Global fallback: uvicorn runs the lifespan in one task and requests in others
     # (tortoise 1.x keeps its state in a context variable otherwise).
     await Tortoise.init(config=config, _enable_global_fallback=True)
-    await _unicode_case_folding(connections.get("default"))
+    await unicode_case_folding(connections.get("default"))
 
 
-def _upper(value):
+def upper(value):
+    """SQLite's UPPER() on every connection that writes or searches (also bench/seed.py's):
+    the search indexes hold the text as it returns it (models/migrations/0010_search_index.py)."""
     return value.upper() if isinstance(value, str) else value
 
 
-async def _unicode_case_folding(connection) -> None:
+async def unicode_case_folding(connection) -> None:
     """`search` is case-insensitive (SPEC §8) and the ORM's icontains compares UPPER()s,
     but SQLite's UPPER folds ASCII only ("Élodie" would not match "élodie"): override
     it with Python's, on the one connection the SQLite client keeps per process."""
     if connection.capabilities.dialect != "sqlite":
         return
     await connection.create_connection(with_db=True)
-    await sqlite_function(connection, "upper", 1, _upper)
+    await sqlite_function(connection, "upper", 1, upper)
 
 
 async def close_database() -> None:

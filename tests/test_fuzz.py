@@ -24,6 +24,7 @@ from hypothesis_graphql import Mode, from_schema, nodes
 
 from conftest import DEADLINE, Company, Subscriber, staff_company, unique
 from schema import schema
+from inbox.sections import ConversationKey
 from schema.ids import (NODE_TYPES, conversation_cursor, global_id, message_cursor, notification_cursor,
                         person_cursor)
 
@@ -70,7 +71,8 @@ def string_values() -> st.SearchStrategy[graphql.ValueNode]:
     cursors of every kind, well-formed or not, for the `after`/`before` arguments."""
     keys = st.integers(min_value=0, max_value=10**19)
     cursors = st.one_of(keys.map(message_cursor), keys.map(person_cursor), keys.map(notification_cursor),
-                        st.builds(conversation_cursor, st.datetimes(timezones=st.just(timezone.utc)), keys))
+                        st.builds(lambda when, key: conversation_cursor(ConversationKey(when, key)),
+                                  st.datetimes(timezones=st.just(timezone.utc)), keys))
     # plain words pass the inputs' checks, so that the calls reach past them
     words = st.text(alphabet=string.ascii_letters + string.digits, min_size=1, max_size=12)
     return st.one_of(words, words, st.text(), st.text().map(lambda text: text + "\x00"), cursors,
