@@ -157,7 +157,7 @@ _UNREAD = """u.conversation_id = c.id AND u.direction = 'INBOUND'
                                   WHERE r.conversation_id = c.id AND r.user_id = :viewer), 0)"""
 
 # Search terms this long or longer are looked up in the trigram indexes (models/migrations/
-# 0010_search_index.py); shorter ones have no trigram and scan.
+# 0011_search_index.py); shorter ones have no trigram and scan.
 INDEXED_TERM = 3
 # A term the index finds in this many messages (or contacts) or more is common: a page then
 # walks the section newest first and checks each conversation (the page fills at once)

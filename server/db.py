@@ -45,7 +45,7 @@ async def open_database(database_url: str, *, migrate_first: bool = True) -> Non
 
 def upper(value):
     """SQLite's UPPER() on every connection that writes or searches (also bench/seed.py's):
-    the search indexes hold the text as it returns it (models/migrations/0010_search_index.py)."""
+    the search indexes hold the text as it returns it (models/migrations/0011_search_index.py)."""
     return value.upper() if isinstance(value, str) else value
 
 

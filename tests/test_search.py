@@ -1,6 +1,6 @@
 """Search by index (issue 15): `search` keeps its meaning (a case-insensitive substring of
 the contact's name or of any message, docs/decisions.md) while it looks terms up in the
-trigram indexes of models/migrations/0010_search_index.py, which every write keeps in
+trigram indexes of models/migrations/0011_search_index.py, which every write keeps in
 step in its own transaction; terms too short for a trigram still match."""
 from __future__ import annotations
 

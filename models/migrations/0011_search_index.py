@@ -79,7 +79,7 @@ async def _drop(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [('inbox', '0009_email_bursts')]
+    dependencies = [('inbox', '0010_messaging_apps')]
 
     initial = False
 
