@@ -323,8 +323,9 @@ def _serve(connection) -> None:
                     command = connection.recv()
                 except EOFError:
                     command = {"cmd": "exit"}
+                name = command.get("cmd")  # read first: the loop pops it from the dict
                 loop.call_soon_threadsafe(commands.put_nowait, command)
-                if command["cmd"] == "exit":
+                if name == "exit":
                     return
 
         threading.Thread(target=pump, daemon=True).start()

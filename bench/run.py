@@ -48,10 +48,13 @@ YOGA = "yoga"
 OURS = "inbox"
 YOGA_DIR = BENCH / "yoga"
 HELLO = "{ hello }"
+SEED_CHUNK = 100_000
 
 FULL = {"subscribers": (10, 100, 1000, 10000), "steady_seconds": 10, "rate": 5.0,
-        "burst": {10: 1000, 100: 1000, 1000: 200, 10000: 100},
-        "profiles": True, "profile_messages": 60, "inbound_probe": 100, "http_seconds": 10, "latency_seconds": 5,
+        "burst": {10: 1000, 100: 1000, 1000: 200, 10000: 20},
+        # At N = 10,000 one message/s is already 10,000 deliveries/s: the steady rate is 1/s there.
+        "steady_rate": {10000: 1.0},
+        "profiles": True, "profile_deliveries": 60_000, "inbound_probe": 100, "http_seconds": 10, "latency_seconds": 5,
         "conversations": 1_000_000, "ingest": 2000, "users": 10, "processes": 4, "publishers": 4,
         "hostile_seconds": 10}
 # Indicative only: smaller bursts, 20k conversations, no profiles.
@@ -402,16 +405,17 @@ async def fanout(kind: str, n: int, cfg: dict, pool: clients.ClientPool, databas
                 raise RuntimeError(f"{opened['failed']} of {n} subscribers failed to connect")
             # Subscriptions start asynchronously: publish warm-up messages until every
             # socket has received one; from then on no message can be missed.
-            seq, deadline = 0, time.monotonic() + 120
+            # Each warm-up message is N deliveries: at N = 10,000 they come slower.
+            seq, deadline = 0, time.monotonic() + 120 + n / 50
             while True:
                 await publisher.publish("w", seq)
                 seq += 1
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.3 + n / 10_000)
                 warm, errors = await asyncio.to_thread(pool.warm)
                 if warm >= n:
                     break
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"only {warm} of {n} subscriptions live after 120 s: {errors}")
+                    raise RuntimeError(f"only {warm} of {n} subscriptions live after the warm-up: {errors}")
             result["connect_seconds"] = round(time.perf_counter() - started, 2)
             await asyncio.sleep(1.0)
             rss_idle_after = server.rss()
@@ -419,10 +423,11 @@ async def fanout(kind: str, n: int, cfg: dict, pool: clients.ClientPool, databas
             result["rss_with_subscribers_kb"] = rss_idle_after
             result["kb_per_idle_subscription"] = round((rss_idle_after - rss_idle_before) / n, 2)
 
-            log(f"  {kind} N={n}: steady {cfg['rate']:g}/s for {cfg['steady_seconds']} s")
+            rate = cfg["steady_rate"].get(n, cfg["rate"])
+            log(f"  {kind} N={n}: steady {rate:g}/s for {cfg['steady_seconds']} s")
             result["steady"] = await measure_phase(pool, server, publisher, "s",
-                                                   int(cfg["steady_seconds"] * cfg["rate"]), rate=cfg["rate"],
-                                                   concurrency=1)
+                                                   int(cfg["steady_seconds"] * rate), rate=rate, concurrency=1)
+            result["steady"]["rate"] = rate
             messages = cfg["burst"][n]
             log(f"  {kind} N={n}: burst of {messages} messages ({messages * n} deliveries)")
             rss_before = server.rss()
@@ -432,10 +437,10 @@ async def fanout(kind: str, n: int, cfg: dict, pool: clients.ClientPool, databas
             result["burst"].update({"rss_before_kb": rss_before, "rss_after_kb": rss_after,
                                     "rss_growth_pct": round(100 * (rss_after - rss_before) / rss_before, 1)})
             if profile is not None:
-                log(f"  {kind} N={n}: profiled burst of {cfg['profile_messages']} messages (py-spy)")
+                messages = max(5, cfg["profile_deliveries"] // n)
+                log(f"  {kind} N={n}: profiled burst of {messages} messages (py-spy)")
                 recorder = pyspy.Recorder(server.pid, profile)
-                result["profiled_burst"] = await measure_phase(pool, server, publisher, "p",
-                                                               cfg["profile_messages"], rate=None,
+                result["profiled_burst"] = await measure_phase(pool, server, publisher, "p", messages, rate=None,
                                                                concurrency=cfg["publishers"])
                 result["profile"] = pyspy.summarise(profile) if recorder.stop() else {"samples": 0}
                 result["profile_file"] = str(profile.relative_to(ROOT))
@@ -539,12 +544,20 @@ def seeded_inbox(env: dict, database: Database, conversations: int, label: str) 
     finally:
         server.stop()
     from_global = lambda gid: int(__import__("base64").b64decode(gid + "=" * (-len(gid) % 4)).decode().split(":")[1])  # noqa: E731
-    plan = seed.Plan(conversations, admin_id=from_global(made["admin_id"]), member_id=from_global(made["user_ids"][0]))
     started = time.perf_counter()
-    if database.postgres_url:
-        rows = asyncio.run(seed.seed_postgres(database.postgres_url, plan, from_global(made["template"])))
-    else:
-        rows = seed.seed_sqlite(database.sqlite_path, plan, from_global(made["template"]))
+    rows: dict = {}
+    # In chunks of 100k conversations (rows of 1M at once would take gigabytes), oldest first.
+    chunks = max(1, conversations // SEED_CHUNK)
+    for chunk in range(chunks):
+        size = conversations // chunks + (1 if chunk < conversations % chunks else 0)
+        plan = seed.Plan(size, admin_id=from_global(made["admin_id"]), member_id=from_global(made["user_ids"][0]),
+                         first=chunk * (conversations // chunks) + min(chunk, conversations % chunks),
+                         days=(30 * (chunks - 1 - chunk) / chunks, 30 * (chunks - chunk) / chunks))
+        if database.postgres_url:
+            done = asyncio.run(seed.seed_postgres(database.postgres_url, plan, from_global(made["template"])))
+        else:
+            done = seed.seed_sqlite(database.sqlite_path, plan, from_global(made["template"]))
+        rows = {table: rows.get(table, 0) + count for table, count in done.items()}
     return admin, made, rows, time.perf_counter() - started
 
 
@@ -642,12 +655,16 @@ def main() -> None:
                         help="run only these parts (repeatable)")
     parser.add_argument("--subscribers", type=int, action="append", choices=(10, 100, 1000, 10000),
                         help="fan-out only for these N (repeatable; default: all of the mode)")
+    parser.add_argument("--conversations", type=int, default=None,
+                        help="conversations seeded for the page figures (default: 1,000,000; 20,000 with --quick)")
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                         help="first wait up to this long for other processes to leave the CPUs alone")
     parser.add_argument("--output", default=None, help="markdown report (default: bench/RESULTS.md, "
                                                         "bench/out/RESULTS-quick.md with --quick)")
     args = parser.parse_args()
     cfg = dict(QUICK if args.quick else FULL)
+    if args.conversations:
+        cfg["conversations"] = args.conversations
     if args.subscribers:
         cfg["subscribers"] = tuple(sorted(set(args.subscribers)))
         cfg["burst"] = {**FULL["burst"], **cfg["burst"]}
