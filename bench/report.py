@@ -324,6 +324,9 @@ def write(results: dict, output: pathlib.Path) -> None:
                                                       "after the measured ones)"))
     if "hostile" in results:
         lines += ["## Hostile clients (issue 11)", "", *hostile_table(results["hostile"]), ""]
+    elif "hostile_error" in results:
+        lines += ["## Hostile clients (issue 11)", "", f"The hostile run failed: `{results['hostile_error']}` "
+                  "(bench/out/logs/inbox-hostile.log).", ""]
     lines += ["## Where the time goes", "", notes, "", "### Profiles (py-spy, this run)", "",
               "Each sample is attributed to the innermost frame in a known category, so the categories add to "
               "100 %; raw profiles are in bench/out/ (`.venv/bin/python bench/pyspy.py FILE` re-summarises one).", ""]

@@ -725,9 +725,13 @@ def run_parts(args, cfg: dict, parts: set, database: Database, results: dict, ou
     if "hostile" in parts:
         log(f"hostile clients: {len(hostile.ATTACKS)} attacks of {cfg['hostile_seconds']} s beside another company")
         env = inbox_env(database.fresh(), args.broadcast, **hostile.ENV)
-        results["hostile"] = hostile.measure(cfg["hostile_seconds"],
-                                             lambda: Server("inbox-hostile", [INBOX, "serve"], env),
-                                             lambda company: hostile.bootstrap(env, company))
+        try:
+            results["hostile"] = hostile.measure(cfg["hostile_seconds"],
+                                                 lambda: Server("inbox-hostile", [INBOX, "serve"], env),
+                                                 lambda company: hostile.bootstrap(env, company))
+        except Exception as error:  # the rest of the run's figures are still worth writing
+            log(f"hostile clients failed: {error!r}")
+            results["hostile_error"] = repr(error)
     results["seconds"] = round(time.perf_counter() - started)
     # Other people may commit or edit the server while a run goes on: say so.
     now = machine()["commit"]
