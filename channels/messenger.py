@@ -20,7 +20,7 @@ from inbox.messages import Inbound, receive_all
 from inbox.sending import update_statuses_up_to
 from models import Channel, ChannelKind, DeliveryStatus
 
-from . import Malformed, inbound_body
+from . import Malformed, inbound_body, without_nul
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def parse(body: bytes) -> list[Event]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise Malformed("the body is not JSON") from None
-    payload = _dict(payload, "the body")
+    payload = _dict(without_nul(payload), "the body")
     if payload.get("object") != "page":
         raise Malformed('"object" must be "page"')
     entries = payload.get("entry")

@@ -12,7 +12,7 @@ from inbox.messages import Inbound, receive
 from inbox.sending import update_status_by_external_id
 from models import Channel, DeliveryStatus
 
-from . import Malformed, inbound_body
+from . import Malformed, inbound_body, without_nul
 
 MAX_ID = 255
 MAX_MEDIA = 10  # Twilio sends at most 10 media per message
@@ -114,7 +114,7 @@ def _media(fields: dict[str, str]) -> list[tuple[str, str | None]]:
 def parse(params: list[tuple[str, str]]) -> MessageEvent | StatusEvent | None:
     """An inbound message, a status callback, or None for what the inbox has no use for
     (a status with no news, a message with nothing to read)."""
-    fields = dict(reversed(params))  # the first value of a repeated name
+    fields = without_nul(dict(reversed(params)))  # the first value of a repeated name
     sid = _sid(fields)
     status = (fields.get("MessageStatus") or fields.get("SmsStatus") or "").strip().lower()
     if status and status not in INBOUND_STATUSES:

@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from borrowed.tortoise import row_instance
+
 from models import Channel, ConversationStatus, DeliveryStatus, EventKind, Message, MessageDirection
 from subscriptions.events import MessageAdded
 
@@ -267,11 +269,13 @@ async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]],
           item.body, item.sent_at, DeliveryStatus.RECEIVED.value, item.external_id, now)
          for item, thread in zip(items, thread_of)],
         returning="id, channel_id, external_id")}
-    messages = [Message._init_from_db(
+    messages = [row_instance(
+        Message,
         id=ids[(item.channel.id, item.external_id)], company_id=item.channel.company_id, channel_id=item.channel.id,
         conversation_id=thread.conversation_id, direction=MessageDirection.INBOUND, body=item.body,
         sent_at=item.sent_at, status=DeliveryStatus.RECEIVED, author_id=None, external_id=item.external_id,
-        client_message_id=None, failure_reason=None, created_at=now) for item, thread in zip(items, thread_of)]
+        client_message_id=None, failure_reason=None, created_at=now, update_seq=None)
+        for item, thread in zip(items, thread_of)]
     conversation_ids = sorted({thread.conversation_id for thread in thread_of})
     conversations, params = sql.in_list(conversation_ids)
     # Open (a restored one unassigned), and its latest message is the batch's: ids grow,

@@ -37,7 +37,7 @@ from schema.errors import with_contract_code
 from server import metrics
 
 from . import fanout
-from .executor_patch import OPERATION, per_event_executor
+from borrowed.graphql_core import OPERATION, per_event_executor
 from .events import ConversationChanged, MessageAdded, MessageUpdated, decoded
 from .hub import BackendLost, Hub, LocalSubscription, Overflowed, SubscriptionEnded
 
