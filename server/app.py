@@ -265,8 +265,10 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
                 await app.state.mailer.stop()
             await app.state.profiles.aclose()
             await providers.aclose()
-            use_hub(None)
+            # Stopped while still the process's hub: a publish meanwhile records a gap
+            # (announced by `stop`) rather than being dropped unseen.
             await hub.stop()
+            use_hub(None)
             await graphql.http.persisted.aclose()
             await close_database()
 
