@@ -16,6 +16,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import resource
 import threading
 import time
 from urllib.parse import urlparse
@@ -25,6 +26,13 @@ SUBSCRIPTION = "subscription($c: ID!) { messageAdded(conversationId: $c) { id bo
 
 def body(phase: str, seq: int) -> str:
     return f"{phase}:{seq}:{time.time():.6f}"
+
+
+def raise_nofile() -> None:
+    """10,000 sockets need more descriptors than a default soft limit: up to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20,) * 2)
 
 
 def cpu_times(pid: int | None = None) -> tuple[float, float]:
@@ -297,6 +305,7 @@ class _Worker:
 
 
 def _serve(connection) -> None:
+    raise_nofile()
     try:
         import uvloop
         uvloop.install()
@@ -314,8 +323,9 @@ def _serve(connection) -> None:
                     command = connection.recv()
                 except EOFError:
                     command = {"cmd": "exit"}
+                name = command.get("cmd")  # read first: the loop pops it from the dict
                 loop.call_soon_threadsafe(commands.put_nowait, command)
-                if command["cmd"] == "exit":
+                if name == "exit":
                     return
 
         threading.Thread(target=pump, daemon=True).start()

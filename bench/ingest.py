@@ -136,7 +136,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def run(base: str, token: str, count: int, concurrency: int, pid: int) -> dict:
+async def run(base: str, token: str, count: int, concurrency: int, pid: int,
+              profile: pathlib.Path | None = None) -> dict:
     async with httpx.AsyncClient(base_url=base, timeout=30,
                                  limits=httpx.Limits(max_connections=concurrency)) as http:
         installed = (await http.post("/graphql", headers={"Authorization": f"Bearer {token}"}, json={
@@ -180,6 +181,16 @@ async def run(base: str, token: str, count: int, concurrency: int, pid: int) -> 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
         cpu = cpu_seconds(pid) - cpu_before
+        profiled = None
+        if profile is not None:
+            # A further batch with py-spy attached, after the measured one (sampling slows the server).
+            import pyspy
+
+            for i in range(count // 2):
+                queue.put_nowait(webhook("bench-page", count + 50 + i))
+            recorder = pyspy.Recorder(pid, profile)
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            profiled = pyspy.summarise(profile) if recorder.stop() else {"samples": 0}
         stored = (await http.post("/graphql", headers={"Authorization": f"Bearer {token}"}, json={
             "query": "{ inboxCounts { unassigned } }"})).json()["data"]["inboxCounts"]["unassigned"]
     latencies.sort()
@@ -187,11 +198,11 @@ async def run(base: str, token: str, count: int, concurrency: int, pid: int) -> 
             "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
             "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
             "server_cpu_us_per_webhook": round(cpu / count * 1e6), "failures": failures,
-            "conversations": stored}
+            "conversations": stored, **({"profile": profiled} if profiled is not None else {})}
 
 
 def measure(count: int = 5000, concurrency: int = 32, database: str | None = None,
-            broadcast: str = "memory://") -> dict:
+            broadcast: str = "memory://", profile: pathlib.Path | None = None) -> dict:
     """One ingestion run on a fresh database (a fresh SQLite file, or `database`'s
     PostgreSQL schema dropped and recreated); bench/run.py calls this too."""
     tmp = tempfile.mkdtemp(prefix="inbox-bench-")
@@ -205,7 +216,7 @@ def measure(count: int = 5000, concurrency: int = 32, database: str | None = Non
     token = bootstrap(env)
     try:
         with inbox_server(env) as (base, process):
-            result = asyncio.run(run(base, token, count, concurrency, process.pid))
+            result = asyncio.run(run(base, token, count, concurrency, process.pid, profile))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     backend = "postgres" if database.startswith("postgres") else "sqlite"

@@ -45,6 +45,74 @@ def _verdict(ok: bool | None, miss: str = "") -> str:
     return "**yes**" if ok else f"**no**{': ' + miss if miss else ''}"
 
 
+def _cpu(f: dict | None) -> float | None:
+    return f["burst"]["server_cpu_us_per_delivery"] if f else None
+
+
+def targets_15(results: dict) -> list[str]:
+    """Issue 15's targets: ratios to graphql-yoga and to raw, measured in this run."""
+    rows = ["| target | measured | met? |", "| --- | --- | --- |"]
+    fanout = results.get("fanout", {})
+    for n in sorted({f["subscribers"] for f in fanout.values()}):
+        raw, yoga, ours = (fanout.get(f"{k}-{n}") for k in ("raw", "yoga", "inbox"))
+        if not ours:
+            continue
+        if yoga:
+            limit = 1.0 if n < 100 else 0.5
+            r = _ratio(_cpu(ours), _cpu(yoga))
+            rows.append(f"| server CPU per delivery, N = {n:,}: ≤ {limit:g}× yoga | {_num(_cpu(ours))} µs vs yoga "
+                        f"{_num(_cpu(yoga))} µs = {_x(r)} | {_verdict(r <= limit, f'{r / limit:.2f}× the limit')} |")
+            if n >= 100:
+                r = _ratio(ours["burst"]["deliveries_per_s"], yoga["burst"]["deliveries_per_s"])
+                rows.append(f"| burst deliveries/s, N = {n:,}: ≥ 1.5× yoga | {_num(ours['burst']['deliveries_per_s'])}/s "
+                            f"vs yoga {_num(yoga['burst']['deliveries_per_s'])}/s = {_x(r)} | "
+                            f"{_verdict(r >= 1.5, f'needs {1.5 / r:.2f}× more')} |")
+        if raw and n >= 1000:
+            r = _ratio(_cpu(ours), _cpu(raw))
+            rows.append(f"| server CPU per delivery, N = {n:,}: ≤ 1.3× raw | {_num(_cpu(ours))} µs vs raw "
+                        f"{_num(_cpu(raw))} µs = {_x(r)} | {_verdict(r <= 1.3, f'{r / 1.3:.2f}× the limit')} |")
+    big, small = fanout.get("inbox-10000"), fanout.get("inbox-1000")
+    if big and small:
+        for label, get in (("server CPU µs per delivery", _cpu), ("KB per idle subscription",
+                                                                  lambda f: f["kb_per_idle_subscription"])):
+            a, b = get(small), get(big)
+            r = _ratio(b, a)
+            rows.append(f"| {label}, N = 10,000 as at N = 1,000 (≤ 1.2×) | {_num(b)} vs {_num(a)} = {_x(r)} | "
+                        f"{_verdict(r is not None and r <= 1.2, f'{r:.2f}×' if r else '')} |")
+    yoga_http = results.get("http_yoga", {}).get("hello")
+    for backend, http in results.get("http", {}).items():
+        if yoga_http:
+            r = _ratio(http["me"]["rps"], yoga_http["rps"])
+            rows.append(f"| HTTP `{{ me {{ id }} }}` ({backend}): ≥ 2× yoga's `{{ hello }}` req/s | "
+                        f"{_num(http['me']['rps'])} vs yoga {_num(yoga_http['rps'])} req/s = {_x(r)} | "
+                        f"{_verdict(r >= 2, f'needs {2 / r:.2f}× more')} |")
+        p95 = http["page"]["p95_ms"]
+        rows.append(f"| inbox page, {http['conversations']:,} conversations ({backend}): p95 ≤ 10 ms | p95 {p95} ms | "
+                    f"{_verdict(p95 <= 10, f'{p95 / 10:.1f}× over')} |")
+    probe = next((f["inbound_only"] for f in fanout.values() if "inbound_only" in f), None)
+    if probe:
+        us = probe["server_cpu_us_per_message"]
+        rows.append(f"| inbound message (`receiveChannelMessage`): ≤ 400 µs server CPU | {_num(us)} µs | "
+                    f"{_verdict(us <= 400, f'{us / 400:.1f}× the limit')} |")
+    ingest = results.get("ingest")
+    if ingest:
+        us = ingest["server_cpu_us_per_webhook"]
+        rows.append(f"| inbound message (Messenger webhook): ≤ 400 µs server CPU | {_num(us)} µs | "
+                    f"{_verdict(us <= 400, f'{us / 400:.1f}× the limit')} |")
+        rate = ingest["per_second"]
+        rows.append(f"| webhook ingestion: ≥ 3,000/s per process | {_num(rate)}/s | "
+                    f"{_verdict(rate >= 3000, f'needs {3000 / rate:.1f}× more')} |")
+    for name in sorted(fanout, key=lambda k: fanout[k]["subscribers"]):
+        f = fanout[name]
+        if name.startswith("inbox-") and f["subscribers"] >= 1000:
+            b = f["burst"]
+            pct = b["rss_growth_pct"]
+            rows.append(f"| RSS flat over a burst of {b['received']:,} deliveries (N = {f['subscribers']:,}): < 5 % | "
+                        f"{b['rss_before_kb'] / 1024:.1f} → {b['rss_after_kb'] / 1024:.1f} MB = {pct} % "
+                        f"| {_verdict(pct < 5, f'{pct} %')} |")
+    return rows
+
+
 def targets(results: dict) -> list[str]:
     rows = ["| target | measured | met? |", "| --- | --- | --- |"]
     fanout = results.get("fanout", {})
@@ -102,17 +170,19 @@ def targets(results: dict) -> list[str]:
 def fanout_table(results: dict) -> list[str]:
     fanout = results.get("fanout", {})
     sizes = sorted({f["subscribers"] for f in fanout.values()})
-    head = "| figure | " + " | ".join(f"raw N={n:,} | inbox N={n:,} | inbox/raw" for n in sizes) + " |"
-    rows = [head, "| --- |" + " --- | --- | --- |" * len(sizes)]
+    head = "| figure | " + " | ".join(f"raw N={n:,} | yoga N={n:,} | inbox N={n:,} | inbox/raw | inbox/yoga"
+                                      for n in sizes) + " |"
+    rows = [head, "| --- |" + " --- | --- | --- | --- | --- |" * len(sizes)]
 
     def row(label: str, get, digits: int = 1, ratio: bool = True) -> None:
         cells = []
         for n in sizes:
-            raw, ours = fanout.get(f"raw-{n}"), fanout.get(f"inbox-{n}")
-            a = get(raw) if raw else None
-            b = get(ours) if ours else None
-            cells += [_num(a, digits), _num(b, digits), _x(_ratio(b, a)) if ratio and isinstance(a, (int, float))
-                      and isinstance(b, (int, float)) else ""]
+            raw, yoga, ours = (fanout.get(f"{k}-{n}") for k in ("raw", "yoga", "inbox"))
+            a, y, b = (get(f) if f else None for f in (raw, yoga, ours))
+            number = lambda v: isinstance(v, (int, float))  # noqa: E731
+            cells += [_num(a, digits), _num(y, digits), _num(b, digits),
+                      _x(_ratio(b, a)) if ratio and number(a) and number(b) else "",
+                      _x(_ratio(b, y)) if ratio and number(y) and number(b) else ""]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
 
     row("burst: messages", lambda f: f["burst"]["messages"], 0, False)
@@ -124,7 +194,8 @@ def fanout_table(results: dict) -> list[str]:
         if f["burst"]["received"] else None, 1, False)
     row("burst: latency p50 ms", lambda f: f["burst"]["p50_ms"])
     row("burst: latency p99 ms", lambda f: f["burst"]["p99_ms"])
-    row("steady: messages (5/s)", lambda f: f["steady"]["messages"], 0, False)
+    row("steady: messages/s", lambda f: f["steady"].get("rate", results["config"]["rate"]), 1, False)
+    row("steady: messages", lambda f: f["steady"]["messages"], 0, False)
     row("steady: latency p50 ms", lambda f: f["steady"]["p50_ms"])
     row("steady: latency p95 ms", lambda f: f["steady"]["p95_ms"])
     row("steady: latency p99 ms", lambda f: f["steady"]["p99_ms"])
@@ -161,6 +232,8 @@ def http_table(results: dict) -> list[str]:
         row("`{ me { id } }` (pre-serialised)", "raw: bare ASGI on uvicorn", raw["me"])
         if "starlette" in raw:
             row("`{ me { id } }` (pre-serialised)", "raw: a starlette route", raw["starlette"])
+    if results.get("http_yoga"):
+        row("`{ hello }`", "graphql-yoga (Node)", results["http_yoga"]["hello"])
     for backend, http in results.get("http", {}).items():
         row("`{ me { id } }`", f"inbox ({backend})", http["me"])
         row("inbox page (25, UNASSIGNED)", f"inbox ({backend})", http["page"])
@@ -224,7 +297,10 @@ def write(results: dict, output: pathlib.Path) -> None:
         f"clients: {results['config']['processes']} subscriber processes (lean graphql-transport-ws clients), "
         f"{results['config']['publishers']} concurrent publishers in bursts; HTTP load: {m['http_tool']}",
         f"- baseline: bench/baseline.py (starlette websocket endpoint sending one pre-serialised frame to every "
-        f"socket; bare-ASGI HTTP answer), on uvicorn with the same settings, measured in this run", "",
+        f"socket; bare-ASGI HTTP answer), on uvicorn with the same settings, measured in this run",
+        "- second baseline: bench/yoga/ (graphql-yoga + graphql-ws over `ws` on Node "
+        f"{m.get('node', '?')}, its in-memory pub/sub, nothing persisted), measured in this run", "",
+        "## Targets (issue 15)", "", *targets_15(results), "",
         "## Targets (issue 7)", "", *targets(results), "",
     ]
     if "fanout" in results:
@@ -243,8 +319,14 @@ def write(results: dict, output: pathlib.Path) -> None:
                   f"**{i['per_second']} webhooks/s**, p50 {i['p50_ms']} ms, p99 {i['p99_ms']} ms, "
                   f"{i['server_cpu_us_per_webhook']:,} µs server CPU per webhook, {i['failures']} failures, "
                   f"{i['conversations']} conversations.", ""]
+        if i.get("profile"):
+            lines.append(pyspy.markdown(i["profile"], f"Webhook ingestion ({i['webhooks'] // 2:,} more webhooks "
+                                                      "after the measured ones)"))
     if "hostile" in results:
         lines += ["## Hostile clients (issue 11)", "", *hostile_table(results["hostile"]), ""]
+    elif "hostile_error" in results:
+        lines += ["## Hostile clients (issue 11)", "", f"The hostile run failed: `{results['hostile_error']}` "
+                  "(bench/out/logs/inbox-hostile.log).", ""]
     lines += ["## Where the time goes", "", notes, "", "### Profiles (py-spy, this run)", "",
               "Each sample is attributed to the innermost frame in a known category, so the categories add to "
               "100 %; raw profiles are in bench/out/ (`.venv/bin/python bench/pyspy.py FILE` re-summarises one).", ""]

@@ -1,5 +1,6 @@
-"""The inbox benchmark (issue 7): subscription fan-out against a raw-websocket
-baseline measured in the same run, HTTP throughput and latency, webhook ingestion.
+"""The inbox benchmark (issues 7 and 15): subscription fan-out against a raw-websocket
+baseline and graphql-yoga measured in the same run, HTTP throughput and latency, webhook
+ingestion, hostile clients.
 Everything runs on 127.0.0.1 and stops by itself.
 
     .venv/bin/python bench/run.py            # full run, ~6 min on 2 cores; writes bench/RESULTS.md
@@ -43,15 +44,23 @@ import seed  # noqa: E402
 OUT = BENCH / "out"
 INBOX = ingest.INBOX
 RAW = "raw"
+YOGA = "yoga"
 OURS = "inbox"
+YOGA_DIR = BENCH / "yoga"
+HELLO = "{ hello }"
+SEED_CHUNK = 100_000
 
-FULL = {"subscribers": (100, 1000), "steady_seconds": 10, "rate": 5.0, "burst": {100: 1000, 1000: 200},
-        "profiles": True, "profile_messages": 60, "inbound_probe": 100, "http_seconds": 10, "latency_seconds": 5,
-        "conversations": 100_000, "ingest": 2000, "users": 10, "processes": 4, "publishers": 4,
+FULL = {"subscribers": (10, 100, 1000, 10000), "steady_seconds": 10, "rate": 5.0,
+        "burst": {10: 1000, 100: 1000, 1000: 200, 10000: 20},
+        # At N = 10,000 one message/s is already 10,000 deliveries/s: the steady rate is 1/s there.
+        "steady_rate": {10000: 1.0},
+        "profiles": True, "profile_deliveries": 60_000, "inbound_probe": 100, "http_seconds": 10, "latency_seconds": 5,
+        "conversations": 1_000_000, "ingest": 2000, "users": 10, "processes": 4, "publishers": 4,
         "hostile_seconds": 10}
 # Indicative only: smaller bursts, 20k conversations, no profiles.
-QUICK = {**FULL, "steady_seconds": 3, "burst": {100: 200, 1000: 30}, "profiles": False, "inbound_probe": 30,
-         "http_seconds": 2, "latency_seconds": 2, "conversations": 20_000, "ingest": 300, "hostile_seconds": 3}
+QUICK = {**FULL, "subscribers": (10, 100, 1000), "steady_seconds": 3, "burst": {10: 200, 100: 200, 1000: 30, 10000: 5},
+         "profiles": False, "inbound_probe": 30, "http_seconds": 2, "latency_seconds": 2, "conversations": 20_000,
+         "ingest": 300, "hostile_seconds": 3}
 
 RECEIVE = "mutation($i: ReceiveMessageInput!) { receiveChannelMessage(input: $i) { id conversation { id } } }"
 ME = "{ me { id } }"
@@ -84,6 +93,18 @@ def machine_busy() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def yoga_install() -> None:
+    """`npm ci` from the committed lock file, once per checkout (node_modules is not committed)."""
+    if not (YOGA_DIR / "node_modules" / ".package-lock.json").exists():
+        log("installing graphql-yoga (npm ci in bench/yoga)")
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=YOGA_DIR, check=True)
+
+
+def yoga_server(name: str) -> "Server":
+    yoga_install()
+    return Server(name, ["node", str(YOGA_DIR / "server.js")])
+
+
 def own_cpu() -> float:
     """This process and its finished children (wrk)."""
     me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -100,7 +121,8 @@ class Server:
         (OUT / "logs").mkdir(parents=True, exist_ok=True)
         self.log_path = OUT / "logs" / f"{name}.log"
         self.process = subprocess.Popen([*argv, "--port", str(self.port)], env={**os.environ, **(env or {})},
-                                        stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+                                        stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
+                                        preexec_fn=clients.raise_nofile)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -191,7 +213,7 @@ def inbox_env(database_url: str, broadcast: str, **extra: str) -> dict:
            # A burst queues events per subscription while the server catches up; the bench
            # measures throughput, not the 1013 overflow policy (tested in tests/).
            "INBOX_SUBSCRIPTION_BUFFER": "1000000", "INBOX_SMTP_URL": "",
-           # 1,000 subscribers are 10 users' 100 sockets each: over the per-user bound (50).
+           # N subscribers are 10 users' N / 10 sockets each (up to 1,000): over the per-user bound (50).
            "INBOX_WS_MAX_SOCKETS_PER_USER": "100000"}
     env.update(extra)
     return env
@@ -340,16 +362,18 @@ async def fanout(kind: str, n: int, cfg: dict, pool: clients.ClientPool, databas
     result: dict = {"server": kind, "subscribers": n}
     if kind == RAW:
         server = Server(f"raw-{n}", [sys.executable, str(BENCH / "baseline.py")])
+    elif kind == YOGA:
+        server = yoga_server(f"yoga-{n}")
     else:
         env = inbox_env(database.fresh(), broadcast)
         admin = bootstrap(env)
         server = Server(f"inbox-{n}", [INBOX, "serve"], env)
     try:
         async with client(server.base) as http:
-            if kind == RAW:
+            if kind in (RAW, YOGA):
                 publisher = RawPublisher(http)
                 subs = [("raw", {"c": "raw"})] * n
-                await http.post("/graphql", json={"query": ME})  # warm
+                await http.post("/graphql", json={"query": ME if kind == RAW else HELLO})  # warm
             else:
                 setup = await company_setup(http, admin, cfg["users"])
                 publisher = InboxPublisher(http, setup["channel_token"])
@@ -381,16 +405,17 @@ async def fanout(kind: str, n: int, cfg: dict, pool: clients.ClientPool, databas
                 raise RuntimeError(f"{opened['failed']} of {n} subscribers failed to connect")
             # Subscriptions start asynchronously: publish warm-up messages until every
             # socket has received one; from then on no message can be missed.
-            seq, deadline = 0, time.monotonic() + 120
+            # Each warm-up message is N deliveries: at N = 10,000 they come slower.
+            seq, deadline = 0, time.monotonic() + 120 + n / 50
             while True:
                 await publisher.publish("w", seq)
                 seq += 1
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.3 + n / 10_000)
                 warm, errors = await asyncio.to_thread(pool.warm)
                 if warm >= n:
                     break
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"only {warm} of {n} subscriptions live after 120 s: {errors}")
+                    raise RuntimeError(f"only {warm} of {n} subscriptions live after the warm-up: {errors}")
             result["connect_seconds"] = round(time.perf_counter() - started, 2)
             await asyncio.sleep(1.0)
             rss_idle_after = server.rss()
@@ -398,10 +423,11 @@ async def fanout(kind: str, n: int, cfg: dict, pool: clients.ClientPool, databas
             result["rss_with_subscribers_kb"] = rss_idle_after
             result["kb_per_idle_subscription"] = round((rss_idle_after - rss_idle_before) / n, 2)
 
-            log(f"  {kind} N={n}: steady {cfg['rate']:g}/s for {cfg['steady_seconds']} s")
+            rate = cfg["steady_rate"].get(n, cfg["rate"])
+            log(f"  {kind} N={n}: steady {rate:g}/s for {cfg['steady_seconds']} s")
             result["steady"] = await measure_phase(pool, server, publisher, "s",
-                                                   int(cfg["steady_seconds"] * cfg["rate"]), rate=cfg["rate"],
-                                                   concurrency=1)
+                                                   int(cfg["steady_seconds"] * rate), rate=rate, concurrency=1)
+            result["steady"]["rate"] = rate
             messages = cfg["burst"][n]
             log(f"  {kind} N={n}: burst of {messages} messages ({messages * n} deliveries)")
             rss_before = server.rss()
@@ -411,10 +437,10 @@ async def fanout(kind: str, n: int, cfg: dict, pool: clients.ClientPool, databas
             result["burst"].update({"rss_before_kb": rss_before, "rss_after_kb": rss_after,
                                     "rss_growth_pct": round(100 * (rss_after - rss_before) / rss_before, 1)})
             if profile is not None:
-                log(f"  {kind} N={n}: profiled burst of {cfg['profile_messages']} messages (py-spy)")
+                messages = max(5, cfg["profile_deliveries"] // n)
+                log(f"  {kind} N={n}: profiled burst of {messages} messages (py-spy)")
                 recorder = pyspy.Recorder(server.pid, profile)
-                result["profiled_burst"] = await measure_phase(pool, server, publisher, "p",
-                                                               cfg["profile_messages"], rate=None,
+                result["profiled_burst"] = await measure_phase(pool, server, publisher, "p", messages, rate=None,
                                                                concurrency=cfg["publishers"])
                 result["profile"] = pyspy.summarise(profile) if recorder.stop() else {"samples": 0}
                 result["profile_file"] = str(profile.relative_to(ROOT))
@@ -490,6 +516,14 @@ def http_raw(cfg: dict) -> dict:
         server.stop()
 
 
+def http_yoga(cfg: dict) -> dict:
+    server = yoga_server("yoga-http")
+    try:
+        return {"hello": http_load(server, None, HELLO, {}, 32, cfg["http_seconds"])}
+    finally:
+        server.stop()
+
+
 def seeded_inbox(env: dict, database: Database, conversations: int, label: str) -> tuple[str, dict, dict, float]:
     """A company made through the server (bootstrap, a CUSTOM channel, a member, a first
     conversation), then `conversations` cloned from it (bench/seed.py): the admin's
@@ -510,12 +544,20 @@ def seeded_inbox(env: dict, database: Database, conversations: int, label: str) 
     finally:
         server.stop()
     from_global = lambda gid: int(__import__("base64").b64decode(gid + "=" * (-len(gid) % 4)).decode().split(":")[1])  # noqa: E731
-    plan = seed.Plan(conversations, admin_id=from_global(made["admin_id"]), member_id=from_global(made["user_ids"][0]))
     started = time.perf_counter()
-    if database.postgres_url:
-        rows = asyncio.run(seed.seed_postgres(database.postgres_url, plan, from_global(made["template"])))
-    else:
-        rows = seed.seed_sqlite(database.sqlite_path, plan, from_global(made["template"]))
+    rows: dict = {}
+    # In chunks of 100k conversations (rows of 1M at once would take gigabytes), oldest first.
+    chunks = max(1, conversations // SEED_CHUNK)
+    for chunk in range(chunks):
+        size = conversations // chunks + (1 if chunk < conversations % chunks else 0)
+        plan = seed.Plan(size, admin_id=from_global(made["admin_id"]), member_id=from_global(made["user_ids"][0]),
+                         first=chunk * (conversations // chunks) + min(chunk, conversations % chunks),
+                         days=(30 * (chunks - 1 - chunk) / chunks, 30 * (chunks - chunk) / chunks))
+        if database.postgres_url:
+            done = asyncio.run(seed.seed_postgres(database.postgres_url, plan, from_global(made["template"])))
+        else:
+            done = seed.seed_sqlite(database.sqlite_path, plan, from_global(made["template"]))
+        rows = {table: rows.get(table, 0) + count for table, count in done.items()}
     return admin, made, rows, time.perf_counter() - started
 
 
@@ -582,7 +624,8 @@ def machine() -> dict:
             "cpu": model.group(1).strip() if model else "?",
             "memory_gib": round(int(memory.group(1)) / 1024 / 1024, 1) if memory else None,
             "python": platform.python_version(), "kernel": platform.release(),
-            "commit": commit + (" (with uncommitted changes)" if dirty else ""), "http_tool": httpload.tool()}
+            "commit": commit + (" (with uncommitted changes)" if dirty else ""), "http_tool": httpload.tool(),
+            "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip() or "?"}
 
 
 def quiet_machine(wait: float) -> float:
@@ -610,12 +653,21 @@ def main() -> None:
                              "(its public schema is DROPPED), e.g. postgres://postgres@127.0.0.1:5432/inbox_bench")
     parser.add_argument("--only", choices=("fanout", "http", "ingest", "hostile"), action="append",
                         help="run only these parts (repeatable)")
+    parser.add_argument("--subscribers", type=int, action="append", choices=(10, 100, 1000, 10000),
+                        help="fan-out only for these N (repeatable; default: all of the mode)")
+    parser.add_argument("--conversations", type=int, default=None,
+                        help="conversations seeded for the page figures (default: 1,000,000; 20,000 with --quick)")
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                         help="first wait up to this long for other processes to leave the CPUs alone")
     parser.add_argument("--output", default=None, help="markdown report (default: bench/RESULTS.md, "
                                                         "bench/out/RESULTS-quick.md with --quick)")
     args = parser.parse_args()
     cfg = dict(QUICK if args.quick else FULL)
+    if args.conversations:
+        cfg["conversations"] = args.conversations
+    if args.subscribers:
+        cfg["subscribers"] = tuple(sorted(set(args.subscribers)))
+        cfg["burst"] = {**FULL["burst"], **cfg["burst"]}
     if cfg["profiles"] and not pyspy.available():
         log("py-spy is not installed (pip install -r bench/requirements.txt): no profiles")
         cfg["profiles"] = False
@@ -623,6 +675,7 @@ def main() -> None:
     output = pathlib.Path(args.output) if args.output else (OUT / "RESULTS-quick.md" if args.quick
                                                             else BENCH / "RESULTS.md")
     OUT.mkdir(exist_ok=True)
+    clients.raise_nofile()
     database = Database(args.database)
     results: dict = {"machine": machine(), "config": {k: (v if not isinstance(v, dict) else
                                                         {str(a): b for a, b in v.items()}) for k, v in cfg.items()},
@@ -646,7 +699,7 @@ def run_parts(args, cfg: dict, parts: set, database: Database, results: dict, ou
         try:
             results["fanout"] = {}
             for n in cfg["subscribers"]:
-                for kind in (RAW, OURS):
+                for kind in (RAW, YOGA, OURS):
                     log(f"fan-out: {kind} server, N={n} subscribers in {cfg['processes']} client processes")
                     profile = (OUT / f"profile-fanout-{n}.txt" if cfg["profiles"] and kind == OURS
                                and n == max(cfg["subscribers"]) else None)
@@ -658,6 +711,8 @@ def run_parts(args, cfg: dict, parts: set, database: Database, results: dict, ou
     if "http" in parts:
         log("HTTP: raw baseline")
         results["http_raw"] = http_raw(cfg)
+        log("HTTP: graphql-yoga { hello }")
+        results["http_yoga"] = http_yoga(cfg)
         log(f"HTTP: inbox on {database.kind}")
         results["http"] = {database.kind: http_inbox(cfg, database, args.broadcast, database.kind)}
         if args.also_postgres and not args.database:
@@ -665,13 +720,18 @@ def run_parts(args, cfg: dict, parts: set, database: Database, results: dict, ou
             results["http"]["postgres"] = http_inbox(cfg, Database(args.also_postgres), args.broadcast, "postgres")
     if "ingest" in parts:
         log(f"webhook ingestion: {cfg['ingest']} signed Messenger webhooks")
-        results["ingest"] = ingest.measure(cfg["ingest"], 32, args.database, args.broadcast)
+        results["ingest"] = ingest.measure(cfg["ingest"], 32, args.database, args.broadcast,
+                                           OUT / "profile-ingest.txt" if cfg["profiles"] else None)
     if "hostile" in parts:
         log(f"hostile clients: {len(hostile.ATTACKS)} attacks of {cfg['hostile_seconds']} s beside another company")
         env = inbox_env(database.fresh(), args.broadcast, **hostile.ENV)
-        results["hostile"] = hostile.measure(cfg["hostile_seconds"],
-                                             lambda: Server("inbox-hostile", [INBOX, "serve"], env),
-                                             lambda company: hostile.bootstrap(env, company))
+        try:
+            results["hostile"] = hostile.measure(cfg["hostile_seconds"],
+                                                 lambda: Server("inbox-hostile", [INBOX, "serve"], env),
+                                                 lambda company: hostile.bootstrap(env, company))
+        except Exception as error:  # the rest of the run's figures are still worth writing
+            log(f"hostile clients failed: {error!r}")
+            results["hostile_error"] = repr(error)
     results["seconds"] = round(time.perf_counter() - started)
     # Other people may commit or edit the server while a run goes on: say so.
     now = machine()["commit"]

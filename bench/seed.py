@@ -27,6 +27,11 @@ class Plan:
     count: int
     admin_id: int
     member_id: int
+    # A chunk of a larger seeding (1M conversations do not fit in memory as rows at once):
+    # its first conversation's number and its activity window in days before now, older
+    # chunks first so that message ids keep following activity.
+    first: int = 0
+    days: tuple[float, float] = (0.0, 30.0)
 
 
 def _rows(plan: Plan, template: dict, start: dict, text_times: bool):
@@ -34,7 +39,9 @@ def _rows(plan: Plan, template: dict, start: dict, text_times: bool):
     rng = random.Random(7)
     now = datetime.now(timezone.utc).replace(microsecond=123456)
     # Ascending activity so that message ids follow it.
-    offsets = sorted((rng.uniform(0, 30 * 86400) for _ in range(plan.count)), reverse=True)
+    rng.seed(7 + plan.first)
+    offsets = sorted((rng.uniform(plan.days[0] * 86400, plan.days[1] * 86400) for _ in range(plan.count)),
+                     reverse=True)
 
     def when(moment: datetime):
         moment = moment.replace(microsecond=moment.microsecond or 1)
@@ -42,7 +49,7 @@ def _rows(plan: Plan, template: dict, start: dict, text_times: bool):
 
     ids = dict(start)
     contacts, conversations, messages, events, reads = [], [], [], [], []
-    for i, offset in enumerate(offsets):
+    for i, offset in enumerate(offsets, plan.first):
         activity = now - timedelta(seconds=offset)
         created = activity - timedelta(minutes=5)
         contact_id, conversation_id = ids["contact"], ids["conversation"]
