@@ -91,6 +91,13 @@ class MessagingApp:
     async def uninstalled(self, api: Any, channel: Channel) -> None:
         """Called after the uninstall; a failure is logged, never undoes it."""
 
+    async def file_request(self, api: Any, channel: Channel, source: dict) -> tuple[str, tuple[str, str] | None]:
+        """Where an inbound attachment's file is fetched from (inbox/media.py): its URL,
+        and the basic-auth credentials the app wants for it, if any."""
+        if not source.get("url"):
+            raise ValueError("no URL for this file")
+        return source["url"], None
+
     async def template_text(self, api: Any, channel: Channel, template: Template) -> str:
         """The text a template shows, its placeholders filled in (what the inbox stores)."""
         raise BadInput(f"templates are for WhatsApp conversations, not {self.kind.value}")

@@ -15,7 +15,7 @@ from models import (Channel, Contact, Conversation, Delivery, DeliveryStatus, Ea
                     Message, MessageDirection, User)
 from subscriptions.events import MessageAdded, MessageUpdated
 
-from . import apps, notes, validation
+from . import apps, media, notes, validation
 from . import attachments as attachment_rules
 from .access import audience, visible_conversation
 from .errors import BadInput
@@ -51,6 +51,7 @@ async def send_message(viewer: User, conversation_id: int, body: str | None, cli
         body = validation.body(body)
     client_message_id = validation.text(client_message_id, "clientMessageId", required=False)
     conversation = await visible_conversation(viewer, conversation_id)
+    await media.attach_uploads(viewer, conversation.id, files)
     if client_message_id:
         earlier = await Message.get_or_none(author_id=viewer.id, client_message_id=client_message_id)
         if earlier is not None:
