@@ -1,6 +1,6 @@
 """A partner's own messaging app (CUSTOM): messages come in through the GraphQL API
 with the channel's token (receiveChannelMessage), and replies go to the partner's
-callbackUrl as signed JSON."""
+callbackUrl as signed JSON, at the public address it resolves to (inbox/callbacks.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -27,6 +27,15 @@ class CustomConfigInput:
                     "channel only receives.")
 
 
+def _is_http_url(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        parsed.port  # noqa: B018 -- raises on a port that is not a number up to 65535
+    except ValueError:
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.hostname) and len(url) <= 2048
+
+
 class Custom(Provider):
     kind = ChannelKind.CUSTOM
     input_field = "custom"
@@ -36,10 +45,8 @@ class Custom(Provider):
     def check_config(self, config: dict | None) -> dict:
         config = {key: value for key, value in super().check_config(config).items() if value is not None}
         callback = config.get("callbackUrl")
-        if callback is not None:
-            parsed = urlparse(callback)
-            if parsed.scheme not in ("http", "https") or not parsed.netloc or len(callback) > 2048:
-                raise BadInput("callbackUrl must be an http(s) URL")
+        if callback is not None and not _is_http_url(callback):
+            raise BadInput("callbackUrl must be an http(s) URL")
         return config
 
     def can_reply(self, channel) -> None:
@@ -64,12 +71,25 @@ class Custom(Provider):
         signature = hmac.new(config["channelToken"].encode(), body, hashlib.sha256).hexdigest()
 
         async def send() -> str | None:
-            answer = await api.post(config["callbackUrl"], content=body, headers={
-                "Content-Type": "application/json", "X-Inbox-Signature": f"sha256={signature}"})
+            pinned, netloc, name = await api.checked_callback(config["callbackUrl"])
+            headers = {"Content-Type": "application/json", "X-Inbox-Signature": f"sha256={signature}",
+                       "Host": netloc}
+            # The TLS certificate is still checked against the URL's host name.
+            extensions = {"sni_hostname": name} if pinned.scheme == "https" else {}
+            answer = await api.post(pinned, content=body, headers=headers, extensions=extensions)
             check(answer)
             return field(answer, "externalMessageId")
 
         return await send_parts(out, [send])
+
+
+    async def file_request(self, api, channel, source):
+        """A partner's attachment URL is the partner's word: fetched, like its callbacks,
+        only from the public address it resolves to now, and without redirects (one could
+        lead anywhere)."""
+        pinned, netloc, name = await api.checked_callback(source["url"])
+        return pinned, {"headers": {"Host": netloc}, "follow_redirects": False,
+                        "extensions": {"sni_hostname": name} if pinned.scheme == "https" else {}}
 
 
 APP = apps.register(Custom())

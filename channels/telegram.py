@@ -211,7 +211,7 @@ class Telegram(Provider):
         path = _result(answer).get("file_path")
         if not isinstance(path, str) or not path:
             raise Rejected("getFile gave no file_path (a file over 20 MB cannot be downloaded by a bot)")
-        return f"{api.settings.telegram_api_base}/file/bot{channel.config['botToken']}/{path}", None
+        return f"{api.settings.telegram_api_base}/file/bot{channel.config['botToken']}/{path}", {}
 
     async def deliver(self, api, out) -> str | None:
         chat_id = out.contact.external_id

@@ -91,12 +91,13 @@ class MessagingApp:
     async def uninstalled(self, api: Any, channel: Channel) -> None:
         """Called after the uninstall; a failure is logged, never undoes it."""
 
-    async def file_request(self, api: Any, channel: Channel, source: dict) -> tuple[str, tuple[str, str] | None]:
-        """Where an inbound attachment's file is fetched from (inbox/media.py): its URL,
-        and the basic-auth credentials the app wants for it, if any."""
+    async def file_request(self, api: Any, channel: Channel, source: dict) -> tuple[Any, dict]:
+        """Where an inbound attachment's file is fetched from (server/media.py): its URL,
+        and what the request needs besides (httpx's `auth`, `headers`, `extensions`,
+        `follow_redirects`)."""
         if not source.get("url"):
             raise ValueError("no URL for this file")
-        return source["url"], None
+        return source["url"], {}
 
     async def template_text(self, api: Any, channel: Channel, template: Template) -> str:
         """The text a template shows, its placeholders filled in (what the inbox stores)."""

@@ -10,7 +10,7 @@ from tortoise.transactions import in_transaction
 
 from models import Channel, ChannelKind, ChannelMember, Contact, Conversation, EventKind, User
 
-from . import apps, installed, media, validation
+from . import apps, callbacks, installed, media, validation
 from .access import audience, company_user, live_channels, require_admin
 from .errors import BadInput, Forbidden, NotFound
 from .events import record_event
@@ -26,13 +26,17 @@ class Installed:
 
 
 async def install(viewer: User, kind: ChannelKind, name: str, config: dict | None,
-                  *, whatsapp_new_installs: bool = True, api: Any = None) -> Installed:
-    """`api`: what the messaging app's install hook calls its API with (registering the
-    channel's webhook, say); when the app refuses, the install is undone."""
+                  *, whatsapp_new_installs: bool = True, callback_allow_private: bool = False,
+                  api: Any = None) -> Installed:
+    """`callback_allow_private`: INBOX_CALLBACK_ALLOW_PRIVATE (inbox/callbacks.py). `api`:
+    what the messaging app's install hook calls its API with (registering the channel's
+    webhook, say); when the app refuses, the install is undone."""
     require_admin(viewer)
     name = validation.text(name, "name")
     app = apps.of(kind)
     config = app.check_config(config)
+    if config.get("callbackUrl") is not None:
+        await callbacks.check_at_install(config["callbackUrl"], allow_private=callback_allow_private)
     if kind is ChannelKind.WHATSAPP and not whatsapp_new_installs:
         has_whatsapp = await Channel.filter(company_id=viewer.company_id, kind=ChannelKind.WHATSAPP).exists()
         if not has_whatsapp:

@@ -12,7 +12,7 @@ from typing import Awaitable, Callable
 from models import NotificationEmail
 
 from .notifications import NEW_MESSAGE_KINDS, compose, listen_for_emails, open_burst
-from .queue import FAILED, QueueWorker, lease_due
+from .queue import QueueWorker, Rejected, lease_due
 
 log = logging.getLogger(__name__)
 
@@ -29,19 +29,18 @@ class Mailer(QueueWorker):
     conversation wait for its end and go out as one follow-up (inbox/notifications.py)."""
 
     name = "email outbox"
+    model = NotificationEmail
     max_backoff = 300.0
 
     def __init__(self, transport: Transport, *, from_address: str, conversation_url: Callable[[int], str],
                  timeout: float, collapse_seconds: float, backoff_seconds: float, retry_seconds: float,
                  poll_seconds: float = 1.0, batch: int = 20) -> None:
-        super().__init__(backoff_seconds=backoff_seconds, retry_seconds=retry_seconds, poll_seconds=poll_seconds,
-                         batch=batch)
+        super().__init__(timeout=timeout, backoff_seconds=backoff_seconds, retry_seconds=retry_seconds,
+                         poll_seconds=poll_seconds, batch=batch)
         self.transport = transport
         self.from_address = from_address
         self.conversation_url = conversation_url
-        self.timeout = timeout
         self.collapse = timedelta(seconds=collapse_seconds)
-        self.lease = timedelta(seconds=timeout + 30)
         self._stop_listening: Callable[[], None] | None = None
 
     def _queued(self, due: datetime) -> None:
@@ -62,13 +61,15 @@ class Mailer(QueueWorker):
         await super().stop()
 
     async def claim(self) -> list[int]:
-        return await lease_due(NotificationEmail.filter(failed_at__isnull=True), self.lease, self.batch)
+        return await lease_due(NotificationEmail.filter(failed_at__isnull=True), self.lease, self.room())
 
     def message_of(self, row: NotificationEmail) -> EmailMessage:
         email = compose(row.kind, row.facts, self.conversation_url(row.conversation_id))
         message = EmailMessage()
         message["From"] = self.from_address
-        message["To"] = row.to_address
+        message["To"] = row.to_address  # ValueError when it holds CR or LF
+        if len(message["To"].addresses) != 1:  # a comma would add recipients
+            raise ValueError("the address is not one address")
         message["Subject"] = email.subject
         message["Date"] = format_datetime(datetime.now(timezone.utc))
         # The same id on every attempt, so a receiving server may drop a retried duplicate.
@@ -78,26 +79,25 @@ class Mailer(QueueWorker):
         message.add_alternative(email.html, subtype="html")
         return message
 
-    async def attempt(self, email_id: int) -> None:
-        row = await NotificationEmail.get_or_none(id=email_id)
-        if row is None:  # erased with its conversation meanwhile
-            return
-        now = datetime.now(timezone.utc)
-        row.first_attempt_at = row.first_attempt_at or now
-        row.attempts += 1
-        await NotificationEmail.filter(id=row.id).update(first_attempt_at=row.first_attempt_at,
-                                                         attempts=row.attempts)
+    async def perform(self, row: NotificationEmail) -> None:
         if row.kind in NEW_MESSAGE_KINDS:
             # From now on (before the email leaves: a message may come meanwhile), later
             # messages of the conversation collapse into one follow-up email.
-            await open_burst(row.user_id, row.conversation_id, now + self.collapse)
-        sent = await self.try_once(row, self.transport(self.message_of(row)), self.timeout, f"email {row.id}")
-        if sent is not FAILED:
-            await NotificationEmail.filter(id=row.id).delete()
+            await open_burst(row.user_id, row.conversation_id, datetime.now(timezone.utc) + self.collapse)
+        try:
+            message = self.message_of(row)
+        except (ValueError, TypeError) as error:
+            # An address no email can carry (users' addresses are checked when set, but an
+            # older row may hold one): no later attempt would do better.
+            raise Rejected(f"the email cannot be composed: {error}") from error
+        await self.call(self.transport(message))
+
+    async def succeed(self, row: NotificationEmail, result: None) -> None:
+        await NotificationEmail.filter(id=row.id).delete()
 
     async def give_up(self, row: NotificationEmail, reason: str) -> None:
         """Kept, for an operator to see, and never claimed again."""
         await NotificationEmail.filter(id=row.id).update(failed_at=datetime.now(timezone.utc), leased_until=None,
                                                          last_error=reason[:2000])
-        log.warning("email outbox: email %s to %s failed for good: %s", row.id, row.to_address, reason)
+        log.warning("email outbox: email %s to %r failed for good: %s", row.id, row.to_address, reason)
 

@@ -34,24 +34,36 @@ class Rejected(AttemptFailed):
     """Refused for good: not retried."""
 
 
-# What `QueueWorker.try_once` returns for an attempt that did not go through.
-FAILED = object()
+# What `QueueWorker.perform` returns for a row that has nothing left to do.
+GONE = object()
+# How long `stop` waits for a claim or an attempt's database work to finish.
+STOP_SECONDS = 5.0
 
 
-async def lease_due(rows: QuerySet, lease: timedelta, batch: int) -> list[int]:
-    """Leases up to `batch` rows of `rows` (a queryset of a model with `next_attempt_at`
-    and `leased_until`) that are due and not leased; returns their ids."""
+async def due_rows(rows: QuerySet, connection, now: datetime, limit: int) -> list:
+    """Up to `limit` rows of `rows` (a queryset of a model with `next_attempt_at` and
+    `leased_until`) that are due and not leased, oldest first, locked until the caller's
+    transaction ends; rows another transaction holds are skipped."""
+    # Bound to the transaction: a queryset keeps the connection it was made with, and on
+    # SQLite the outer one waits for the lock this transaction holds. `of`: when `rows`
+    # filters through a join, only the queue's own rows are locked.
+    return await (rows.using_db(connection).filter(next_attempt_at__lte=now)
+                  .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now))
+                  .select_for_update(skip_locked=True, of=(rows.model._meta.db_table,))
+                  .order_by("next_attempt_at", "id").limit(limit))
+
+
+async def lease(model, ids: list[int], connection, until: datetime) -> None:
+    if ids:
+        await model.filter(id__in=ids).using_db(connection).update(leased_until=until)
+
+
+async def lease_due(rows: QuerySet, lease_for: timedelta, batch: int) -> list[int]:
+    """Leases up to `batch` rows of `rows` that are due and not leased; returns their ids."""
     now = datetime.now(timezone.utc)
     async with in_transaction() as connection:
-        # Bound to the transaction: a queryset keeps the connection it was made with,
-        # and on SQLite the outer one waits for the lock this transaction holds.
-        due = await (rows.using_db(connection).filter(next_attempt_at__lte=now)
-                     .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now))
-                     .select_for_update(skip_locked=True)
-                     .order_by("next_attempt_at", "id").limit(batch))
-        ids = [row.id for row in due]
-        if ids:
-            await rows.model.filter(id__in=ids).using_db(connection).update(leased_until=now + lease)
+        ids = [row.id for row in await due_rows(rows, connection, now, batch)]
+        await lease(rows.model, ids, connection, now + lease_for)
     return ids
 
 
@@ -68,33 +80,85 @@ async def backlog(rows: QuerySet) -> tuple[int, datetime | None]:
 
 
 class QueueWorker:
-    """Claims due rows and attempts each in a task of its own; wakes when told, at the
-    time it was told, or every `poll_seconds` (rows other processes queued)."""
+    """Claims due rows and attempts each in a task of its own, at most `max_in_flight` at
+    once; wakes when told, at the time it was told, or every `poll_seconds` (rows other
+    processes queued). Subclasses say what a row's work is (`perform`) and how it ends
+    (`succeed`, `give_up`)."""
 
     name = "queue"
+    model: type  # the queue's table
     # Retries back off exponentially from `backoff` seconds up to this delay.
     max_backoff = 60.0
 
-    def __init__(self, *, backoff_seconds: float, retry_seconds: float, poll_seconds: float = 1.0,
-                 batch: int = 20) -> None:
+    def __init__(self, *, timeout: float, backoff_seconds: float, retry_seconds: float,
+                 poll_seconds: float = 1.0, batch: int = 20, max_in_flight: int = 100) -> None:
+        self.timeout = timeout
         self.backoff = backoff_seconds
         self.retry_window = timedelta(seconds=retry_seconds)
         self.poll_seconds = poll_seconds
         self.batch = batch
+        self.max_in_flight = max_in_flight
+        # The lease outlasts the attempt's timeout: no other worker takes a row being attempted.
+        self.lease = timedelta(seconds=timeout + 30)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._attempts: set[asyncio.Task] = set()
+        self._calls: set[asyncio.Future] = set()
         self._timers: set[asyncio.TimerHandle] = set()
+        self._stopping = False
+        # Set by a claim that left due rows behind (a bound was reached): a finished
+        # attempt then wakes the worker to take them.
+        self.held_back = False
+
+    def room(self) -> int:
+        """How many more rows this worker may take now."""
+        return max(0, min(self.batch, self.max_in_flight - len(self._attempts)))
 
     async def claim(self) -> list[int]:
+        """Leases up to `room()` due rows; returns their ids."""
         raise NotImplementedError
 
-    async def attempt(self, row_id: int) -> None:
+    async def perform(self, row) -> Any:
+        """The row's work, its call to the other side made through `call`: returns what
+        `succeed` takes, or GONE when the row has nothing left to do (and is deleted);
+        raises Retryable or Rejected when the other side did not take it."""
+        raise NotImplementedError
+
+    async def succeed(self, row, result: Any) -> None:
         raise NotImplementedError
 
     async def give_up(self, row, reason: str) -> None:
         """What becomes of a row that will not be attempted again."""
         raise NotImplementedError
+
+    def reason_of(self, error: Exception) -> str:
+        """A retried failure's reason, kept in `last_error` and given up with."""
+        return _reason(error, self.timeout)
+
+    async def attempt(self, row_id: int) -> None:
+        """One attempt of a leased row. It is counted first, so that whatever goes wrong
+        after, wherever (the other side, a row it reads, a bug), is a failed attempt:
+        retried with backoff and given up once the retry window is over, never leased for
+        ever."""
+        row = await self.model.get_or_none(id=row_id)
+        if row is None:  # done meanwhile, or erased with what caused it
+            return
+        row.first_attempt_at = row.first_attempt_at or datetime.now(timezone.utc)
+        row.attempts += 1
+        await self.model.filter(id=row.id).update(first_attempt_at=row.first_attempt_at, attempts=row.attempts)
+        try:
+            result = await self.perform(row)
+        except Rejected as error:
+            await self.give_up(row, error.reason)
+        except (Retryable, OSError) as error:  # timeouts are OSErrors too
+            log.info("%s: row %s, attempt %s: %r", self.name, row.id, row.attempts, error)
+            await self.retry_or_give_up(row, self.reason_of(error))
+        except Exception as error:  # a bug must not lose the work, nor hold it for ever
+            log.exception("%s: attempt %s of row %s raised", self.name, row.attempts, row.id)
+            await self.retry_or_give_up(row, f"internal error ({type(error).__name__})")
+        else:
+            if result is not GONE:
+                await self.succeed(row, result)
 
     async def retry_or_give_up(self, row, reason: str) -> None:
         """After a retryable failure: back off and try again, or give up once the row's
@@ -105,20 +169,6 @@ class QueueWorker:
         delay = await self.retry_later(row, reason)
         log.info("%s: row %s attempt %s failed (%s); retrying in %.1f s", self.name, row.id, row.attempts,
                  reason, delay)
-
-    async def try_once(self, row, work: Awaitable, timeout: float, what: str) -> Any:
-        """One attempt of `row`: `work`, within `timeout`. Returns its result, or FAILED
-        once the row has been given up (refused for good) or put back for a retry."""
-        try:
-            return await asyncio.wait_for(work, timeout)
-        except Rejected as error:
-            await self.give_up(row, error.reason)
-        except (Retryable, OSError) as error:  # timeouts are OSErrors too
-            await self.retry_or_give_up(row, _reason(error, timeout))
-        except Exception as error:  # a bug must not lose the work: treat it as retryable
-            log.exception("%s: unexpected error attempting %s", self.name, what)
-            await self.retry_or_give_up(row, f"internal error: {type(error).__name__}")
-        return FAILED
 
     async def retry_later(self, row, reason: str) -> float:
         """Puts an attempted row (with `attempts`) back in the queue after its backoff,
@@ -146,28 +196,49 @@ class QueueWorker:
         self._task = asyncio.create_task(self._run(), name=f"inbox-{self.name}")
 
     async def stop(self) -> None:
+        """Stops claiming and ends the attempts in flight: a call to the other side is
+        cancelled (the row is attempted again once its lease runs out), but database work is
+        let finish: a task cancelled while it opens a transaction keeps tortoise's SQLite
+        transaction lock for ever (tortoise 1.1's `SqliteTransactionContext.__aenter__`)."""
         for handle in list(self._timers):
             handle.cancel()
         self._timers.clear()
+        self._stopping = True
+        self.wake()
         if self._task is not None:
-            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=STOP_SECONDS)
+            self._task.cancel()  # only if a claim outlived STOP_SECONDS (the database is away)
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        for call in list(self._calls):
+            call.cancel()
+        if self._attempts:
+            await asyncio.wait(set(self._attempts), timeout=STOP_SECONDS)
         for task in list(self._attempts):
             task.cancel()
         await asyncio.gather(*self._attempts, return_exceptions=True)
 
+    async def call(self, work: Awaitable) -> Any:
+        """`work` (the call to the other side), within `timeout`; `stop` cancels it."""
+        task = asyncio.ensure_future(asyncio.wait_for(work, self.timeout))
+        self._calls.add(task)
+        try:
+            return await task
+        finally:
+            self._calls.discard(task)
+
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             # Cleared before claiming: a wake while claiming makes another round at once.
             self._wake.clear()
             try:
-                claimed = await self.claim()
+                claimed = await self.claim() if self.room() else []
+                self.held_back = self.held_back or not self.room()
                 for row_id in claimed:
-                    task = asyncio.create_task(self.attempt(row_id))
+                    task = asyncio.create_task(self._attempt_logged(row_id), name=f"inbox-{self.name}-{row_id}")
                     self._attempts.add(task)
-                    task.add_done_callback(self._attempts.discard)
-                if len(claimed) == self.batch:
+                    task.add_done_callback(self._attempt_done)
+                if claimed:  # more may be due: a batch's worth, or rows a bound held back
                     continue
             except asyncio.CancelledError:
                 raise
@@ -177,6 +248,23 @@ class QueueWorker:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
             except asyncio.TimeoutError:
                 pass
+
+    async def _attempt_logged(self, row_id: int) -> None:
+        try:
+            await self.attempt(row_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Counting the attempt or recording its end failed (the database is away): the
+            # row is attempted again once its lease runs out.
+            log.exception("%s: attempt of row %s did not finish; retried when its lease runs out",
+                          self.name, row_id)
+
+    def _attempt_done(self, task: asyncio.Task) -> None:
+        self._attempts.discard(task)
+        if self.held_back:
+            self.held_back = False
+            self.wake()
 
 
 def _reason(error: Exception, timeout: float) -> str:

@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
 
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from models import (Channel, Contact, Conversation, Delivery, DeliveryStatus, EarlyReceipt, EventKind,
                     Message, MessageDirection, User)
 from subscriptions.events import MessageAdded, MessageUpdated
 
-from . import apps, media, notes, validation
+from . import apps, media, notes, sql, validation
 from . import attachments as attachment_rules
 from .access import audience, visible_conversation
 from .errors import BadInput
 from .events import record_event
-from .queue import FAILED, QueueWorker, Rejected, lease_due
+from .queue import GONE, AttemptFailed, QueueWorker, Rejected, due_rows, lease
 from .replay import mark_changed
 from .transaction import action
 
@@ -234,37 +236,56 @@ Deliver = Callable[[Outgoing], Awaitable[str | None]]
 CLOSED_BEFORE_SENT = ("the reply window closed before the reply could be sent: the messaging app takes no "
                       "free-text reply this long after the contact's latest message")
 
+# The reason of a send that got no answer, whatever the network said (refused, reset,
+# unresolvable, timed out): a partner's callbackUrl must not learn what lies behind it.
+# The details are logged.
+NO_ANSWER = "network error: no answer from the messaging app"
+
 
 class Sender(QueueWorker):
     """Works the send queue (inbox/queue.py): every process may run one, and no message
-    is handed to its messaging app by two of them."""
+    is handed to its messaging app by two of them. At most `per_channel` replies of one
+    channel are in flight at once, across processes (counted from the leases), so a
+    messaging app that does not answer holds that many of its own replies and delays
+    nobody else's."""
 
     name = "send queue"
+    model = Delivery
 
     def __init__(self, deliver: Deliver, *, timeout: float, retry_seconds: float, backoff_seconds: float,
-                 poll_seconds: float = 1.0, batch: int = 20) -> None:
-        super().__init__(backoff_seconds=backoff_seconds, retry_seconds=retry_seconds, poll_seconds=poll_seconds,
-                         batch=batch)
+                 per_channel: int, poll_seconds: float = 1.0, batch: int = 20, max_in_flight: int = 256) -> None:
+        super().__init__(timeout=timeout, backoff_seconds=backoff_seconds, retry_seconds=retry_seconds,
+                         poll_seconds=poll_seconds, batch=batch, max_in_flight=max_in_flight)
         self.deliver = deliver
-        self.timeout = timeout
-        self.lease = timedelta(seconds=timeout + 30)
+        self.per_channel = per_channel
 
     async def claim(self) -> list[int]:
-        return await lease_due(Delivery.all(), self.lease, self.batch)
+        now = datetime.now(timezone.utc)
+        async with in_transaction() as connection:
+            await lock_send_queue()
+            in_flight = Counter(await Delivery.filter(leased_until__gte=now).using_db(connection)
+                                .values_list("message__channel_id", flat=True))
+            full = [channel_id for channel_id, count in in_flight.items() if count >= self.per_channel]
+            rows = Delivery.exclude(message__channel_id__in=full) if full else Delivery.all()
+            due = await due_rows(rows, connection, now, self.room())
+            channel_of = dict(await Message.filter(id__in=[row.message_id for row in due]).using_db(connection)
+                              .values_list("id", "channel_id"))
+            ids = []
+            for row in due:
+                channel_id = channel_of.get(row.message_id)
+                if in_flight[channel_id] < self.per_channel:
+                    in_flight[channel_id] += 1
+                    ids.append(row.id)
+            await lease(Delivery, ids, connection, now + self.lease)
+        # Rows of a channel at its bound wait for one of its replies to finish.
+        self.held_back = self.held_back or bool(full) or len(ids) < len(due)
+        return ids
 
-    async def attempt(self, delivery_id: int) -> None:
-        delivery = await Delivery.get_or_none(id=delivery_id)
-        if delivery is None:
-            return
+    async def perform(self, delivery: Delivery):
         message = await Message.get_or_none(id=delivery.message_id)
         if message is None or message.status is not DeliveryStatus.PENDING:
-            await Delivery.filter(id=delivery_id).delete()
-            return
-        now = datetime.now(timezone.utc)
-        if delivery.first_attempt_at is None:
-            delivery.first_attempt_at = now
-        delivery.attempts += 1
-        await delivery.save(update_fields=["first_attempt_at", "attempts"])
+            await Delivery.filter(id=delivery.id).delete()
+            return GONE
         channel = await Channel.get(id=message.channel_id)
         conversation = await Conversation.get(id=message.conversation_id)
         contact = await Contact.get(id=conversation.contact_id)
@@ -273,17 +294,17 @@ class Sender(QueueWorker):
                        template=apps.Template(delivery.template["contentSid"],
                                               tuple(delivery.template.get("variables") or ()))
                        if delivery.template else None)
-        external_id = await self.try_once(delivery, self._send(out, conversation), self.timeout,
-                                          f"message {message.id}")
-        if external_id is not FAILED:
-            await self._finish(delivery, DeliveryStatus.SENT, external_id=external_id)
-
-    async def _send(self, out: Outgoing, conversation: Conversation) -> str | None:
         # The window again, at send time: a reply queued while it was open may find it closed.
-        out.window = apps.window_of(out.channel, conversation.last_inbound_at)
+        out.window = apps.window_of(channel, conversation.last_inbound_at)
         if out.template is None and out.window is not None and out.window.state is apps.WindowState.CLOSED:
             raise Rejected(CLOSED_BEFORE_SENT)
-        return await self.deliver(out)
+        return await self.call(self.deliver(out))
+
+    def reason_of(self, error: Exception) -> str:
+        return error.reason if isinstance(error, AttemptFailed) else NO_ANSWER
+
+    async def succeed(self, delivery: Delivery, external_id: str | None) -> None:
+        await self._finish(delivery, DeliveryStatus.SENT, external_id=external_id)
 
     async def give_up(self, delivery: Delivery, reason: str) -> None:
         await self._finish(delivery, DeliveryStatus.FAILED, failure_reason=reason)
@@ -291,6 +312,13 @@ class Sender(QueueWorker):
     async def _finish(self, delivery: Delivery, status: DeliveryStatus, **details) -> None:
         await update_status(delivery.message_id, status, **details)
         await Delivery.filter(id=delivery.id).delete()
+
+
+async def lock_send_queue() -> None:
+    """On PostgreSQL, claims of the send queue take turns (a transaction-scoped lock), so
+    that two processes never both take a channel's last free place."""
+    if sql.is_postgres():
+        await sql.fetch("SELECT pg_advisory_xact_lock(?, ?)", 7_200, 0)
 
 
 async def update_statuses_up_to(channel: Channel, contact_external_id: str, status: DeliveryStatus,

@@ -1,6 +1,8 @@
 """Input limits of SPEC §8, checked before anything changes."""
 from __future__ import annotations
 
+from server import metrics
+
 from .errors import BadInput
 
 MAX_BODY = 4096
@@ -30,8 +32,13 @@ def body(value: str) -> str:
 
 
 def email(value: str) -> str:
+    """One address, as an email header carries it: CR or LF would start another header
+    (Bcc: ...) and a comma another recipient."""
     checked = text(value, "email", 320)
+    if any(char in value for char in "\r\n,"):  # even at the ends, where trimming would hide them
+        metrics.refused("email_address")
+        raise BadInput("email must be one address, without CR, LF or commas")
     local, _, domain = checked.partition("@")
-    if not local or "." not in domain or " " in checked:
+    if not local or "." not in domain or any(char.isspace() or not char.isprintable() for char in checked):
         raise BadInput("email is not a valid address")
     return checked.lower()

@@ -70,6 +70,7 @@ async def install_channel(info: Info, input: InstallChannelInput) -> types.Insta
     kind = models.ChannelKind(input.kind)
     installed = await channels.install(info.context.viewer, kind, input.name, _provider_config(input),
                                        whatsapp_new_installs=info.context.settings.whatsapp_new_installs,
+                                       callback_allow_private=info.context.settings.callback_allow_private,
                                        api=info.context.providers)
     channel = types.Channel.of(installed.channel)
     path = provider(kind).webhook_path

@@ -494,7 +494,8 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
         providers = Providers(settings)
         app.state.profiles = Profiles(settings.messenger_api_base, providers.http)
         sender = Sender(providers.deliver, timeout=settings.send_timeout,
-                        retry_seconds=settings.send_retry_seconds, backoff_seconds=settings.send_backoff_seconds)
+                        retry_seconds=settings.send_retry_seconds, backoff_seconds=settings.send_backoff_seconds,
+                        per_channel=settings.send_concurrency_per_channel)
         sender.start()  # also resumes what an earlier run left pending
         view.wake_sender = sender.wake
         view.providers = providers

@@ -49,6 +49,11 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("INBOX_SEND_RETRY_SECONDS", "600",
      "How long failed sends (network, timeout, 429, 5xx) are retried before the message is FAILED"),
     ("INBOX_SEND_BACKOFF_SECONDS", "1", "First retry delay; doubles per attempt (capped at 60 s)"),
+    ("INBOX_SEND_CONCURRENCY_PER_CHANNEL", "4",
+     "Replies of one channel handed to its messaging app at once (a slow app delays only its own channel)"),
+    ("INBOX_CALLBACK_ALLOW_PRIVATE", "false",
+     "true: CUSTOM callbackUrls may point at loopback, private, link-local, multicast or unspecified "
+     "addresses (tests, partners on the same network)"),
     ("INBOX_SMTP_URL", "",
      "SMTP server for notification emails: smtp://host:port (STARTTLS when offered), smtps://host:port, "
      "with user:password@ to log in; empty: emails stay queued until it is set"),
@@ -115,6 +120,8 @@ class Settings:
     send_timeout: float = 10.0
     send_retry_seconds: float = 600.0
     send_backoff_seconds: float = 1.0
+    send_concurrency_per_channel: int = 4
+    callback_allow_private: bool = False
     broadcast_namespace: str = "inbox"
     smtp_url: str = ""
     email_from: str = "Inbox <inbox@localhost>"
@@ -164,6 +171,8 @@ class Settings:
             send_timeout=float(_env("INBOX_SEND_TIMEOUT")),
             send_retry_seconds=float(_env("INBOX_SEND_RETRY_SECONDS")),
             send_backoff_seconds=float(_env("INBOX_SEND_BACKOFF_SECONDS")),
+            send_concurrency_per_channel=max(1, int(_env("INBOX_SEND_CONCURRENCY_PER_CHANNEL"))),
+            callback_allow_private=_flag(_env("INBOX_CALLBACK_ALLOW_PRIVATE")),
             broadcast_namespace=_env("INBOX_BROADCAST_NAMESPACE"),
             smtp_url=_env("INBOX_SMTP_URL").strip(),
             email_from=_env("INBOX_EMAIL_FROM"),

@@ -18,7 +18,7 @@ from .config import tortoise_config
 log = logging.getLogger(__name__)
 
 # PostgreSQL advisory lock keys (two int4s): (7_000, 0) migrations; (7_100, company id)
-# the order of message ids (inbox/messages.py).
+# the order of message ids (inbox/messages.py); (7_200, 0) send-queue claims (inbox/sending.py).
 _MIGRATIONS_LOCK = (7_000, 0)
 _POSTGRES_SCHEMES = ("postgres", "postgresql", "asyncpg", "psycopg")
 

@@ -256,7 +256,7 @@ class MediaKeeper(QueueWorker):
         if channel is None:
             raise Rejected("the channel is gone")
         try:
-            url, auth = await apps.of(channel.kind).file_request(self.providers, channel, row.source or {})
+            url, request = await apps.of(channel.kind).file_request(self.providers, channel, row.source or {})
         except httpx.TransportError as error:
             raise Retryable(f"network error: {type(error).__name__}") from None
         except (KeyError, ValueError) as error:
@@ -266,7 +266,7 @@ class MediaKeeper(QueueWorker):
         path = Path(handle.name)
         try:
             try:
-                async with self.providers.http.stream("GET", url, auth=auth, follow_redirects=True) as answer:
+                async with self.providers.http.stream("GET", url, **{"follow_redirects": True, **request}) as answer:
                     if answer.status_code == 429 or answer.status_code >= 500:
                         raise Retryable(f"{answer.status_code} fetching the file")
                     if answer.status_code >= 400:

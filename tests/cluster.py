@@ -120,6 +120,7 @@ def server_env(database_url: str, broadcast_url: str, namespace: str, fakes, mai
         "INBOX_SUBSCRIPTION_BUFFER": "500", "INBOX_LOG_LEVEL": "WARNING",
         "INBOX_MESSENGER_API_BASE": fakes.messenger_base, "INBOX_TWILIO_API_BASE": fakes.twilio_base,
         "INBOX_SEND_TIMEOUT": "2", "INBOX_SEND_RETRY_SECONDS": "30", "INBOX_SEND_BACKOFF_SECONDS": "0.05",
+        "INBOX_CALLBACK_ALLOW_PRIVATE": "true",  # the fake partner endpoints listen on 127.0.0.1
         "INBOX_SMTP_URL": mailbox.url, "INBOX_EMAIL_COLLAPSE_SECONDS": "0.3", "INBOX_EMAIL_TIMEOUT": "2",
         "INBOX_EMAIL_BACKOFF_SECONDS": "0.05",
     }

@@ -124,6 +124,8 @@ async def server(fakes, mailbox):
                              messenger_api_base=fakes.messenger_base, twilio_api_base=fakes.twilio_base,
                              twilio_content_api_base=fakes.twilio_content_base, telegram_api_base=fakes.telegram_base,
                              send_timeout=1.0, send_retry_seconds=3.0, send_backoff_seconds=0.05,
+                             # The fake partner endpoints listen on 127.0.0.1.
+                             callback_allow_private=True,
                              # Emails go to the test SMTP server; bursts collapse over 0.3 s.
                              smtp_url=mailbox.url, email_collapse_seconds=0.3, email_timeout=2.0,
                              email_backoff_seconds=0.05, email_retry_seconds=30.0,

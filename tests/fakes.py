@@ -17,10 +17,12 @@ from urllib.parse import parse_qs
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 HANG = "hang"
+# An answer 200 whose body never ends (until the client goes away).
+ENDLESS = "endless"
 
 
 @dataclass
@@ -63,6 +65,9 @@ class FakeProviders:
     # Files the apps serve, by path under this server: (bytes, content type, basic auth
     # wanted or None). Removing one is a URL that stopped working (Meta's CDN).
     files: dict[str, tuple[bytes, str, tuple[str, str] | None]] = field(default_factory=dict)
+    # Requests being answered now, and the most at once, per key.
+    in_flight: dict[str, int] = field(default_factory=dict)
+    most_in_flight: dict[str, int] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _arrived: asyncio.Event | None = None
 
@@ -106,8 +111,8 @@ class FakeProviders:
         return f"{self.url}/partner/{name}"
 
     def script(self, key: str, *responses) -> None:
-        """The next answers for `key`: (status, json body) tuples, Held ones, or HANG; then
-        the default."""
+        """The next answers for `key`: (status, json body) or (status, json body, headers)
+        tuples, Held ones, HANG or ENDLESS; then the default."""
         self.scripts.setdefault(key, []).extend(responses)
 
     def seen(self, kind: str, key: str) -> list[Recorded]:
@@ -129,6 +134,14 @@ class FakeProviders:
         return self.seen(kind, key)
 
     async def _record(self, request: Request, kind: str, key: str) -> Response | None:
+        self.in_flight[key] = self.in_flight.get(key, 0) + 1
+        self.most_in_flight[key] = max(self.most_in_flight.get(key, 0), self.in_flight[key])
+        try:
+            return await self._answer(request, kind, key)
+        finally:
+            self.in_flight[key] -= 1
+
+    async def _answer(self, request: Request, kind: str, key: str) -> Response | None:
         body = await request.body()
         self.requests.append(Recorded(kind, key, request.method, request.url.path, dict(request.query_params),
                                       {k.lower(): v for k, v in request.headers.items()}, body))
@@ -142,11 +155,18 @@ class FakeProviders:
                 while not await request.is_disconnected():
                     await asyncio.sleep(0.05)
                 return Response(status_code=499)
+            if answer == ENDLESS:
+                async def chunks():
+                    yield b'{"externalMessageId": "never-read", "padding": "'
+                    while True:
+                        yield b"x" * 16384
+                        await asyncio.sleep(0)
+                return StreamingResponse(chunks(), media_type="application/json")
             if isinstance(answer, Held):
                 await answer.release.wait()
                 answer = (answer.status, answer.payload)
-            status, payload = answer
-            return JSONResponse(payload, status_code=status)
+            status, payload, *headers = answer
+            return JSONResponse(payload, status_code=status, headers=headers[0] if headers else None)
         return None
 
     # Meta Graph API

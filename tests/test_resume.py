@@ -4,9 +4,10 @@ no duplicate. messageAdded and conversationChanged are proved action by action i
 tests/test_replay.py; here messageUpdated, notificationReceived, cursors and access."""
 from __future__ import annotations
 
+import asyncio
 import base64
 
-from conftest import Company, subscriptions_live, unique
+from conftest import DEADLINE, Company, subscriptions_live, unique
 from test_sending import install_partner, report, send, settled
 
 UPDATED = """subscription($c: ID, $after: String) {
@@ -145,4 +146,111 @@ async def test_a_conversation_deleted_during_the_gap_replays_its_deleted_event(c
     await again.subscribe(CHANGED, {"after": seen["cursor"]})
     replayed = (await again.next_data())["conversationChanged"]
     assert (replayed["kind"], replayed["conversationId"]) == ("DELETED", conversation)
+    assert await again.nothing_within(0.3)
+
+
+# -- replay equals fetch for replies' statuses and for notifications -------------------------
+
+ADDED_IN = """subscription($c: ID, $after: String) {
+  messageAdded(conversationId: $c, after: $after) { id status cursor } }"""
+STATUSES = "query($c: ID!) { conversation(id: $c) { messages(first: 100) { edges { node { id status } } } } }"
+TOGGLES = "{ newMessageAssignedToMe newMessageAssignedToOthers newMessageUnassigned conversationAssignedToMe }"
+SETTINGS = f"""mutation($i: NotificationSettingsInput!) {{
+  updateNotificationSettings(input: $i) {{ desktop {TOGGLES} }} }}"""
+NOTIFICATIONS = "{ notifications(first: 100) { edges { node { id kind conversation { id } } } } }"
+ASSIGN = "mutation($c: ID!, $u: ID!) { assignConversation(conversationId: $c, userId: $u) { id } }"
+
+
+async def statuses(company: Company, conversation: str) -> dict:
+    found = await company.ann.data(STATUSES, {"c": conversation})
+    return {edge["node"]["id"]: edge["node"]["status"] for edge in found["conversation"]["messages"]["edges"]}
+
+
+async def test_reply_statuses_resumed_after_a_dropped_socket_equal_a_fresh_fetch(
+        company: Company, subscribers, fakes):
+    # Given a partner conversation with a reply, and ann's client: fetched statuses and
+    # cursors on messageAdded and messageUpdated
+    partner = await install_partner(company, fakes)
+    fakes.script(partner.name, *[(200, {"externalMessageId": f"ext-{n}"}) for n in range(3)])
+    first = await send(company.ann, partner.conversation_id, "first")
+    await settled(company.ann, first["id"], "SENT")
+    conversation = partner.conversation_id
+    state = await statuses(company, conversation)
+    cursors = {"messageAdded": (await company.ann.data(
+        "query($c: ID!) { conversation(id: $c) { lastMessage { cursor } } }", {"c": conversation})
+                               )["conversation"]["lastMessage"]["cursor"],
+               "messageUpdated": (await company.ann.data(UPDATE_CURSOR, {"id": first["id"]}))["node"]["updateCursor"]}
+
+    # When, while her socket is down, two more replies go out and each status moves
+    second = await send(company.ann, partner.conversation_id, "second")
+    third = await send(company.ann, partner.conversation_id, "third")
+    for reply in (second, third):
+        await settled(company.ann, reply["id"], "SENT")
+    await report(partner, "ext-0", "READ")
+    await report(partner, "ext-1", "DELIVERED")
+    await report(partner, "ext-2", "FAILED", "blocked")
+    fresh = await statuses(company, conversation)
+
+    # Then resuming both streams from her cursors rebuilds exactly what a fetch returns
+    sub = await subscribers(company.ann.token)
+    added = await sub.subscribe(ADDED_IN, {"c": conversation, "after": cursors["messageAdded"]})
+    updated = await sub.subscribe(UPDATED, {"c": conversation, "after": cursors["messageUpdated"]})
+    # (each stream gives a message in its current state: applying both is idempotent)
+    changed = []
+    while True:
+        try:
+            frame = await sub.receive(0.5 if state == fresh else DEADLINE)
+        except asyncio.TimeoutError:
+            break
+        assert frame["type"] == "next", frame
+        stream = {added: "messageAdded", updated: "messageUpdated"}[frame["id"]]
+        message = frame["payload"]["data"][stream]
+        state[message["id"]] = message["status"]
+        if stream == "messageUpdated":
+            changed.append(message["id"])
+    assert state == fresh
+    # and messageUpdated gave each changed message once
+    assert sorted(changed) == sorted({first["id"], second["id"], third["id"]})
+
+
+async def test_notifications_of_every_kind_resumed_after_a_dropped_socket_equal_a_fresh_fetch(
+        company: Company, subscribers):
+    # Given ann, with every desktop notification on, whose client fetched her
+    # notifications and saw one live (with its cursor)
+    every = {"newMessageAssignedToMe": True, "newMessageAssignedToOthers": True, "newMessageUnassigned": True,
+             "conversationAssignedToMe": True}
+    await company.ann.data(SETTINGS, {"i": {"desktop": every}})
+    sub = await subscribers(company.ann.token)
+    await sub.subscribe(NOTIFIED)
+    await subscriptions_live(company)
+    await company.inbound("probe", contact=unique("c"))
+    last = (await sub.next_data())["notificationReceived"]["cursor"]
+    fetched = await company.ann.data(NOTIFICATIONS)
+    state = [edge["node"] for edge in fetched["notifications"]["edges"]]
+    await sub.close()
+
+    # When, while she is away, something of each kind happens
+    mine = (await company.inbound("for ann", contact=unique("c")))["conversation"]["id"]          # UNASSIGNED
+    await company.admin.data(ASSIGN, {"c": mine, "u": company.ids["ann"]})                         # ASSIGNED_TO_ME
+    await company.inbound("more for ann", contact=unique("x"))
+    theirs = (await company.inbound("for admin", contact=unique("c")))["conversation"]["id"]
+    await company.admin.data(ASSIGN, {"c": theirs, "u": company.ids["admin"]})
+    contact_of_mine = (await company.admin.data(
+        "query($c: ID!) { conversation(id: $c) { contact { externalId } } }", {"c": mine}))
+    await company.inbound("to ann's", contact=contact_of_mine["conversation"]["contact"]["externalId"])  # TO_ME
+    contact_of_theirs = (await company.admin.data(
+        "query($c: ID!) { conversation(id: $c) { contact { externalId } } }", {"c": theirs}))
+    await company.inbound("to admin's", contact=contact_of_theirs["conversation"]["contact"]["externalId"])  # OTHERS
+    fresh = [edge["node"] for edge in (await company.ann.data(NOTIFICATIONS))["notifications"]["edges"]]
+    assert {n["kind"] for n in fresh} >= {"NEW_MESSAGE_UNASSIGNED", "CONVERSATION_ASSIGNED_TO_ME",
+                                           "NEW_MESSAGE_ASSIGNED_TO_ME", "NEW_MESSAGE_ASSIGNED_TO_OTHERS"}
+
+    # Then resuming from her cursor, newest first like the list, rebuilds it exactly
+    again = await subscribers(company.ann.token)
+    await again.subscribe(NOTIFIED, {"after": last})
+    while len(state) < len(fresh):
+        notification = (await again.next_data())["notificationReceived"]
+        state.insert(0, {"id": notification["id"], "kind": notification["kind"],
+                         "conversation": notification["conversation"]})
+    assert state == fresh
     assert await again.nothing_within(0.3)

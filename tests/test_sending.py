@@ -558,7 +558,8 @@ async def fresh_senders(server):
     settings = server.settings
     providers = Providers(settings)
     yield [sending.Sender(providers.deliver, timeout=settings.send_timeout, retry_seconds=settings.send_retry_seconds,
-                          backoff_seconds=settings.send_backoff_seconds) for _ in range(2)]
+                          backoff_seconds=settings.send_backoff_seconds,
+                          per_channel=settings.send_concurrency_per_channel) for _ in range(2)]
     await providers.aclose()
 
 
@@ -605,9 +606,10 @@ async def test_fresh_sender_resumes_a_pending_reply_left_by_a_stopped_process(
 
 
 async def test_two_senders_racing_hand_each_reply_over_once(company, partner, server_sender_stopped,
-                                                            fresh_senders, fakes):
-    # given: PENDING replies in the queue, nobody woken
-    bodies = [f"Queued {n}" for n in range(6)]
+                                                            fresh_senders, fakes, server):
+    # given: PENDING replies in the queue, nobody woken: as many as the channel may have
+    # in flight at once (INBOX_SEND_CONCURRENCY_PER_CHANNEL), so that both claims together can take all
+    bodies = [f"Queued {n}" for n in range(server.settings.send_concurrency_per_channel)]
     delivery_ids = await queued_replies(company, partner, bodies)
 
     # when: two senders claim at the same instant, then attempt what each got
