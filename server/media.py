@@ -12,6 +12,7 @@ import logging
 import mimetypes
 import os
 import tempfile
+from collections import Counter
 from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import AsyncIterator
 from urllib.parse import quote, urlparse
 
 import httpx
+from tortoise.transactions import in_transaction
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -26,7 +28,7 @@ from starlette.routing import Route
 from inbox import accounts, apps, media
 from inbox.attachments import KINDS, kind_of
 from inbox.errors import NotFound
-from inbox.queue import FAILED, QueueWorker, Rejected, Retryable, lease_due
+from inbox.queue import GONE, QueueWorker, Rejected, Retryable, due_rows, lease
 from models import Channel, MediaFile, User
 
 from . import metrics
@@ -182,74 +184,69 @@ def content_type_for(kind: str, answered: str, given: str | None, name: str | No
 
 class MediaKeeper(QueueWorker):
     """Works the media_file rows: fetches PENDING files (at most
-    INBOX_MEDIA_FETCHES_PER_CHANNEL at once per channel in this process, retried with
-    backoff), deletes the bytes of ERASING ones."""
+    INBOX_MEDIA_FETCHES_PER_CHANNEL of one channel at once across processes, counted from
+    the leases; retried with backoff), deletes the bytes of ERASING ones."""
 
     name = "media"
+    model = MediaFile
 
     def __init__(self, providers, store, settings, *, poll_seconds: float = 1.0, batch: int = 20) -> None:
-        super().__init__(backoff_seconds=settings.send_backoff_seconds, retry_seconds=settings.media_retry_seconds,
-                         poll_seconds=poll_seconds, batch=batch)
+        super().__init__(timeout=settings.media_fetch_timeout, backoff_seconds=settings.send_backoff_seconds,
+                         retry_seconds=settings.media_retry_seconds, poll_seconds=poll_seconds, batch=batch)
         self.providers = providers
         self.store = store
         self.settings = settings
-        self.timeout = settings.media_fetch_timeout
-        self.lease = timedelta(seconds=self.timeout + 30)
-        self._channels: dict[int, asyncio.Semaphore] = {}
+        self.per_channel = settings.media_fetches_per_channel
 
     async def claim(self) -> list[int]:
-        return await lease_due(MediaFile.filter(status__in=[media.PENDING, media.ERASING]), self.lease, self.batch)
-
-    async def attempt(self, media_id: str) -> None:
-        row = await MediaFile.get_or_none(id=media_id)
-        if row is None:
-            return
-        if row.status == media.ERASING:
-            await self._erase(row)
-        elif row.status == media.PENDING:
-            slots = self._channels.setdefault(row.channel_id or 0,
-                                              asyncio.Semaphore(self.settings.media_fetches_per_channel))
-            async with slots:
-                await self._fetch(row)
-
-    async def _erase(self, row: MediaFile) -> None:
-        try:
-            await self.store.delete(key_of(row))
-        except Exception as error:  # the store may be away: again later
-            log.warning("media: erasing %s failed (%s); retrying", row.id, type(error).__name__)
-            row.attempts += 1
-            await self.retry_later(row, f"erase: {type(error).__name__}")
-            return
-        await MediaFile.filter(id=row.id, status=media.ERASING).delete()
-
-    async def _fetch(self, row: MediaFile) -> None:
         now = datetime.now(timezone.utc)
-        row.first_attempt_at = row.first_attempt_at or now
-        row.attempts += 1
-        await MediaFile.filter(id=row.id).update(first_attempt_at=row.first_attempt_at, attempts=row.attempts)
-        quota = self.settings.media_quota_bytes
-        if not await media.within_quota(row.company_id, quota):
-            metrics.refused("media_quota_bytes")
-            await media.settle(row, media.OVER_QUOTA, error="the company's stored files are over its quota")
-            return
-        result = await self.try_once(row, self._download(row), self.timeout, f"file {row.id}")
-        if result is FAILED:
-            return
+        async with in_transaction() as connection:
+            in_flight = Counter(await MediaFile.filter(status=media.PENDING, leased_until__gte=now)
+                                .using_db(connection).values_list("channel_id", flat=True))
+            due = await due_rows(MediaFile.filter(status__in=[media.PENDING, media.ERASING]), connection, now,
+                                 self.room())
+            ids = []
+            for row in due:
+                if row.status == media.PENDING:
+                    if in_flight[row.channel_id] >= self.per_channel:
+                        continue
+                    in_flight[row.channel_id] += 1
+                ids.append(row.id)
+            await lease(MediaFile, ids, connection, now + self.lease)
+        # Files of a channel at its bound wait for one of its fetches to finish.
+        self.held_back = self.held_back or len(ids) < len(due)
+        return ids
+
+    async def perform(self, row: MediaFile):
+        if row.status == media.ERASING:
+            await self.store.delete(key_of(row))  # an error: retried (give_up below)
+            await MediaFile.filter(id=row.id, status=media.ERASING).delete()
+            return GONE
+        if row.status != media.PENDING:
+            return GONE
+        if not await media.within_quota(row.company_id, self.settings.media_quota_bytes):
+            await self._over_quota(row)
+            return GONE
+        return await self.call(self._download(row))
+
+    async def succeed(self, row: MediaFile, result: tuple[Path, int, str]) -> None:
         path, size, content_type = result
-        if not await media.within_quota(row.company_id, quota, size):
+        if not await media.within_quota(row.company_id, self.settings.media_quota_bytes, size):
             path.unlink(missing_ok=True)
-            metrics.refused("media_quota_bytes")
-            await media.settle(row, media.OVER_QUOTA, error="the company's stored files are over its quota")
+            await self._over_quota(row)
             return
         try:
             await self.store.put(key_of(row), path)
-        except Exception as error:
+        except Exception as error:  # the store may be away for a while
             path.unlink(missing_ok=True)
-            log.warning("media: storing %s failed (%s)", row.id, type(error).__name__)
-            await self.retry_or_give_up(row, f"store: {type(error).__name__}")
+            await self.retry_or_give_up(row, f"storing the file: {type(error).__name__}")
             return
         if not await media.settle(row, media.STORED, size=size, content_type=content_type):
             await self.store.delete(key_of(row))  # erased while it was fetched
+
+    async def _over_quota(self, row: MediaFile) -> None:
+        metrics.refused("media_quota_bytes")
+        await media.settle(row, media.OVER_QUOTA, error="the company's stored files are over its quota")
 
     async def _download(self, row: MediaFile) -> tuple[Path, int, str]:
         channel = await Channel.get_or_none(id=row.channel_id)
@@ -269,7 +266,7 @@ class MediaKeeper(QueueWorker):
                 async with self.providers.http.stream("GET", url, **{"follow_redirects": True, **request}) as answer:
                     if answer.status_code == 429 or answer.status_code >= 500:
                         raise Retryable(f"{answer.status_code} fetching the file")
-                    if answer.status_code >= 400:
+                    if answer.status_code >= 300:
                         # Meta's CDN URLs expire; a 4xx will not change.
                         raise Rejected(f"{answer.status_code} fetching the file")
                     declared = answer.headers.get("content-length")
@@ -298,7 +295,14 @@ class MediaKeeper(QueueWorker):
             path.unlink(missing_ok=True)
             raise
 
+    def reason_of(self, error: Exception) -> str:
+        # Never an error's own text: an httpx error names its URL, Telegram's holds the token.
+        return error.reason if isinstance(error, (Retryable, Rejected)) else type(error).__name__
+
     async def give_up(self, row: MediaFile, reason: str) -> None:
+        if row.status == media.ERASING:  # bytes are never left behind: tried again, slowly
+            await self.retry_later(row, reason)
+            return
         status = media.TOO_LARGE if reason.startswith(media.TOO_LARGE) else media.FAILED
         log.info("media: file %s not kept: %s", row.id, reason)
         await media.settle(row, status, error=reason[:2000])
