@@ -65,6 +65,9 @@ class FakeProviders:
     # Files the apps serve, by path under this server: (bytes, content type, basic auth
     # wanted or None). Removing one is a URL that stopped working (Meta's CDN).
     files: dict[str, tuple[bytes, str, tuple[str, str] | None]] = field(default_factory=dict)
+    # File requests being answered now (any path), and the most at once.
+    files_in_flight: int = 0
+    most_files_in_flight: int = 0
     # Requests being answered now, and the most at once, per key.
     in_flight: dict[str, int] = field(default_factory=dict)
     most_in_flight: dict[str, int] = field(default_factory=dict)
@@ -95,7 +98,12 @@ class FakeProviders:
 
     async def file(self, request: Request) -> Response:
         path = request.url.path
-        scripted = await self._record(request, "file", path)
+        self.files_in_flight += 1
+        self.most_files_in_flight = max(self.most_files_in_flight, self.files_in_flight)
+        try:
+            scripted = await self._record(request, "file", path)
+        finally:
+            self.files_in_flight -= 1
         if scripted is not None:
             return scripted
         if path not in self.files:

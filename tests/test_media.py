@@ -5,16 +5,20 @@ those who may see the conversation only (404 for anyone else), ranges, safe head
 uploads for replies; deletes erase the files; the size bound and the quota."""
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
 import json
 import os
 import secrets
 from pathlib import Path
 
 import httpx
-import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import MEDIA_MAX_BYTES, TEST_MEDIA_S3, eventually, s3_settings, start_moto, unique
+from conftest import (MEDIA_MAX_BYTES, TEST_MEDIA_S3, company_pk, eventually, s3_settings, start_moto, start_server,
+                      unique)
+from fakes import Held
 from test_messenger import install_page, now_ms
 from test_notes import link, notes_of
 from test_notifications import ASSIGN, SHARE, address_of
@@ -198,6 +202,34 @@ async def test_a_file_over_the_size_bound_is_not_kept(company, http, server, fak
     assert attachment["storage"] == "TOO_LARGE" and not attachment["stored"]
 
 
+async def test_at_most_four_files_of_one_channel_are_fetched_at_once(company, fakes):
+    paths = [cdn_file(fakes, b"z", "application/octet-stream", ".bin")[0] for _ in range(6)]
+    releases = [asyncio.Event() for _ in paths]
+    for path, release in zip(paths, releases):
+        fakes.script(path, Held(release, 200, {"ok": True}))
+    fakes.most_files_in_flight = 0
+    data = await company.partner.data(RECEIVE, {"input": {
+        "externalMessageId": unique("m"), "sender": {"externalId": unique("c"), "name": "Carla"}, "body": "six",
+        "attachments": [{"kind": "FILE", "url": f"{fakes.url}{path}"} for path in paths]}})
+    conversation = data["receiveChannelMessage"]["conversation"]["id"]
+
+    async def arrived():
+        return [path for path in paths if fakes.seen("file", path)]
+
+    first = await eventually(arrived, lambda found: len(found) == 4)
+    assert fakes.files_in_flight == 4
+    for path, release in zip(paths, releases):  # one by one: each freed slot lets one more in
+        if path in first:
+            release.set()
+            break
+    await eventually(arrived, lambda found: len(found) == 5)
+    for release in releases:
+        release.set()
+    found = await settled(company.admin, conversation, 6)
+    assert [a["storage"] for a in found] == ["STORED"] * 6
+    assert fakes.most_files_in_flight == 4
+
+
 # --- serving ------------------------------------------------------------------------------------
 
 async def stored_file(company, fakes, body: bytes = PNG, content_type: str = "image/png", kind: str = "IMAGE",
@@ -348,6 +380,19 @@ async def test_a_company_over_its_quota_keeps_receiving_messages_but_not_their_f
     assert message["body"] == "look"
     [attachment] = await settled(company.admin, conversation)
     assert attachment["storage"] == "OVER_QUOTA" and not attachment["stored"]
+
+
+async def test_metrics_show_each_company_s_stored_bytes(company, server, http, fakes):
+    await stored_file(company, fakes, b"q" * 1234, "application/zip", "FILE", ".zip")
+    await stored_file(company, fakes, b"q" * 766, "application/zip", "FILE", ".zip")
+    running = await start_server(dataclasses.replace(server.settings, metrics_token="media-metrics"), lifespan="off")
+    try:
+        answer = await http.get(f"{running.url}/metrics", headers={"Authorization": "Bearer media-metrics"})
+    finally:
+        await running.stop()
+    samples = {(s.name, frozenset(s.labels.items())): s.value
+               for family in text_string_to_metric_families(answer.text) for s in family.samples}
+    assert samples[("inbox_media_stored_bytes", frozenset({("company", str(await company_pk(company)))}))] == 2000
 
 
 # --- the S3 store over its protocol -------------------------------------------------------------
