@@ -86,6 +86,19 @@ def provider(kind) -> Provider:
     return found
 
 
+def without_nul(value):
+    """A decoded webhook payload (its signature checked) with NUL taken out of every
+    string: PostgreSQL's text cannot store it, and a message that fails for good would be
+    retried by the app until it gives the webhook up."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {key: without_nul(item) for key, item in value.items()}
+    return value
+
+
 def inbound_body(text: str | None, attachments: list[tuple[str, str | None]]) -> str | None:
     """The body an agent reads: the text, then one line per attachment ("[image] https://…",
     the link pointing at the messaging app's copy), cut to the longest body the inbox keeps.

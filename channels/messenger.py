@@ -27,7 +27,7 @@ from inbox.messages import Inbound, receive_all
 from inbox.sending import update_statuses_up_to
 from models import Channel, ChannelKind, DeliveryStatus
 
-from . import Malformed, Provider, inbound_body, web
+from . import Malformed, Provider, inbound_body, web, without_nul
 from .outbound import check, field, send_parts
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def parse(body: bytes) -> list[Event]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise Malformed("the body is not JSON") from None
-    payload = _dict(payload, "the body")
+    payload = _dict(without_nul(payload), "the body")
     if payload.get("object") != "page":
         raise Malformed('"object" must be "page"')
     entries = payload.get("entry")

@@ -24,7 +24,7 @@ from inbox.messages import Inbound, receive
 from inbox.sending import update_status_by_external_id
 from models import Channel, ChannelKind, DeliveryStatus
 
-from . import Malformed, Provider, inbound_body, web
+from . import Malformed, Provider, inbound_body, web, without_nul
 from .outbound import check, field, send_parts
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def _media(fields: dict[str, str]) -> tuple[list[dict], list[tuple[str, str | No
 def parse(params: list[tuple[str, str]]) -> MessageEvent | StatusEvent | None:
     """An inbound message, a status callback, or None for what the inbox has no use for
     (a status with no news, a message with nothing to read)."""
-    fields = dict(reversed(params))  # the first value of a repeated name
+    fields = without_nul(dict(reversed(params)))  # the first value of a repeated name
     sid = _sid(fields)
     status = (fields.get("MessageStatus") or fields.get("SmsStatus") or "").strip().lower()
     if status and status not in INBOUND_STATUSES:

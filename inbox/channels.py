@@ -67,6 +67,7 @@ async def _admin_channel(viewer: User, channel_id: int) -> Channel:
 
 
 async def share(viewer: User, channel_id: int, user_ids: list[int]) -> Channel:
+    validation.ids(user_ids)
     channel = await _admin_channel(viewer, channel_id)
     users = [await company_user(viewer, user_id) for user_id in dict.fromkeys(user_ids)]
     async with in_transaction():
@@ -76,6 +77,7 @@ async def share(viewer: User, channel_id: int, user_ids: list[int]) -> Channel:
 
 
 async def unshare(viewer: User, channel_id: int, user_ids: list[int]) -> Channel:
+    validation.ids(user_ids)
     channel = await _admin_channel(viewer, channel_id)
     users = [await company_user(viewer, user_id) for user_id in dict.fromkeys(user_ids)]
     if any(user.id == channel.installed_by_id for user in users):

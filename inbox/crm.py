@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from tortoise.expressions import Q
 
-from models import Deal, Lead, LinkTargetKind, Note, Person, User
+from models import ConversationLink, Deal, Lead, LinkTargetKind, Note, Person, User
 
-from . import validation
+from . import sql, validation
 from .errors import BadInput, NotFound
 from .sections import page_size
 
@@ -90,9 +90,9 @@ async def create(viewer: User, item: NewItem) -> Person | Lead | Deal:
 async def persons_page(viewer: User, *, search: str | None, first: int | None,
                        after: int | None) -> tuple[list[Person], bool]:
     """Newest first (keyset on the id); `search` matches name, email or phone, case-insensitive."""
+    term = validation.search(search)
     size = page_size(first)
     query = Person.filter(company_id=viewer.company_id)
-    term = (search or "").strip()
     if term:
         query = query.filter(Q(name__icontains=term) | Q(email__icontains=term) | Q(phone__icontains=term))
     if after is not None:
@@ -101,6 +101,14 @@ async def persons_page(viewer: User, *, search: str | None, first: int | None,
     return rows[:size], len(rows) > size
 
 
-async def notes_of(kind: LinkTargetKind, target_id: int) -> list[Note]:
-    """A detail view's notes, newest first."""
-    return await Note.filter(target_kind=kind, target_id=target_id).order_by("-created_at", "-id")
+async def notes_of(kind: LinkTargetKind, target_ids: list[int]) -> dict[int, list[Note]]:
+    """Each detail view's notes, newest first, at most MAX_NOTES each, in one statement."""
+    return await sql.first_per(Note, "t.target_id", target_ids, "t.created_at DESC, t.id DESC",
+                               validation.MAX_NOTES, "AND t.target_kind = ?", kind.value)
+
+
+async def links_of(conversation_ids: list[int]) -> dict[int, list[ConversationLink]]:
+    """Each conversation's links, oldest first (at most MAX_LINKS: linking refuses more),
+    in one statement."""
+    return await sql.first_per(ConversationLink, "t.conversation_id", conversation_ids, "t.id",
+                               validation.MAX_LINKS)

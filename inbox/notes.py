@@ -23,7 +23,8 @@ from models import (Channel, Contact, Conversation, ConversationLink, EventKind,
 from . import attachments as attachment_rules
 from . import crm, sql, validation
 from .access import audience, visible_conversation
-from .errors import Conflict, NotFound
+from .errors import BadInput, Conflict, NotFound
+from .validation import MAX_LINKS
 from .events import record_event
 from .transaction import action
 
@@ -155,6 +156,8 @@ async def link(viewer: User, conversation_id: int, target: Existing | crm.NewIte
         if await ConversationLink.filter(conversation_id=conversation.id, target_kind=kind,
                                          target_id=target_id).exists():
             raise Conflict("the conversation is already linked to it")
+        if await ConversationLink.filter(conversation_id=conversation.id).count() >= MAX_LINKS:
+            raise BadInput(f"a conversation links to at most {MAX_LINKS} items")
         try:
             row = await ConversationLink.create(company_id=viewer.company_id, conversation_id=conversation.id,
                                                 target_kind=kind, target_id=target_id,
@@ -177,14 +180,23 @@ async def unlink(viewer: User, link_id: int) -> int:
     row = await ConversationLink.get_or_none(id=link_id, company_id=viewer.company_id)
     if row is None:
         raise NotFound("link not found")
-    await visible_conversation(viewer, row.conversation_id)
+    await _link_conversation(viewer, row)
     async with action(viewer.company_id) as act:
-        conversation = await visible_conversation(viewer, row.conversation_id, for_update=True)
+        conversation = await _link_conversation(viewer, row, for_update=True)
         if not await ConversationLink.filter(id=link_id).delete():
             raise NotFound("link not found")  # unlinked meanwhile
         await record_event(act, conversation, EventKind.UNLINKED, actor=viewer,
                            audience=await audience(conversation.channel_id))
     return link_id
+
+
+async def _link_conversation(viewer: User, link: ConversationLink, *, for_update: bool = False) -> Conversation:
+    """The link's conversation. A link of a conversation the viewer cannot see reads as a
+    missing link, not a missing conversation: that would tell that the link exists."""
+    try:
+        return await visible_conversation(viewer, link.conversation_id, for_update=for_update)
+    except NotFound:
+        raise NotFound("link not found") from None
 
 
 def _takes(note: Note | None, link: ConversationLink, message: Message) -> bool:

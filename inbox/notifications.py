@@ -18,7 +18,7 @@ from models import (Channel, Contact, Conversation, EmailBurst, Message, Message
 from subscriptions.events import NotificationReceived
 
 from . import attachments as attachment_rules
-from . import sql
+from . import sql, validation
 from .errors import NotFound
 from .sections import page_size
 from .transaction import Action
@@ -204,6 +204,8 @@ async def own_notification(viewer: User, notification_id: int) -> Notification:
 async def mark_read(viewer: User, notification_ids: list[int] | None) -> int:
     """Marks the given notifications read, or all of the viewer's when None; returns how
     many changed. An id that is not one of the viewer's is NOT_FOUND and changes nothing."""
+    if notification_ids is not None:
+        validation.ids(notification_ids)
     now = datetime.now(timezone.utc)
     mine = Notification.filter(user_id=viewer.id, read_at__isnull=True)
     if notification_ids is None:

@@ -7,13 +7,14 @@ from datetime import datetime
 from enum import Enum
 from typing import Awaitable, Callable
 
+from tortoise.expressions import Q
 from tortoise.filters import escape_like
 
-from models import Contact, Conversation, ConversationStatus, Message, MessageDirection, User
+from models import Contact, Conversation, ConversationEvent, ConversationStatus, Message, MessageDirection, User
 
-from . import sql
+from . import sql, validation
 from .errors import BadInput
-from .access import accessible_channel_ids, has_access, visible_channel, visible_conversation
+from .access import accessible_channel_ids, visible_channel, visible_conversation
 
 MAX_PAGE = 100
 
@@ -110,9 +111,9 @@ async def _section_filter(viewer: User, section: Section, channel_id: int | None
     else:
         where.append("c.status = 'OPEN' AND c.assignee_id IS NOT NULL AND c.assignee_id <> ?")
         params.append(viewer.id)
-    if search and search.strip():
+    if search:
         # As the ORM's icontains says it (UPPER is Unicode-aware on SQLite too: server/db.py).
-        pattern = f"%{escape_like(search.strip())}%"
+        pattern = f"%{escape_like(search)}%"
         tables += " JOIN contact sc ON sc.id = c.contact_id"
         where.append(r"""(UPPER(sc.name) LIKE UPPER(?) ESCAPE '\'
                      OR c.id IN (SELECT sm.conversation_id FROM message sm
@@ -126,7 +127,7 @@ async def section_page(viewer: User, section: Section, *, channel_id: int | None
     """One page of a section and everything the inbox shows of its conversations, in
     one statement whatever the page size."""
     size = page_size(first)
-    tables, where, params = await _section_filter(viewer, section, channel_id, search)
+    tables, where, params = await _section_filter(viewer, section, channel_id, validation.search(search))
 
     async def count() -> int:
         # Counted only when asked for (totalCount): on a large section the count costs
@@ -198,37 +199,65 @@ async def unread_counts(viewer_id: int, conversation_ids: list[int]) -> dict[int
 
 
 async def assignable_users(viewer: User, conversation_id: int) -> list[User]:
+    """Available users with access to the conversation's channel (admins, members), at
+    most MAX_USERS."""
     conversation = await visible_conversation(viewer, conversation_id)
-    candidates = await User.filter(company_id=viewer.company_id, available=True).order_by("name", "id")
-    return [user for user in candidates if await has_access(user, conversation.channel_id)]
+    return await (User.filter(company_id=viewer.company_id, available=True)
+                  .filter(Q(is_admin=True) | Q(memberships__channel_id=conversation.channel_id))
+                  .distinct().order_by("name", "id").limit(validation.MAX_USERS))
 
 
-async def messages_page(conversation_id: int, *, first: int | None, after: int | None,
-                        last: int | None, before: int | None) -> tuple[list[Message], bool, bool]:
-    """Messages oldest first; `last`/`before` page backwards from the newest.
-    Returns the rows, and whether there are more after and before them."""
-    query = Message.filter(conversation_id=conversation_id)
+@dataclass
+class MessagesPage:
+    rows: list[Message]
+    has_next: bool
+    has_previous: bool
+
+
+async def messages_pages(conversation_ids: list[int], *, first: int | None, after: int | None,
+                         last: int | None, before: int | None) -> dict[int, MessagesPage]:
+    """The same page of each conversation's messages, oldest first, in one statement (two
+    when the cursor asks whether there are more on its other side); `last`/`before` page
+    backwards from the newest."""
+    backwards = last is not None and first is None
+    size = page_size(last) if backwards else page_size(first, MAX_PAGE)
+    where, params = "", []
     if after is not None:
-        query = query.filter(id__gt=after)
+        where, params = where + " AND t.id > ?", params + [after]
     if before is not None:
-        query = query.filter(id__lt=before)
-    if last is not None and first is None:
-        size = page_size(last)
-        rows = list(reversed(await query.order_by("-id").limit(size + 1)))
-        has_before = len(rows) > size
-        rows = rows[1:] if has_before else rows
-        has_after = before is not None and await Message.filter(conversation_id=conversation_id,
-                                                                id__gte=before).exists()
-        return rows, has_after, has_before
-    size = page_size(first, MAX_PAGE)
-    rows = await query.order_by("id").limit(size + 1)
-    has_after = len(rows) > size
-    rows = rows[:size]
-    if last is not None:
-        rows = rows[-page_size(last):]
-    has_before = after is not None and await Message.filter(conversation_id=conversation_id,
-                                                            id__lte=after).exists()
-    return rows, has_after, has_before
+        where, params = where + " AND t.id < ?", params + [before]
+    found = await sql.first_per(Message, "t.conversation_id", conversation_ids,
+                                "t.id DESC" if backwards else "t.id", size + 1, where, *params)
+    # Whether each conversation has messages on the cursor's other side.
+    beyond: set[int] = set()
+    if backwards and before is not None:
+        beyond = await _having_messages(conversation_ids, id__gte=before)
+    elif not backwards and after is not None:
+        beyond = await _having_messages(conversation_ids, id__lte=after)
+    pages = {}
+    for conversation_id in conversation_ids:
+        rows = found.get(conversation_id, [])
+        more = len(rows) > size
+        rows = rows[:size]
+        if backwards:
+            pages[conversation_id] = MessagesPage(rows[::-1], conversation_id in beyond, more)
+        else:
+            if last is not None:
+                rows = rows[max(len(rows) - page_size(last), 0):]
+            pages[conversation_id] = MessagesPage(rows, more, conversation_id in beyond)
+    return pages
+
+
+async def _having_messages(conversation_ids: list[int], **condition) -> set[int]:
+    return set(await Message.filter(conversation_id__in=conversation_ids, **condition)
+               .distinct().values_list("conversation_id", flat=True))
+
+
+async def events_of(conversation_ids: list[int]) -> dict[int, list[ConversationEvent]]:
+    """Each conversation's latest MAX_EVENTS events, oldest first, in one statement."""
+    found = await sql.first_per(ConversationEvent, "t.conversation_id", conversation_ids, "t.id DESC",
+                                validation.MAX_EVENTS)
+    return {key: rows[::-1] for key, rows in found.items()}
 
 
 async def replay_messages(viewer: User, after: int, conversation_id: int | None, limit: int = 500,

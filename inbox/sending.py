@@ -139,15 +139,15 @@ async def update_status(message_id: int, status: DeliveryStatus, *, failure_reas
         message.status = status
         fields = ["status"]
         if status is DeliveryStatus.FAILED:
-            message.failure_reason = (failure_reason or "refused by the messaging app")[:2000]
+            message.failure_reason = (failure_reason or "refused by the messaging app")[:validation.MAX_FAILURE_REASON]
             fields.append("failure_reason")
         if external_id and not message.external_id:
             # An id the app already gave another message of the channel cannot be kept
             # (unique per channel); failing here would leave the reply to be sent again.
-            if await Message.filter(channel_id=message.channel_id, external_id=external_id[:255]).exists():
+            if await Message.filter(channel_id=message.channel_id, external_id=stored_id(external_id)).exists():
                 log.warning("message %s: external id %r is taken on its channel; not kept", message.id, external_id)
             else:
-                message.external_id = external_id[:255]
+                message.external_id = stored_id(external_id)
                 fields.append("external_id")
         await message.save(update_fields=fields)
         message.update_seq = (await mark_changed([message.id]))[message.id]
@@ -165,6 +165,10 @@ async def update_status_by_external_id(channel: Channel, external_id: str, statu
     """For status reports that name the messaging app's id. None when no such message.
     `keep_if_early`: the report may come before the sender has recorded that id (the app
     answered the send, the report overtook the answer); it is kept and applied then."""
+    if len(external_id) > validation.MAX_EXTERNAL_ID:
+        raise BadInput(f"externalMessageId is longer than {validation.MAX_EXTERNAL_ID} characters")
+    # The reason is shown as it came, cut rather than refused: the status still applies.
+    failure_reason = failure_reason[:validation.MAX_FAILURE_REASON] if failure_reason else failure_reason
     message = await _by_external_id(channel.id, external_id)
     if message is None:
         if not keep_if_early:
@@ -179,8 +183,14 @@ async def update_status_by_external_id(channel: Channel, external_id: str, statu
     return await update_status(message.id, status, failure_reason=failure_reason) or message
 
 
+def stored_id(external_id: str) -> str:
+    """A messaging app's id as stored (the column holds 255 characters): looked up the
+    same way, a longer id finds what it was stored as instead of failing in the ORM."""
+    return external_id[:255]
+
+
 async def _by_external_id(channel_id: int, external_id: str) -> Message | None:
-    return await Message.get_or_none(channel_id=channel_id, external_id=external_id,
+    return await Message.get_or_none(channel_id=channel_id, external_id=stored_id(external_id),
                                      direction=MessageDirection.OUTBOUND)
 
 
@@ -190,7 +200,7 @@ async def _keep_early_receipt(channel_id: int, external_id: str, status: Deliver
     # sender) are not kept for ever.
     await EarlyReceipt.filter(created_at__lt=datetime.now(timezone.utc) - EARLY_RECEIPTS_KEPT).delete()
     try:
-        await EarlyReceipt.create(channel_id=channel_id, external_id=external_id[:255], status=status,
+        await EarlyReceipt.create(channel_id=channel_id, external_id=stored_id(external_id), status=status,
                                   failure_reason=failure_reason)
     except IntegrityError:
         pass  # the same report again

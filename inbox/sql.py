@@ -119,3 +119,25 @@ async def insert(table: str, columns: Iterable[str], values: Sequence[Sequence],
     placeholders, params = rows(values)
     return await fetch(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {placeholders} RETURNING {returning}",
                        *params)
+
+
+
+async def first_per(model, key: str, keys: Iterable, order: str, limit: int, where: str = "", *params,
+                    source: str | None = None) -> dict[object, list]:
+    """The first `limit` rows of `model` (alias t) for each value of `key` (an SQL
+    expression) among `keys`, by `order`, in one statement whatever the number of keys (a
+    window function: SQLite 3.25+ and PostgreSQL); each key's rows in `order`. `source`:
+    the FROM clause when it joins more than the model's table; `where`: more conditions,
+    starting with AND."""
+    marks, values = in_list(keys)
+    source = source or f'"{model._meta.db_table}" t'
+    rows = await fetch(
+        f"""SELECT * FROM (SELECT {columns(model, "t")}, {key} AS group_key,
+                                  ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {order}) AS rank_in_key
+                           FROM {source} WHERE {key} IN {marks} {where}) w
+            WHERE w.rank_in_key <= ? ORDER BY w.group_key, w.rank_in_key""",
+        *values, *params, limit)
+    found: dict[object, list] = {}
+    for row in rows:
+        found.setdefault(row["group_key"], []).append(build(model, row, "t"))
+    return found

@@ -7,7 +7,7 @@ import strawberry
 from strawberry.types import Info
 
 import models
-from inbox import access, notifications, sections
+from inbox import access, notifications, sections, validation
 from inbox.errors import InboxError
 from schema import crm as crm_types, notifications as notification_types, types
 from schema.ids import parse_conversation_cursor, parse_global_id, pk_of
@@ -75,7 +75,8 @@ def me(info: Info) -> types.User:
 
 
 async def users(info: Info) -> list[types.User]:
-    rows = await models.User.filter(company_id=info.context.viewer.company_id).order_by("name", "id")
+    rows = await (models.User.filter(company_id=info.context.viewer.company_id).order_by("name", "id")
+                  .limit(validation.MAX_USERS))
     return [types.User.of(row) for row in rows]
 
 
@@ -86,7 +87,7 @@ async def assignable_users(info: Info, conversation_id: strawberry.ID) -> list[t
 
 async def channels(info: Info) -> list[types.Channel]:
     ids = await access.accessible_channel_ids(info.context.viewer)
-    rows = await models.Channel.filter(id__in=ids).order_by("name", "id")
+    rows = await models.Channel.filter(id__in=ids).order_by("name", "id").limit(validation.MAX_CHANNELS)
     return [types.Channel.of(row) for row in rows]
 
 

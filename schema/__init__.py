@@ -5,32 +5,42 @@ from __future__ import annotations
 from typing import Optional
 
 import strawberry
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 
+from inbox import validation
 from resolvers import crm as crm_resolvers, mutations, notifications as notification_resolvers, queries
 from subscriptions import streams
 from subscriptions.executor_patch import apply as _flat_subscription_memory
 
-from . import crm, notifications as notification_types, types
+from . import crm, notifications as notification_types, text_inputs, types
+from .cost import ExecutionBudget, max_items
+from .documents import PreparedDocuments
 from .errors import ContractErrors, CountedOperations, InboxSchema
 from .partner import InboxExecutionContext
 
 _flat_subscription_memory()
+text_inputs.apply()
 
 
 @strawberry.type
 class Query:
     node: Optional[types.Node] = strawberry.field(resolver=queries.node)
     me: types.User = strawberry.field(resolver=queries.me)
-    users: list[types.User] = strawberry.field(resolver=queries.users)
+    users: list[types.User] = strawberry.field(
+        resolver=queries.users, description=f"The company's users by name; at most {validation.MAX_USERS}.",
+        metadata=max_items(validation.MAX_USERS))
     assignable_users: list[types.User] = strawberry.field(
         resolver=queries.assignable_users,
-        description="Users to whom this conversation may be assigned now: available, with access to its channel.")
+        description="Users to whom this conversation may be assigned now: available, with access to its channel "
+                    f"(at most {validation.MAX_USERS}).",
+        metadata=max_items(validation.MAX_USERS))
     channels: list[types.Channel] = strawberry.field(
         resolver=queries.channels,
-        description="Channels the viewer has access to (admins: every channel of the company).")
+        description="Channels the viewer has access to (admins: every channel of the company), by name; at most "
+                    f"{validation.MAX_CHANNELS}.",
+        metadata=max_items(validation.MAX_CHANNELS))
     inbox: types.ConversationConnection = strawberry.field(
         resolver=queries.inbox, description="One section of the inbox, most recent activity first.")
     inbox_counts: types.InboxCounts = strawberry.field(resolver=queries.inbox_counts)
@@ -141,9 +151,10 @@ schema = InboxSchema(
            crm.Person, crm.Lead, crm.Deal, crm.Note, crm.ConversationLink, notification_types.Notification],
     extensions=[
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: ParserCache(maxsize=512),
         lambda: AddValidationRules(LIMIT_RULES),
-        lambda: ValidationCache(maxsize=512),
+        # Parse and validation caches bounded in bytes, then the cost (schema/cost.py).
+        PreparedDocuments,
+        ExecutionBudget,
         CountedOperations,
         ContractErrors,
     ],

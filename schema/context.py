@@ -9,7 +9,7 @@ from typing import Any
 from strawberry.dataloader import DataLoader
 
 import models
-from inbox import notes, sections
+from inbox import access, crm, notes, sections
 from inbox.errors import Unauthenticated
 
 
@@ -22,7 +22,8 @@ def _by_id(model):
 
 
 class Loaders:
-    def __init__(self, viewer_id: int | None) -> None:
+    def __init__(self, viewer: models.User | None) -> None:
+        viewer_id = viewer.id if viewer is not None else None
         self.user = _by_id(models.User)
         self.channel = _by_id(models.Channel)
         self.contact = _by_id(models.Contact)
@@ -39,12 +40,52 @@ class Loaders:
             return [found.get(i, 0) for i in ids]
 
         self.unread = DataLoader(load_fn=load_unread, cache=False)
+        # Lists of many parents, each read in one statement for all of them.
+        self.messages = DataLoader(load_fn=_load_messages, cache=False)
+        self.events = _grouped(sections.events_of)
+        self.links = _grouped(crm.links_of)
+        self.members = _grouped(access.members_of)
+        self.notes = DataLoader(load_fn=_load_notes, cache=False)
+
+        async def load_visible(ids: list[int]) -> list[models.Conversation | None]:
+            found = await access.visible_conversations(viewer, list(set(ids))) if viewer is not None else {}
+            return [found.get(i) for i in ids]
+
+        # Conversations the viewer may see (None for the others, and for a partner).
+        self.visible_conversation = DataLoader(load_fn=load_visible, cache=False)
 
         async def load_note_lines(ids: list[int]) -> list[list[models.NoteLine]]:
             found = await notes.lines_of(list(set(ids)))
             return [found[i] for i in ids]
 
         self.note_lines = DataLoader(load_fn=load_note_lines, cache=False)
+
+
+def _grouped(read):
+    """A loader of each key's list, from a read of the lists of many keys at once."""
+    async def load(keys: list[int]) -> list[list]:
+        found = await read(list(set(keys)))
+        return [found.get(key, []) for key in keys]
+
+    return DataLoader(load_fn=load, cache=False)
+
+
+async def _load_messages(keys: list[tuple]) -> list:
+    """Keys (conversation id, first, after, last, before): one read per distinct page."""
+    pages: dict[tuple, dict] = {}
+    for arguments in dict.fromkeys(key[1:] for key in keys):
+        first, after, last, before = arguments
+        pages[arguments] = await sections.messages_pages(
+            list({key[0] for key in keys if key[1:] == arguments}), first=first, after=after, last=last,
+            before=before)
+    return [pages[key[1:]][key[0]] for key in keys]
+
+
+async def _load_notes(keys: list[tuple]) -> list[list]:
+    """Keys (target kind, target id): one read per kind."""
+    found = {kind: await crm.notes_of(kind, list({key[1] for key in keys if key[0] is kind}))
+             for kind in dict.fromkeys(key[0] for key in keys)}
+    return [found[kind].get(target_id, []) for kind, target_id in keys]
 
 
 class Context:
@@ -89,5 +130,5 @@ class Context:
     @property
     def loaders(self) -> Loaders:
         if self._loaders is None:
-            self._loaders = Loaders(self.viewer_id)
+            self._loaders = Loaders(self.principal if isinstance(self.principal, models.User) else None)
         return self._loaders

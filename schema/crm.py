@@ -9,15 +9,20 @@ import strawberry
 from strawberry.types import Info
 
 import models
-from inbox import access, crm, notes
-from inbox.errors import NotFound
+from inbox import notes, validation
 
+from .cost import max_items
 from .ids import global_id, person_cursor
 from .types import Conversation, Node, PageInfo
 
 
-async def _notes(kind: models.LinkTargetKind, target_id: int) -> list["Note"]:
-    return [Note.of(row) for row in await crm.notes_of(kind, target_id)]
+async def _notes(info: Info, kind: models.LinkTargetKind, target_id: int) -> list["Note"]:
+    return [Note.of(row) for row in await info.context.loaders.notes.load((kind, target_id))]
+
+
+# Notes of a person, lead or deal: the latest, newest first.
+_NOTES = dict(description=f"Newest first; the latest {validation.MAX_NOTES}.",
+              metadata=max_items(validation.MAX_NOTES))
 
 
 async def _person(info: Info, person_id: int | None) -> Optional["Person"]:
@@ -38,9 +43,9 @@ class Person(Node):
     def of(cls, row: models.Person) -> "Person":
         return cls(id=global_id("Person", row.id), name=row.name, email=row.email, phone=row.phone, row=row)
 
-    @strawberry.field
-    async def notes(self) -> list["Note"]:
-        return await _notes(models.LinkTargetKind.PERSON, self.row.id)
+    @strawberry.field(**_NOTES)
+    async def notes(self, info: Info) -> list["Note"]:
+        return await _notes(info, models.LinkTargetKind.PERSON, self.row.id)
 
 
 @strawberry.type
@@ -56,9 +61,9 @@ class Lead(Node):
     async def person(self, info: Info) -> Optional[Person]:
         return await _person(info, self.row.person_id)
 
-    @strawberry.field
-    async def notes(self) -> list["Note"]:
-        return await _notes(models.LinkTargetKind.LEAD, self.row.id)
+    @strawberry.field(**_NOTES)
+    async def notes(self, info: Info) -> list["Note"]:
+        return await _notes(info, models.LinkTargetKind.LEAD, self.row.id)
 
 
 @strawberry.type
@@ -76,9 +81,9 @@ class Deal(Node):
     async def person(self, info: Info) -> Optional[Person]:
         return await _person(info, self.row.person_id)
 
-    @strawberry.field
-    async def notes(self) -> list["Note"]:
-        return await _notes(models.LinkTargetKind.DEAL, self.row.id)
+    @strawberry.field(**_NOTES)
+    async def notes(self, info: Info) -> list["Note"]:
+        return await _notes(info, models.LinkTargetKind.DEAL, self.row.id)
 
 
 LinkTarget = Annotated[Union[Person, Lead, Deal], strawberry.union("LinkTarget")]
@@ -133,10 +138,8 @@ class Note(Node):
         """Null once the conversation is deleted, or for a viewer without access to its channel."""
         if self.row.conversation_id is None:
             return None
-        try:
-            return Conversation.of(await access.visible_conversation(info.context.viewer, self.row.conversation_id))
-        except NotFound:
-            return None
+        row = await info.context.loaders.visible_conversation.load(self.row.conversation_id)
+        return Conversation.of(row) if row is not None else None
 
     @strawberry.field
     async def target(self, info: Info) -> LinkTarget:

@@ -23,6 +23,21 @@ def _decode(value: str) -> str:
     return base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
 
 
+# Every table's key is a 32-bit integer (PostgreSQL's `integer`), and the database
+# refuses a larger number as a parameter (it was an INTERNAL error). Such a number names
+# no row: an ID with one reads as a missing row (key 0: keys count from 1), as any
+# well-formed ID of a missing row does, and a cursor with one stands past every key.
+MAX_KEY = 2**31 - 1
+NO_ROW = 0
+
+
+def _number(text: str) -> int:
+    """The number in a decoded ID or cursor (ASCII digits, at most 18); ValueError otherwise."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise ValueError
+    return int(text)
+
+
 def global_id(type_name: str, pk: int) -> str:
     return _encode(f"{type_name}:{pk}")
 
@@ -31,9 +46,10 @@ def parse_global_id(value: str) -> tuple[str, int]:
     """(type, pk) of a well-formed ID; BAD_USER_INPUT otherwise."""
     try:
         type_name, _, pk = _decode(value).partition(":")
-        if type_name not in NODE_TYPES or not pk.isdigit() or len(pk) > 18:
+        if type_name not in NODE_TYPES:
             raise ValueError
-        return type_name, int(pk)
+        number = _number(pk)
+        return type_name, number if number <= MAX_KEY else NO_ROW
     except (ValueError, binascii.Error, UnicodeError):
         raise BadInput(f"malformed ID: {value!r}"[:120]) from None
 
@@ -61,9 +77,9 @@ def _parse_pk_cursor(value: str | None, expected_tag: str) -> int | None:
         return None
     try:
         tag, _, pk = _decode(value).partition(":")
-        if tag != expected_tag or not pk.isdigit() or len(pk) > 18:
+        if tag != expected_tag:
             raise ValueError
-        return int(pk)
+        return min(_number(pk), MAX_KEY)
     except (ValueError, binascii.Error, UnicodeError):
         raise BadInput("malformed cursor") from None
 
@@ -103,12 +119,12 @@ def parse_conversation_cursor(value: str | None) -> ConversationKey | None:
     try:
         tag, _, rest = _decode(value).partition(":")
         moment, _, pk = rest.rpartition("|")
-        if tag != "c" or not pk.isdigit():
+        if tag != "c":
             raise ValueError
         when = datetime.fromisoformat(moment)
         if when.tzinfo is None:
             raise ValueError
-        return ConversationKey(when, int(pk))
+        return ConversationKey(when, min(_number(pk), MAX_KEY))
     except (ValueError, binascii.Error, UnicodeError):
         raise BadInput("malformed cursor") from None
 

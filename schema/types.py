@@ -10,9 +10,10 @@ import strawberry
 from strawberry.types import Info
 
 import models
-from inbox import accounts, apps, attachments, media, sections
+from inbox import accounts, apps, attachments, media, sections, validation
 from subscriptions.events import ConversationChanged
 
+from .cost import max_items
 from .ids import conversation_cursor, conversation_url, event_cursor, global_id, message_cursor, update_cursor
 
 ChannelKind = strawberry.enum(models.ChannelKind, name="ChannelKind")
@@ -139,10 +140,10 @@ class Channel(Node):
         return await _user(info, self.row.installed_by_id)
 
     @strawberry.field(description="Users with shared access to this channel's conversations "
-                                  "(the installer included).")
-    async def members(self) -> list[User]:
-        rows = await models.User.filter(memberships__channel_id=self.row.id).order_by("name", "id")
-        return [User.of(row) for row in rows]
+                                  f"(the installer included), by name; at most {validation.MAX_MEMBERS}.",
+                      metadata=max_items(validation.MAX_MEMBERS))
+    async def members(self, info: Info) -> list[User]:
+        return [User.of(row) for row in await info.context.loaders.members.load(self.row.id)]
 
 
 async def _channel(info: Info, channel_id: int) -> Channel:
@@ -370,21 +371,20 @@ class Conversation(Node):
         return conversation_url(info.context.settings.public_url, self.row.id)
 
     @strawberry.field(description="Oldest first within a page; `last`/`before` page backwards from the newest.")
-    async def messages(self, first: Optional[int] = None, after: Optional[str] = None,
+    async def messages(self, info: Info, first: Optional[int] = None, after: Optional[str] = None,
                        last: Optional[int] = None, before: Optional[str] = None) -> MessageConnection:
         from .ids import parse_message_cursor
 
-        rows, has_next, has_previous = await sections.messages_page(
-            self.row.id, first=first, after=parse_message_cursor(after), last=last,
-            before=parse_message_cursor(before))
-        return message_connection(rows, has_next, has_previous)
+        page = await info.context.loaders.messages.load(
+            (self.row.id, first, parse_message_cursor(after), last, parse_message_cursor(before)))
+        return message_connection(page.rows, page.has_next, page.has_previous)
 
-    @strawberry.field
-    async def links(self) -> list[Annotated["ConversationLink", strawberry.lazy("schema.crm")]]:
+    @strawberry.field(description=f"Oldest first; at most {validation.MAX_LINKS} (linking refuses more).",
+                      metadata=max_items(validation.MAX_LINKS))
+    async def links(self, info: Info) -> list[Annotated["ConversationLink", strawberry.lazy("schema.crm")]]:
         from .crm import ConversationLink
 
-        rows = await models.ConversationLink.filter(conversation_id=self.row.id).order_by("id")
-        return [ConversationLink.of(row) for row in rows]
+        return [ConversationLink.of(row) for row in await info.context.loaders.links.load(self.row.id)]
 
     @strawberry.field(description="Whether a reply may be sent now; null on channels without such a policy "
                                   "(CUSTOM, TELEGRAM).")
@@ -393,10 +393,11 @@ class Conversation(Node):
         found = apps.window_of(channel, self.row.last_inbound_at)
         return ReplyWindow(state=found.state, closes_at=found.closes_at) if found else None
 
-    @strawberry.field(description="What happened to the conversation, oldest first.")
-    async def events(self) -> list[ConversationEvent]:
-        rows = await models.ConversationEvent.filter(conversation_id=self.row.id).order_by("id")
-        return [ConversationEvent.of(row) for row in rows]
+    @strawberry.field(description=f"What happened to the conversation: the latest {validation.MAX_EVENTS} "
+                                  "events, oldest first.",
+                      metadata=max_items(validation.MAX_EVENTS))
+    async def events(self, info: Info) -> list[ConversationEvent]:
+        return [ConversationEvent.of(row) for row in await info.context.loaders.events.load(self.row.id)]
 
 
 @strawberry.type

@@ -37,6 +37,11 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("INBOX_BODY_TIMEOUT_SECONDS", "10",
      "Seconds an HTTP request body may take to arrive once its headers are in (slower: 408)"),
     ("INBOX_LOG_LEVEL", "INFO", "Python logging level"),
+    ("INBOX_MAX_QUERY_NODES", "10000",
+     "Largest cost of one operation: the objects it can return, connections at first/last (over: "
+     "BAD_USER_INPUT, reason QUERY_TOO_COSTLY; for a subscription, per event)"),
+    ("INBOX_QUERY_TIMEOUT_SECONDS", "10",
+     "Execution budget of one query; past it the query is cancelled (BAD_USER_INPUT, reason QUERY_TIMEOUT)"),
     ("INBOX_WHATSAPP_NEW_INSTALLS", "true",
      "false: only companies that already have a WhatsApp channel may install another"),
     ("INBOX_MESSENGER_API_BASE", "https://graph.facebook.com/v19.0",
@@ -150,6 +155,8 @@ class Settings:
     media_quota_bytes: int | None = None
     media_url_seconds: float = 3600.0
     media_secret: str = ""
+    max_query_nodes: int = 10_000
+    query_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -201,6 +208,8 @@ class Settings:
             media_quota_bytes=int(_env("INBOX_MEDIA_QUOTA_BYTES")) if _env("INBOX_MEDIA_QUOTA_BYTES").strip() else None,
             media_url_seconds=float(_env("INBOX_MEDIA_URL_SECONDS")),
             media_secret=_env("INBOX_MEDIA_SECRET"),
+            max_query_nodes=int(_env("INBOX_MAX_QUERY_NODES")),
+            query_timeout_seconds=float(_env("INBOX_QUERY_TIMEOUT_SECONDS")),
         )
 
 

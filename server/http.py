@@ -3,38 +3,32 @@ POST of one query or mutation whose document parses and validates) executed stra
 graphql-core; anything else goes to strawberry's view, which answers it as it always has.
 
 The direct path does what the view and the schema's extensions do for such a request
-(cached parse with the token limit, cached validation with the depth and alias rules,
-contract error codes, 401 for UNAUTHENTICATED, the same JSON, the same count in the
-metrics), without their per-request machinery: more than half of the server's time on a
+(cached parse with the token limit, cached validation with the depth and alias rules, the
+cost and the execution budget, contract error codes, 401 for UNAUTHENTICATED, the same
+JSON, the same count in the metrics), without their per-request machinery: more than
+half of the server's time on a
 small query."""
 from __future__ import annotations
 
 import json
 import logging
-from functools import lru_cache
-from typing import NamedTuple
 
-from graphql import (DocumentNode, ExecutionResult, GraphQLError, OperationDefinitionNode, OperationType, execute,
-                     parse)
+from graphql import ExecutionResult, GraphQLError, OperationType, execute
 from graphql.validation import specified_rules
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from strawberry.execution import optimized_is_awaitable
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
-from strawberry.schema.schema import validate_document
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 
 from inbox.accounts import authenticate
+from schema import cost
+from schema.documents import DOCUMENTS, Document, PreparedDocuments
 from schema.errors import (INTERNAL_MESSAGE, ContractErrors, CountedOperations, refuses_authentication,
                            with_contract_code)
 
 from . import metrics
 
 log = logging.getLogger("inbox")
-
-# Parsed and validated documents kept, by query text; longer texts are prepared anew each
-# time (a cache of a few hundred of them could hold hundreds of MiB).
-DOCUMENTS_CACHED = 512
-LONGEST_CACHED = 16_384
 
 
 def bearer(value: str | None) -> str | None:
@@ -56,33 +50,20 @@ def internal_error() -> JSONResponse:
                         status_code=500)
 
 
-class Prepared(NamedTuple):
-    """A document that parsed and validated, with the type of each of its operations
-    by name (None: an anonymous one)."""
-    document: DocumentNode
-    operations: dict[str | None, OperationType]
-
-    def kind(self, name: str | None) -> OperationType | None:
-        """The type of the named operation (None: the only one), None when there is no such one."""
-        if name is not None:
-            return self.operations.get(name)
-        return next(iter(self.operations.values())) if len(self.operations) == 1 else None
-
-
 class DirectExecution:
     """What the direct path needs of the schema, or None when the schema has anything it
     does not reproduce (another extension, middleware, incremental delivery): then every
     request goes through the view."""
 
     # CountedOperations: this path counts its operations itself (`_answer`).
-    KNOWN = (MaxTokensLimiter, ParserCache, AddValidationRules, ValidationCache, CountedOperations, ContractErrors)
+    KNOWN = (MaxTokensLimiter, AddValidationRules, PreparedDocuments, cost.ExecutionBudget, CountedOperations,
+             ContractErrors)
 
     def __init__(self, schema, max_tokens: int, rules: tuple) -> None:
         self.graphql_schema = schema._schema
         self.executor_class = schema.execution_context_class
         self.max_tokens = max_tokens
         self.rules = rules
-        self._cached = lru_cache(maxsize=DOCUMENTS_CACHED)(self._prepare)
 
     @classmethod
     def of(cls, schema) -> "DirectExecution | None":
@@ -94,20 +75,17 @@ class DirectExecution:
         added = tuple(rule for e in extensions if isinstance(e, AddValidationRules) for rule in e.validation_rules)
         return cls(schema, max_tokens[0] if max_tokens else None, (*specified_rules, *added))
 
-    def _prepare(self, query: str) -> Prepared | None:
+    def _prepare(self, query: str) -> Document | None:
+        """The document when it parses and validates (the same cache as the view's)."""
         try:
-            document = parse(query, max_tokens=self.max_tokens)
+            document = DOCUMENTS.parsed(query, self.max_tokens, self.rules)
         except GraphQLError:
             return None
-        if validate_document(self.graphql_schema, document, self.rules):
-            return None
-        return Prepared(document, {
-            (definition.name.value if definition.name else None): definition.operation
-            for definition in document.definitions if isinstance(definition, OperationDefinitionNode)})
+        return None if DOCUMENTS.validated(self.graphql_schema, document, self.rules) else document
 
-    def operation(self, data: object) -> tuple[Prepared, dict | None, str | None] | None:
-        """The prepared document, variables and operation name of a request body this path
-        answers as the view would; None for anything else."""
+    def operation(self, data: object) -> tuple[Document, dict | None, str | None, OperationType] | None:
+        """The prepared document, variables, operation name and type of a request body this
+        path answers as the view would; None for anything else."""
         if type(data) is not dict or data.get("extensions") is not None:
             return None
         query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
@@ -115,23 +93,32 @@ class DirectExecution:
             return None
         if not (name is None or type(name) is str):
             return None
-        prepared = self._cached(query) if len(query) <= LONGEST_CACHED else self._prepare(query)
+        prepared = self._prepare(query)
         if prepared is None:
             return None
         kind = prepared.kind(name)
         if kind is not OperationType.QUERY and kind is not OperationType.MUTATION:
             return None  # a subscription (refused by the view), or no such operation
-        return prepared, variables, name
+        return prepared, variables, name, kind
 
-    async def run(self, prepared: Prepared, variables: dict | None, name: str | None,
+    async def run(self, prepared: Document, variables: dict | None, name: str | None, kind: OperationType,
                   context) -> tuple[dict | None, list[GraphQLError]]:
         """The data and the errors, with their contract codes."""
+        settings = context.settings
+        refusal = cost.check(self.graphql_schema, prepared.node, name, variables, settings.max_query_nodes,
+                             prepared.costs)
+        if refusal is not None:
+            return None, [with_contract_code(refusal)]
         try:
-            result = execute(self.graphql_schema, prepared.document, context_value=context,
+            result = execute(self.graphql_schema, prepared.node, context_value=context,
                              variable_values=variables, operation_name=name, is_awaitable=optimized_is_awaitable,
                              executor_class=self.executor_class, operation_extensions=None)
             if optimized_is_awaitable(result):
-                result = await result
+                if kind is OperationType.QUERY:
+                    async with cost.budget(settings.query_timeout_seconds):
+                        result = await result
+                else:  # as the view: a mutation runs to its end (schema/cost.py)
+                    result = await result
         except Exception as error:  # as strawberry does: an error of the request, masked
             result = ExecutionResult(None, [error if isinstance(error, GraphQLError)
                                             else GraphQLError(str(error), original_error=error)])
@@ -207,8 +194,7 @@ class GraphQLHTTP:
         sub_response = await self.view.get_sub_response(request)
         context = await self.view.get_context(request, sub_response)
         data, errors = await self.direct.run(*operation, context)
-        prepared, _, name = operation
-        metrics.answered(prepared.kind(name).value, errors)
+        metrics.answered(operation[3].value, errors)
         # As the view: "errors" only when there are some, and 401 for UNAUTHENTICATED.
         answer = {"data": data, "errors": [error.formatted for error in errors]} if errors else {"data": data}
         status = 401 if refuses_authentication(errors) else (sub_response.status_code or 200)

@@ -359,9 +359,12 @@ class QueryCounter(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.count = 0
+        # Each statement with its parameters, for tests that look for a value in them.
+        self.statements: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.count += 1
+        self.statements.append(record.getMessage())
 
 
 @pytest.fixture

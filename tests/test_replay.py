@@ -22,7 +22,7 @@ MESSAGE_ADDED = """subscription($after: String) {
 
 INBOX_STATE = """
 query($section: InboxSection!) {
-  inbox(section: $section, first: 100) {
+  inbox(section: $section, first: 40) {
     edges { node {
       id status section unreadCount assignee { id }
       messages(first: 100) { edges { node { id } } }

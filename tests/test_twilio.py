@@ -27,7 +27,7 @@ mutation($i: InstallChannelInput!) { installChannel(input: $i) { channel { id } 
 UNINSTALL = "mutation($c: ID!) { uninstallChannel(channelId: $c) }"
 CONVERSATIONS = """
 query($c: ID) {
-  inbox(section: UNASSIGNED, channelId: $c, first: 100) {
+  inbox(section: UNASSIGNED, channelId: $c, first: 50) {
     edges { node { id contact { name externalId }
       messages(first: 100) { edges { node { id body direction status senderName } } } } }
   }
@@ -390,3 +390,14 @@ async def test_messages_api_server_error_is_retried_and_the_reply_sent_once(what
     reply = (await whatsapp.company.admin.data(SEND, {"c": conversation["id"], "b": "again"}))["sendMessage"]
     await message_reaches(whatsapp.company.admin, reply["id"], "SENT")
     assert [r.form()["Body"] for r in fakes.seen("twilio_send", number)] == ["again", "again"]
+
+
+async def test_a_message_with_a_nul_character_is_stored_without_it(whatsapp):
+    # given a WhatsApp message whose text and profile name hold NUL (PostgreSQL's text
+    # cannot store it: it was a 500, which Twilio retries)
+    number = e164()
+    # when Twilio posts it, then it is taken, and stored without the NUL
+    await whatsapp.deliver(whatsapp.inbound(number, "Hola\x00", profile_name="A\x00na"))
+    [conversation] = await whatsapp.conversations()
+    assert conversation["contact"]["name"] == "Ana"
+    assert [edge["node"]["body"] for edge in conversation["messages"]["edges"]] == ["Hola"]
