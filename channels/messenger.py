@@ -130,7 +130,8 @@ def _attachments(value) -> tuple[list[dict], list[tuple[str, str | None]]]:
         if url is None and isinstance(coordinates, dict):
             url = f"{coordinates.get('lat')},{coordinates.get('long')}"
         described.append((kind, url))
-    return files, described
+    # Meta sends at most 10 (the inbox shows as many).
+    return files[:attachments.MAX_ATTACHMENTS], described
 
 
 def _message(page_id: str, psid: str, sent_at: datetime, message: dict) -> MessageEvent | None:

@@ -29,7 +29,7 @@ from inbox.messages import Inbound, receive
 from inbox.queue import Rejected
 from models import Channel, ChannelKind
 
-from . import Malformed, Provider, web
+from . import Malformed, Provider, web, without_nul
 from .outbound import Answer, check, send_parts
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def parse(body: bytes) -> Update | None:
     """The update's new message, or None for updates the inbox has no use for (edits,
     channel posts, callbacks...) and messages with nothing to show (a sticker, a poll)."""
     try:
-        update = json.loads(body)
+        update = without_nul(json.loads(body))
     except (ValueError, UnicodeDecodeError):
         raise Malformed("the body is not JSON") from None
     if not isinstance(update, dict):

@@ -280,8 +280,8 @@ async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]],
         id=ids[(item.channel.id, item.external_id)], company_id=item.channel.company_id, channel_id=item.channel.id,
         conversation_id=thread.conversation_id, direction=MessageDirection.INBOUND, body=item.body,
         sent_at=item.sent_at, status=DeliveryStatus.RECEIVED, author_id=None, external_id=item.external_id,
-        client_message_id=None, failure_reason=None, created_at=now, attachments=item.attachments,
-        update_seq=None)
+        client_message_id=None, failure_reason=None, created_at=now, update_seq=None,
+        attachments=item.attachments)
         for item, thread in zip(items, thread_of)]
     if await media.queue_fetches(messages):
         act.on_commit(media.wake)

@@ -43,16 +43,16 @@ async def send_message(viewer: User, conversation_id: int, body: str | None, cli
     text, read from the app through `api`, is the stored body). Free text is refused
     while the conversation's reply window is CLOSED; a template is not."""
     files = attachment_rules.checked(attachments)
+    has_text = bool(body and body.strip())
     if template is not None:
-        if (body and body.strip()) or files:
+        if has_text or files:
             raise BadInput("a template is sent alone: no body or attachments with it")
         template = _checked_template(template)
-    elif files and not (body and body.strip()):
-        body = ""  # only files
-    else:
-        body = validation.body(body)
+    body = validation.body(body) if has_text else ""
     client_message_id = validation.text(client_message_id, "clientMessageId", required=False)
     conversation = await visible_conversation(viewer, conversation_id)
+    if template is None and not has_text and not files:
+        raise BadInput("body is required (or attachments, or on WhatsApp a template)")
     await media.attach_uploads(viewer, conversation.id, files)
     if client_message_id:
         earlier = await Message.get_or_none(author_id=viewer.id, client_message_id=client_message_id)

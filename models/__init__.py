@@ -182,11 +182,11 @@ class MediaFile(Model):
     """A file the server keeps (inbox/media.py): an inbound attachment fetched from its
     messaging app, or a user's upload for a reply. Also the queue row of its fetch or of
     its erasure. Plain ids, no foreign keys: its bytes live outside the database, so
-    its row goes only once they are erased."""
+    its row goes only once they are erased (the company, the tenant, is a key as everywhere)."""
 
     # Random, not a sequence: a file's id in a URL says nothing of others.
     id = fields.CharField(primary_key=True, max_length=32)
-    company_id = fields.IntField(db_index=True)
+    company = fields.ForeignKeyField("inbox.Company", related_name="media_files", on_delete=fields.CASCADE)
     channel_id = fields.IntField(null=True)
     conversation_id = fields.IntField(null=True, db_index=True)
     message_id = fields.IntField(null=True)

@@ -213,9 +213,9 @@ class Message(Node):
     def cursor(self) -> str:
         return message_cursor(self.row.id)
 
-    @strawberry.field
+    @strawberry.field(metadata=max_items(attachments.MAX_ATTACHMENTS))
     def attachments(self) -> list[Attachment]:
-        return [Attachment.of(stored) for stored in self.row.attachments or []]
+        return [Attachment.of(stored) for stored in (self.row.attachments or [])[:attachments.MAX_ATTACHMENTS]]
 
     @strawberry.field(description="The position of this message's latest change (its creation, then each status "
                                   "change): usable as `after` in `messageUpdated`.")

@@ -501,7 +501,8 @@ TEXT_INPUTS = [
           ("MessengerConfigInput", "messenger", "MESSENGER",
            {"pageId": "p", "appSecret": "s", "verifyToken": "v", "pageAccessToken": "t"}),
           ("TwilioConfigInput", "whatsapp", "WHATSAPP", {"accountSid": "AC1", "authToken": "t", "fromNumber": "+1"}),
-          ("CustomConfigInput", "custom", "CUSTOM", {"callbackUrl": "https://partner.example/cb"}))
+          ("CustomConfigInput", "custom", "CUSTOM", {"callbackUrl": "https://partner.example/cb"}),
+          ("TelegramConfigInput", "telegram", "TELEGRAM", {"botToken": "123:AAH"}))
       for key in (*config, *(["name"] if form_key == "custom" else []))],
     *[(f"Mutation.{name}.channelId", f"mutation($v: ID!, $u: [ID!]!) {{ {name}(channelId: $v, userIds: $u) {{ id }} }}",
        lambda c: {"v": LONG, "u": [c["bob"]]}) for name in ("shareChannel", "unshareChannel")],
@@ -516,6 +517,16 @@ TEXT_INPUTS = [
     ("Mutation.sendMessage.clientMessageId",
      "mutation($c: ID!, $v: String) { sendMessage(conversationId: $c, body: \"b\", clientMessageId: $v) { id } }",
      lambda c: {"c": c["conversation"], "v": LONG}),
+    *[(f"AttachmentInput.{key}",
+       "mutation($c: ID!, $a: [AttachmentInput!]) { sendMessage(conversationId: $c, attachments: $a) { id } }",
+       (lambda key: lambda c: {"c": c["conversation"], "a": [
+           {"kind": "FILE", "url": "https://files.example/a.pdf", "name": "a.pdf", key: LONG}]})(key))
+      for key in ("url", "name")],
+    *[(f"TemplateInput.{key}",
+       "mutation($c: ID!, $t: TemplateInput) { sendMessage(conversationId: $c, template: $t) { id } }",
+       (lambda template: lambda c: {"c": c["conversation"], "t": template})(template))
+      for key, template in (("contentSid", {"contentSid": LONG}),
+                            ("variables", {"contentSid": "HX1", "variables": [LONG]}))],
     ("Mutation.linkConversation.conversationId",
      "mutation($v: ID!, $t: LinkTargetInput!) { linkConversation(conversationId: $v, target: $t) { id } }",
      lambda c: {"v": LONG, "t": {"personId": c["person"]}}),

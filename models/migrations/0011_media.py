@@ -2,6 +2,7 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
+from tortoise.fields.base import OnDelete
 from tortoise import fields
 from tortoise.indexes import Index
 
@@ -15,7 +16,7 @@ class Migration(migrations.Migration):
             name='MediaFile',
             fields=[
                 ('id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=32)),
-                ('company_id', fields.IntField(db_index=True)),
+                ('company', fields.ForeignKeyField('inbox.Company', source_field='company_id', db_constraint=True, to_field='id', related_name='media_files', on_delete=OnDelete.CASCADE)),
                 ('channel_id', fields.IntField(null=True)),
                 ('conversation_id', fields.IntField(null=True, db_index=True)),
                 ('message_id', fields.IntField(null=True)),
