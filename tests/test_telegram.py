@@ -21,9 +21,9 @@ UNINSTALL = "mutation($c: ID!) { uninstallChannel(channelId: $c) }"
 CHANNELS = "{ channels { id name } }"
 CONVERSATIONS = """
 query($c: ID) {
-  inbox(section: UNASSIGNED, channelId: $c, first: 100) {
+  inbox(section: UNASSIGNED, channelId: $c, first: 20) {
     edges { node { id replyWindow { state closesAt } contact { name externalId }
-      messages(first: 100) { edges { node { id body direction status sentAt
+      messages(first: 20) { edges { node { id body direction status sentAt
         attachments { kind url name mimeType } } } } } }
   }
 }"""
