@@ -29,7 +29,7 @@ from test_twilio import e164, install_sender
 PUBLIC = "http://inbox.test"
 ATTACHMENTS = "attachments { kind url name mimeType storage stored }"
 MESSAGES = f"""
-query($id: ID!) {{ conversation(id: $id) {{ messages(first: 100) {{ edges {{ node {{ id body {ATTACHMENTS} }} }} }} }} }}"""
+query($id: ID!) {{ conversation(id: $id) {{ messages(first: 50) {{ edges {{ node {{ id body {ATTACHMENTS} }} }} }} }} }}"""
 RECEIVE = f"""
 mutation($input: ReceiveMessageInput!) {{
   receiveChannelMessage(input: $input) {{ id {ATTACHMENTS} conversation {{ id }} }} }}"""
