@@ -34,10 +34,10 @@ from subscriptions.hub import Hub, Overflowed, SubscriptionEnded
 from subscriptions.streams import TRY_AGAIN_LATER
 from subscriptions.publish import current_hub, use_hub
 
-from . import metrics
+from . import metrics, web
 from .config import Settings
 from .db import close_database, database_reachable, open_database
-from .http import GraphQLFirst, GraphQLHTTP, bearer, replaying
+from .http import GraphQLFirst, GraphQLHTTP, bearer, replaying, with_cors
 from .mail import start_mailer
 from .media import MediaKeeper, media_routes, refresh_stored_bytes, store_of
 
@@ -292,6 +292,10 @@ class InboxGraphQL(GraphQL):
         self.providers = None  # the messaging apps' API client (channels/outbound.py), once started
         self.user_sockets = UserSockets(settings.ws_max_sockets_per_user)
 
+    @property
+    def graphql_ide_html(self) -> str:
+        return web.graphiql_html()  # its own, signed in from the start and served offline
+
     async def run(self, request, *args, **kwargs):
         # Strawberry answers a request it cannot read (bad JSON, no query, a mutation over
         # GET...) in plain text; clients get a GraphQL error with a contract code instead.
@@ -473,7 +477,7 @@ def metrics_endpoint(token: str):
     return scrape
 
 
-def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool = True) -> BodyLimit:
+def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool = True):
     """`on_start`: an optional coroutine function run once the database and hub are up
     (the demo seeds its company there). `migrate=False` when the command that starts the
     server has applied the migrations already (once for all of its worker processes)."""
@@ -521,6 +525,7 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
             await providers.aclose()
             use_hub(None)
             await hub.stop()
+            await graphql.http.persisted.aclose()
             await close_database()
 
     routes = [
@@ -529,10 +534,13 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
         Route("/healthz", healthz),
         *webhooks.routes,
         *media_routes(store),
+        *web.routes,
     ]
     if settings.metrics_token:  # unset: no route, a 404 like any unknown path
         routes.append(Route("/metrics", metrics_endpoint(settings.metrics_token)))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
-    return BodyLimit(GraphQLFirst(app, graphql.http, graphql), settings.max_body_bytes, settings.body_timeout_seconds,
-                     larger={"/media": settings.media_max_bytes})
+    # CORS outermost, so that every answer a browser app can get (a 401, a 413) is readable to it.
+    return with_cors(BodyLimit(GraphQLFirst(app, graphql.http, graphql), settings.max_body_bytes,
+                               settings.body_timeout_seconds, larger={"/media": settings.media_max_bytes}),
+                     settings.allowed_origins)

@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="inbox", description="A CRM messaging inbox served as a GraphQL API with real-time subscriptions.",
         epilog=_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve GraphQL at /graphql (GraphiQL in a browser)")
+    serve = commands.add_parser("serve", help="serve GraphQL at /graphql, the web inbox at / and GraphiQL")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1,

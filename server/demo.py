@@ -9,6 +9,7 @@ import itertools
 import random
 
 from inbox import accounts, channels, conversations, messages
+from inbox.tokens import USER_PREFIX
 from models import ChannelKind
 
 from .config import Settings
@@ -77,6 +78,12 @@ async def trickle(channel, stop: asyncio.Event) -> None:
             sender_name=CONTACTS[index], body=rng.choice(LINES)))
 
 
+def signed_in_urls(base: str, token: str) -> dict[str, str]:
+    """Pages that sign in with the token in the URL's fragment, which browsers never send
+    to a server (server/web/)."""
+    return {"web inbox": f"{base}/#token={token}", "GraphiQL": f"{base}/graphql#token={token}"}
+
+
 def run_demo(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
@@ -88,10 +95,15 @@ def run_demo(settings: Settings, host: str, port: int) -> None:
 
     async def on_start() -> None:
         seeded = await seed(settings)
-        print(f"\nInbox demo: GraphiQL at http://{host}:{port}/graphql")
-        print("Send the header  Authorization: Bearer <token>  with one of these tokens:")
+        base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        print(f"\nInbox demo: open the web inbox at {base}/ (GraphiQL at {base}/graphql)")
+        print("API clients send the header  Authorization: Bearer <token>  with one of these tokens;")
+        print("each user's links open the web inbox and GraphiQL already signed in:")
         for who, token in seeded["tokens"].items():
             print(f"  {who:32} {token}")
+            if token.startswith(USER_PREFIX):  # a partner app's token only receives messages
+                for name, url in signed_in_urls(base, token).items():
+                    print(f"      {name:10} {url}")
         print("A new inbound message arrives every 20 seconds.\n", flush=True)
         tasks.append(asyncio.create_task(trickle(seeded["channel"], stop)))
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import parse_qsl, urlencode
 
 from graphql import ExecutionResult, GraphQLError, OperationType, execute
 from graphql.validation import specified_rules
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from strawberry.execution import optimized_is_awaitable
@@ -27,6 +29,8 @@ from schema.errors import (INTERNAL_MESSAGE, ContractErrors, CountedOperations, 
                            with_contract_code)
 
 from . import metrics
+
+from .persisted import PersistedQueries, Refusal, persisted_query
 
 log = logging.getLogger("inbox")
 
@@ -48,6 +52,18 @@ def internal_error() -> JSONResponse:
     its token is checked): the same masked INTERNAL error as a failing field."""
     return JSONResponse({"data": None, "errors": [{"message": INTERNAL_MESSAGE, "extensions": {"code": "INTERNAL"}}]},
                         status_code=500)
+
+
+def with_cors(app, origins: tuple[str, ...]):
+    """Browser apps on the allowed origins may call the server over HTTP: preflights are
+    answered and every response carries Access-Control-Allow-Origin for them; other
+    origins get no CORS header, so browsers keep their pages from reading anything.
+    The token travels in Authorization, never in a cookie: no credentials mode is needed
+    (which is what makes '*' safe to offer). No origins configured: no middleware at all."""
+    if not origins:
+        return app
+    return CORSMiddleware(app, allow_origins=list(origins), allow_methods=["GET", "POST"],
+                          allow_headers=["Authorization", "Content-Type"], max_age=600)
 
 
 class DirectExecution:
@@ -132,6 +148,7 @@ class GraphQLHTTP:
     def __init__(self, view) -> None:
         self.view = view
         self.direct = DirectExecution.of(view.schema)
+        self.persisted = PersistedQueries(view.settings.broadcast_url, view.settings.broadcast_namespace)
         if self.direct is None:
             log.warning("GraphQL over HTTP: every request goes through strawberry's view")
 
@@ -149,21 +166,52 @@ class GraphQLHTTP:
             principal = await self._principal(authorization, scope, receive, send)
             if principal is None:
                 return
-            if self.direct is not None and _plain_json(content_type, accept):
+            if _json(content_type):
                 body = await _body(receive)
                 if body is None:
                     return  # the client left
-                if await self._answer(scope, receive, send, body):
+                data = _decoded(body)
+                if b"persistedQuery" in body and type(data) is dict and persisted_query(data) is not None:
+                    data = await self.persisted.resolve(data, self._valid)
+                    if isinstance(data, Refusal):
+                        await _refuse(data, scope, receive, send)
+                        return
+                    body = json.dumps(data).encode()
+                if self.direct is not None and _plain_answer(accept) and await self._answer(scope, receive, send,
+                                                                                            data):
                     return
                 receive = replaying(body, receive)
         elif method != "OPTIONS":
             request = Request(scope, receive)
             wants_ide = (method == "GET" and "text/html" in request.headers.get("accept", "")
-                         and "query" not in request.query_params)
+                         and "query" not in request.query_params and "extensions" not in request.query_params)
             if not wants_ide:
                 if await self._principal(request.headers.get("authorization"), scope, receive, send) is None:
                     return
+                if method == "GET" and b"persistedQuery" in scope["query_string"]:
+                    if not await self._resolve_get(scope, receive, send):
+                        return
         await self.view(scope, receive, send)
+
+    def _valid(self, query: str) -> bool:
+        """Whether a document may be kept as a persisted query: it parses and validates."""
+        return self.direct is None or self.direct._prepare(query) is not None
+
+    async def _resolve_get(self, scope, receive, send) -> bool:
+        """A GET naming a persisted query becomes the GET of its document; False once refused."""
+        params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        extensions = _decoded(params.get("extensions", "").encode())
+        if type(extensions) is not dict or persisted_query({"extensions": extensions}) is None:
+            return True
+        params["extensions"] = extensions
+        resolved = await self.persisted.resolve(params, self._valid)
+        if isinstance(resolved, Refusal):
+            await _refuse(resolved, scope, receive, send)
+            return False
+        if "extensions" in resolved:
+            resolved["extensions"] = json.dumps(resolved["extensions"])
+        scope["query_string"] = urlencode(resolved).encode()
+        return True
 
     async def _principal(self, authorization: str | None, scope, receive, send):
         """The request's principal, also kept in its scope; None once refused."""
@@ -181,12 +229,9 @@ class GraphQLHTTP:
         scope.setdefault("state", {})["principal"] = principal
         return principal
 
-    async def _answer(self, scope, receive, send, body: bytes) -> bool:
-        """Answers the request and returns True, or returns False for the view to answer it."""
-        try:
-            data = json.loads(body)
-        except ValueError:
-            return False
+    async def _answer(self, scope, receive, send, data: object) -> bool:
+        """Answers the request (its decoded JSON body) and returns True, or returns False for
+        the view to answer it."""
         operation = self.direct.operation(data)
         if operation is None:
             return False
@@ -236,11 +281,26 @@ class GraphQLFirst:
         await self.app(scope, receive, send)
 
 
-def _plain_json(content_type: bytes | None, accept: bytes | None) -> bool:
-    """A JSON body, and no streamed answer asked for (multipart or server-sent events)."""
-    if content_type is None or content_type.partition(b";")[0].strip().lower() != b"application/json":
-        return False
+def _json(content_type: bytes | None) -> bool:
+    return content_type is not None and content_type.partition(b";")[0].strip().lower() == b"application/json"
+
+
+def _plain_answer(accept: bytes | None) -> bool:
+    """No streamed answer asked for (multipart or server-sent events)."""
     return accept is None or not (b"multipart" in accept.lower() or b"event-stream" in accept.lower())
+
+
+def _decoded(body: bytes) -> object:
+    """A JSON body decoded, or None when it is not JSON (the view answers that)."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+async def _refuse(refusal: Refusal, scope, receive, send) -> None:
+    metrics.answered("unknown", code=refusal.code)  # an operation, though none ran
+    await JSONResponse(refusal.body(), status_code=refusal.status, headers=refusal.headers)(scope, receive, send)
 
 
 async def _body(receive) -> bytes | None:

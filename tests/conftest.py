@@ -7,6 +7,7 @@ one server and database without resetting them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -95,6 +96,17 @@ async def start_server(settings: Settings, lifespan: str = "on") -> RunningServe
     else:
         raise RuntimeError("server did not start")
     return RunningServer(f"http://127.0.0.1:{port}", settings, server, task)
+
+
+@contextlib.asynccontextmanager
+async def second_app(settings: Settings):
+    """A second app beside the session's server (`start_server(..., lifespan="off")`) for
+    the length of a `with` block: its URL."""
+    running = await start_server(settings, lifespan="off")
+    try:
+        yield running.url
+    finally:
+        await running.stop()
 
 
 @pytest.fixture(scope="session")

@@ -293,11 +293,12 @@ async def test_a_partner_message_with_a_nul_character_is_refused_and_not_stored(
     assert counts["inboxCounts"]["unassigned"] == 0
 
 
-async def test_a_status_report_naming_an_overlong_external_id_is_not_found(company):
+async def test_a_status_report_naming_an_overlong_external_id_is_refused_not_internal(company):
     # given a partner's channel; when it reports on an id longer than any stored one
     body = await company.partner.execute(STATUS, {"e": "x" * 300})
-    # then no such message is found (the lookup failed in the ORM before)
-    assert [error["extensions"]["code"] for error in body["errors"]] == ["NOT_FOUND"]
+    # then it is refused as bad input before any lookup (it failed in the ORM before);
+    # text inputs are bounded before they reach SQL (issue 11)
+    assert [error["extensions"]["code"] for error in body["errors"]] == ["BAD_USER_INPUT"]
 
 
 async def test_a_message_a_partner_pushes_answers_every_field_of_its_message(company):

@@ -152,7 +152,7 @@ def deep(depth: int) -> str:
     (body("subscription { messageAdded { id } }"), None),
     (body(TWO_OPERATIONS), None),  # two operations, no name (strawberry runs the first)
     (body(TWO_OPERATIONS, operationName="C"), None),  # no such operation
-    (body("{ me { id } }", extensions={"persistedQuery": {}}), None),
+    (body("{ me { id } }", extensions={"tracing": {}}), None),  # (persisted queries: test_frontends.py)
     (b"{not json", None),
     (b'[{"query": "{ me { id } }"}]', None),  # a batch
     (json.dumps({"query": "{ me { id } }", "variables": "x"}).encode(), None),
