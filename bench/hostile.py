@@ -477,7 +477,8 @@ def main() -> None:
 
 
 # The server as deployed, but for a partner endpoint on this machine (the dead partner).
-ENV = {"INBOX_CALLBACK_ALLOW_PRIVATE": "true", "INBOX_SUBSCRIPTION_BUFFER": "1000"}
+ENV = {"INBOX_CALLBACK_ALLOW_PRIVATE": "true", "INBOX_SUBSCRIPTION_BUFFER": "1000",
+       "INBOX_WS_MAX_SOCKETS_PER_USER": "50"}
 
 
 def bootstrap(env: dict, company: str) -> str:

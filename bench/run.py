@@ -190,7 +190,9 @@ def inbox_env(database_url: str, broadcast: str, **extra: str) -> dict:
            "INBOX_BROADCAST_NAMESPACE": f"bench-{uuid.uuid4().hex[:8]}",
            # A burst queues events per subscription while the server catches up; the bench
            # measures throughput, not the 1013 overflow policy (tested in tests/).
-           "INBOX_SUBSCRIPTION_BUFFER": "1000000", "INBOX_SMTP_URL": ""}
+           "INBOX_SUBSCRIPTION_BUFFER": "1000000", "INBOX_SMTP_URL": "",
+           # 1,000 subscribers are 10 users' 100 sockets each: over the per-user bound (50).
+           "INBOX_WS_MAX_SOCKETS_PER_USER": "100000"}
     env.update(extra)
     return env
 

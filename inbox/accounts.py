@@ -6,6 +6,7 @@ import copy
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from borrowed.tortoise import without_pending_saves
 from models import Channel, Company, User
 
 from . import installed, validation
@@ -86,6 +87,6 @@ async def authenticate(token: str | None) -> User | Channel | None:
             _known_users[digest] = known
         # A copy per request: a request that changes its viewer changes no other's.
         user = copy.copy(known)
-        user._await_when_save = {}
+        without_pending_saves(user)
         return user
     return None

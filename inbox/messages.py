@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from borrowed.tortoise import row_instance
+
 from models import Channel, ConversationStatus, DeliveryStatus, EventKind, Message, MessageDirection
 from subscriptions.events import MessageAdded
 
@@ -276,7 +278,8 @@ async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]],
           json.dumps(item.attachments) if item.attachments else None)
          for item, thread in zip(items, thread_of)],
         returning="id, channel_id, external_id")}
-    messages = [Message._init_from_db(
+    messages = [row_instance(
+        Message,
         id=ids[(item.channel.id, item.external_id)], company_id=item.channel.company_id, channel_id=item.channel.id,
         conversation_id=thread.conversation_id, direction=MessageDirection.INBOUND, body=item.body,
         sent_at=item.sent_at, status=DeliveryStatus.RECEIVED, author_id=None, external_id=item.external_id,

@@ -11,6 +11,8 @@ from typing import Iterable, Sequence
 
 from tortoise import connections, fields
 
+from borrowed.tortoise import row_instance
+
 _PLACEHOLDER = re.compile(r"\?")
 # SQL text -> its PostgreSQL spelling: the bulk statements repeat few shapes.
 _POSTGRES_SQL: dict[str, str] = {}
@@ -75,7 +77,7 @@ def build(model, row: dict, alias: str):
         if isinstance(values[column], str):
             values[column] = datetime.fromisoformat(values[column])
     # The ORM's own constructor for rows it read (what `await Model.filter()` runs).
-    return model._init_from_db(**values)
+    return row_instance(model, **values)
 
 
 @cache

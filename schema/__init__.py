@@ -9,19 +9,20 @@ from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 
+from borrowed import graphql_string
+from borrowed.graphql_core import apply as _flat_subscription_memory
 from inbox import validation
 from resolvers import crm as crm_resolvers, mutations, notifications as notification_resolvers, queries
 from subscriptions import streams
-from subscriptions.executor_patch import apply as _flat_subscription_memory
 
-from . import crm, notifications as notification_types, text_inputs, types
+from . import crm, notifications as notification_types, types
 from .cost import ExecutionBudget, max_items
 from .documents import PreparedDocuments
 from .errors import ContractErrors, CountedOperations, InboxSchema
 from .partner import InboxExecutionContext
 
 _flat_subscription_memory()
-text_inputs.apply()
+graphql_string.apply()
 
 
 @strawberry.type

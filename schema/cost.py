@@ -25,6 +25,7 @@ from graphql.pyutils import Undefined
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
+from borrowed.strawberry import field_metadata
 from inbox.sections import MAX_PAGE
 from server.metrics import refused
 
@@ -134,8 +135,7 @@ class _Walk:
         if _is_edge(parent) and name == "node" or named.name == "PageInfo":
             return 0, 1, 0
         if isinstance(get_nullable_type(definition.type), GraphQLList):
-            strawberry_field = (definition.extensions or {}).get("strawberry-definition")
-            cap = getattr(strawberry_field, "metadata", {}).get(MAX_ITEMS, MAX_PAGE)
+            cap = field_metadata(definition).get(MAX_ITEMS, MAX_PAGE)
             return cap, cap, 0
         return 1, 1, 0
 

@@ -15,7 +15,8 @@ from typing import Iterator
 
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, OperationDefinitionNode, OperationType, parse
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import validate_document
+
+from borrowed.strawberry import graphql_core_schema, validate_document
 
 from . import cost
 
@@ -159,9 +160,9 @@ class PreparedDocuments(SchemaExtension):
         context = self.execution_context
         if self.document is not None and context.pre_execution_errors is None:
             # A fresh list: strawberry's error processing may extend it.
-            errors = list(DOCUMENTS.validated(context.schema._schema, self.document, tuple(context.validation_rules)))
+            errors = list(DOCUMENTS.validated(graphql_core_schema(context.schema), self.document, tuple(context.validation_rules)))
             if not errors:
-                refusal = cost.check(context.schema._schema, self.document.node, context.operation_name,
+                refusal = cost.check(graphql_core_schema(context.schema), self.document.node, context.operation_name,
                                      context.variables, context.context.settings.max_query_nodes,
                                      self.document.costs)
                 errors = [refusal] if refusal is not None else errors

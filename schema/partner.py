@@ -8,7 +8,8 @@ from typing import Any, Callable
 
 from graphql import GraphQLResolveInfo
 from graphql.execution import MiddlewareManager
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from borrowed.strawberry import StrawberryGraphQLCoreExecutionContext
 
 import models
 from inbox.errors import Forbidden

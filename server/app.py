@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
-from collections import Counter
 from datetime import timedelta
 
 from cross_web import HTTPException
@@ -17,8 +15,6 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
-from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 import models
 from channels import webhooks
@@ -30,9 +26,10 @@ from inbox.sending import Sender
 from schema import schema
 from schema.context import Context
 from subscriptions import direct
-from subscriptions.hub import Hub, Overflowed, SubscriptionEnded
-from subscriptions.streams import TRY_AGAIN_LATER
+from subscriptions.hub import Hub
 from subscriptions.publish import current_hub, use_hub
+
+from borrowed.strawberry_ws import GraphQLTransportWSHandler, LegacyGraphQLWSHandler
 
 from . import metrics, web
 from .config import Settings
@@ -40,243 +37,9 @@ from .db import close_database, database_reachable, open_database
 from .http import GraphQLFirst, GraphQLHTTP, bearer, replaying, with_cors
 from .mail import start_mailer
 from .media import MediaKeeper, media_routes, refresh_stored_bytes, store_of
+from .ws_bounds import WS_INTERNAL_ERROR, WS_MESSAGE_TOO_BIG, UserSockets
 
 log = logging.getLogger("inbox")
-
-WS_REJECTED = 4403
-WS_INTERNAL_ERROR = 1011
-# Issue 11's websocket bounds: the close codes, and the longest operation id.
-WS_MESSAGE_TOO_BIG = 1009  # sent by the websockets library itself (server/serving.py)
-WS_BAD_MESSAGE = 4400
-WS_INIT_TIMEOUT = 4408
-WS_TOO_MANY_SOCKETS = 4429
-MAX_OPERATION_ID = 128
-
-
-async def close_socket(websocket, code: int, reason: str) -> None:
-    """A close the handlers decide on; counted where it leaves, as every close sent
-    (GraphQLEndpoint's `_counting_closes`)."""
-    await websocket.close(code=code, reason=reason)
-
-
-async def refused_operation_id(handler, message) -> bool:
-    """An operation id must be a string of at most 128 characters: anything else closes the
-    socket with 4400 before the id is kept anywhere (issue 11). True when it did."""
-    if not isinstance(message, dict) or "id" not in message:
-        return False
-    op_id = message["id"]
-    if isinstance(op_id, str) and len(op_id) <= MAX_OPERATION_ID:
-        return False
-    metrics.refused("ws_operation_id")
-    await close_socket(handler.websocket, WS_BAD_MESSAGE, "Invalid operation id")
-    return True
-
-
-def over_operations(handler, message, start: str, running) -> bool:
-    """A message starting one more operation than a socket may run at once
-    (INBOX_WS_MAX_SUBSCRIPTIONS): it is answered with RATE_LIMITED and the socket stays open.
-    A start before the ack, or reusing a running id, is left to the protocol's own rule."""
-    if not (isinstance(message, dict) and message.get("type") == start and handler.connection_acknowledged
-            and "id" in message):
-        return False
-    if message["id"] in running or len(running) < handler.view.settings.ws_max_subscriptions:
-        return False
-    metrics.refused("ws_subscriptions_per_socket")
-    return True
-
-
-TOO_MANY_OPERATIONS = {"message": "too many operations at once on this socket",
-                       "extensions": {"code": "RATE_LIMITED"}}
-
-
-class TooManySockets(Exception):
-    """The user has INBOX_WS_MAX_SOCKETS_PER_USER sockets open in this process already."""
-
-
-class UserSockets:
-    """Open websockets per user in this process: a socket counts from its connection_init's
-    ack until it closes (INBOX_WS_MAX_SOCKETS_PER_USER)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._open: Counter[int] = Counter()
-        self._held: dict[object, int] = {}  # the connection's context -> its user's id
-
-    def admit(self, context, user_id: int) -> None:
-        if context in self._held:  # the legacy protocol's repeated connection_init
-            return
-        if self._open[user_id] >= self.limit:
-            metrics.refused("ws_sockets_per_user")
-            raise TooManySockets()
-        self._open[user_id] += 1
-        self._held[context] = user_id
-
-    def release(self, context) -> None:
-        user_id = self._held.pop(context, None)
-        if user_id is not None:
-            self._open[user_id] -= 1
-            if not self._open[user_id]:
-                del self._open[user_id]
-
-
-def setup_owner(handler):
-    """Whose share of the set-up slots an operation takes (subscriptions/direct.py)."""
-    return getattr(handler.context.principal, "id", None)
-
-
-class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
-    """Live events reach its subscriptions through direct delivery, which owns a
-    subscription once it has replayed (subscriptions/direct.py): its task then ends and
-    the operation stays registered until the client completes it or leaves."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.direct: dict[str, direct.Operation] = {}
-        self.slots: dict[str, metrics.SubscriptionSlot] = {}
-
-    async def handle(self) -> None:
-        try:
-            await super().handle()
-        finally:
-            self.view.user_sockets.release(self.context)
-
-    async def handle_message(self, message) -> None:
-        if await refused_operation_id(self, message):
-            return
-        if over_operations(self, message, "subscribe", self.operations):
-            await self.send_message({"type": "error", "id": message["id"], "payload": [TOO_MANY_OPERATIONS]})
-            return
-        await super().handle_message(message)
-
-    async def handle_connection_init(self, message) -> None:
-        try:
-            await super().handle_connection_init(message)
-        except TooManySockets:
-            await close_socket(self.websocket, WS_TOO_MANY_SOCKETS, "Too many sockets")
-
-    async def handle_connection_init_timeout(self) -> None:
-        await super().handle_connection_init_timeout()
-        if self.connection_timed_out:  # strawberry closed it with 4408 (counted as it left)
-            metrics.refused("ws_connection_init_timeout")
-
-    async def run_operation(self, operation) -> None:
-        handle = self.direct[operation.id] = direct.Operation(
-            self.websocket, operation.id, "next", finish=functools.partial(self._finish, operation))
-        direct.begin(handle)
-        self.slots[operation.id] = metrics.websocket_operation()
-        try:
-            await handle.setting_up(setup_owner(self), self.view.settings.ws_setup_slots_per_user)
-            await super().run_operation(operation)
-        except direct.Detached:
-            pass
-        finally:
-            handle.settled()
-
-    async def _finish(self, operation, kind: type[SubscriptionEnded]) -> None:
-        if kind is Overflowed:
-            log.info("a subscriber overflowed its buffer; closing with %s", TRY_AGAIN_LATER)
-            await self.websocket.close(code=TRY_AGAIN_LATER, reason="")
-        else:  # it may have missed events: the client resumes with `after`
-            await operation.send_operation_message({"id": operation.id, "type": "complete"})
-
-    def forget_id(self, id: str) -> None:
-        self._forget_direct(id)
-        super().forget_id(id)
-
-    async def cleanup_operation(self, operation_id: str) -> None:
-        self._forget_direct(operation_id)
-        await super().cleanup_operation(operation_id)
-
-    def _forget_direct(self, operation_id: str) -> None:
-        handle = self.direct.pop(operation_id, None)
-        if handle is not None:
-            handle.forget()
-        slot = self.slots.pop(operation_id, None)
-        if slot is not None:
-            slot.end()
-
-    async def shutdown(self) -> None:
-        try:
-            await super().shutdown()
-        finally:  # operations strawberry dropped without forgetting them (closed with 4400)
-            for slot in self.slots.values():
-                slot.end()
-            self.slots.clear()
-
-
-class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):
-    """The legacy graphql-ws protocol closes a refused connection with 4403 too
-    (SPEC §1), where strawberry would close it with 1011, and a socket without
-    connection_init in time with 4408 as graphql-transport-ws does (strawberry has no
-    such timeout for it)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.direct: dict[str, direct.Operation] = {}
-        self.connection_init_received = False
-
-    async def handle(self) -> None:
-        deadline = asyncio.create_task(self._connection_init_deadline())
-        try:
-            await super().handle()
-        finally:
-            deadline.cancel()
-            self.view.user_sockets.release(self.context)
-
-    async def _connection_init_deadline(self) -> None:
-        await asyncio.sleep(self.view.connection_init_wait_timeout.total_seconds())
-        if not self.connection_init_received:
-            metrics.refused("ws_connection_init_timeout")
-            with contextlib.suppress(Exception):  # the client left meanwhile
-                await close_socket(self.websocket, WS_INIT_TIMEOUT, "Connection initialisation timeout")
-
-    async def handle_message(self, message) -> None:
-        if await refused_operation_id(self, message):
-            return
-        if over_operations(self, message, "start", self.tasks):
-            await self.send_message({"type": "error", "id": message["id"], "payload": TOO_MANY_OPERATIONS})
-            return
-        await super().handle_message(message)
-
-    async def handle_async_results(self, operation_id: str, *args) -> None:
-        # Live events reach the subscription through direct delivery; its generator waits.
-        handle = self.direct[operation_id] = direct.Operation(self.websocket, operation_id, "data")
-        direct.begin(handle)
-        slot = metrics.websocket_operation()
-        try:
-            await handle.setting_up(setup_owner(self), self.view.settings.ws_setup_slots_per_user)
-            await super().handle_async_results(operation_id, *args)
-        finally:
-            slot.end()
-            handle.settled()
-            if self.direct.get(operation_id) is handle:
-                del self.direct[operation_id]
-            handle.forget()
-
-    async def cleanup_operation(self, operation_id: str) -> None:
-        handle = self.direct.pop(operation_id, None)
-        if handle is not None:
-            handle.forget()
-        await super().cleanup_operation(operation_id)
-
-    async def handle_connection_init(self, message) -> None:
-        self.connection_init_received = True
-        payload = message.get("payload")
-        self.context.connection_params = payload if isinstance(payload, dict) else None
-        try:
-            await self.view.on_ws_connect(self.context)
-        except ConnectionRejectionError as error:
-            await self.send_message({"type": "connection_error", "payload": error.payload})
-            await close_socket(self.websocket, WS_REJECTED, "Forbidden")
-            return
-        except TooManySockets:
-            await close_socket(self.websocket, WS_TOO_MANY_SOCKETS, "Too many sockets")
-            return
-        await self.send_message({"type": "connection_ack"})
-        self.connection_acknowledged = True
-        if self.keep_alive:
-            self.keep_alive_task = asyncio.create_task(self.handle_keep_alive())
-
 
 class InboxGraphQL(GraphQL):
     graphql_transport_ws_handler_class = GraphQLTransportWSHandler
@@ -523,8 +286,10 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
                 await app.state.mailer.stop()
             await app.state.profiles.aclose()
             await providers.aclose()
-            use_hub(None)
+            # Stopped while still the process's hub: a publish meanwhile records a gap
+            # (announced by `stop`) rather than being dropped unseen.
             await hub.stop()
+            use_hub(None)
             await graphql.http.persisted.aclose()
             await close_database()
 

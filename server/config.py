@@ -20,6 +20,8 @@ SETTINGS: list[tuple[str, str, str]] = [
      "Prefix of every broadcast channel: give each deployment sharing one Redis its own"),
     ("INBOX_SUBSCRIPTION_BUFFER", "1000",
      "Events one subscription may buffer before its socket is closed with 1013"),
+    ("INBOX_SUBSCRIPTION_BUFFER_BYTES", "4194304",
+     "Bytes of frames one subscription may have queued for a socket that does not read before it is closed with 1013"),
     ("INBOX_MAX_BODY_BYTES", "1048576", "Largest HTTP body accepted (larger: 413)"),
     ("INBOX_ALLOWED_ORIGINS", "",
      "Comma-separated browser origins allowed for websockets and CORS ('*' for any)"),
@@ -157,6 +159,7 @@ class Settings:
     media_secret: str = ""
     max_query_nodes: int = 10_000
     query_timeout_seconds: float = 10.0
+    subscription_buffer_bytes: int = 4194304
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -210,6 +213,7 @@ class Settings:
             media_secret=_env("INBOX_MEDIA_SECRET"),
             max_query_nodes=int(_env("INBOX_MAX_QUERY_NODES")),
             query_timeout_seconds=float(_env("INBOX_QUERY_TIMEOUT_SECONDS")),
+            subscription_buffer_bytes=int(_env("INBOX_SUBSCRIPTION_BUFFER_BYTES")),
         )
 
 

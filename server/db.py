@@ -13,6 +13,8 @@ from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.migrations.api import migrate
 
+from borrowed.tortoise import sqlite_function
+
 from .config import tortoise_config
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ async def _unicode_case_folding(connection) -> None:
     if connection.capabilities.dialect != "sqlite":
         return
     await connection.create_connection(with_db=True)
-    await connection._connection.create_function("upper", 1, _upper, deterministic=True)
+    await sqlite_function(connection, "upper", 1, _upper)
 
 
 async def close_database() -> None:

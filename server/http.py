@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 
+from borrowed.strawberry import graphql_core_schema
 from inbox.accounts import authenticate
 from schema import cost
 from schema.documents import DOCUMENTS, Document, PreparedDocuments
@@ -76,7 +77,7 @@ class DirectExecution:
              ContractErrors)
 
     def __init__(self, schema, max_tokens: int, rules: tuple) -> None:
-        self.graphql_schema = schema._schema
+        self.graphql_schema = graphql_core_schema(schema)
         self.executor_class = schema.execution_context_class
         self.max_tokens = max_tokens
         self.rules = rules

@@ -14,11 +14,14 @@ hooks per subscriber.
 
 Ordering and completeness are the generator's: the engine is registered with the hub
 before the generator's own subscription leaves (no gap), a sink skips the events stamped
-at or before its hand-over (no duplicate), and the engine delivers events one at a time
-(in order). A socket that cannot take more (its transport paused) gets a backlog of its
-own, drained by a task; more than `buffer` frames behind, its subscription ends with
-1013 as a slow generator would. Losing the backend ends every sink: the clients resume
-with `after`."""
+at or before its hand-over (no duplicate), and every lane a sink's events go through
+works through them one at a time (in order). A socket that cannot take more (its transport paused)
+gets a backlog of its own, drained by a task; more than `buffer` frames or
+`buffer_bytes` bytes behind, its subscription ends with 1013 as a slow generator would.
+Losing the backend ends every sink: the clients resume with `after`.
+
+Fairness (issue 11): the work is split in lanes (`Engine`), so that neither one
+viewer's expensive executions nor one slow socket delays or closes anyone else's."""
 from __future__ import annotations
 
 import asyncio
@@ -37,7 +40,7 @@ from schema.errors import with_contract_code
 from server import metrics
 
 from . import fanout
-from .executor_patch import OPERATION, per_event_executor
+from borrowed.graphql_core import OPERATION, per_event_executor
 from .events import ConversationChanged, MessageAdded, MessageUpdated, decoded
 from .hub import BackendLost, Hub, LocalSubscription, Overflowed, SubscriptionEnded
 
@@ -56,6 +59,11 @@ _DEPENDENT = object()
 # (INBOX_WS_SETUP_SLOTS_PER_USER), so that nobody waits behind one user's slow set-ups.
 SETTING_UP = 16
 _setup_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SetupSlots] = weakref.WeakKeyDictionary()
+
+# Own executions of one engine running at once: a crowd of viewers must not take every
+# database connection from the requests. A lane waits its turn (first come, first
+# served) for each execution, so the viewers stay served in turn.
+OWN_AT_ONCE = 4
 
 # The scope key under which the outermost ASGI layer keeps the server's own `send`.
 RAW_SEND = "inbox.raw_send"
@@ -211,13 +219,13 @@ class Sink:
     """A subscription the engine delivers to."""
 
     __slots__ = ("operation", "engine", "wants", "roots", "after", "key", "template", "context", "ended", "gone",
-                 "backlog", "_buffer", "_drainer")
+                 "backlog", "backlog_bytes", "queued", "_buffer", "_buffer_bytes", "_drainer")
 
     def __init__(self, operation: Operation, engine: Engine, wants: Callable[[dict], bool], roots: Roots,
-                 after: int, buffer: int) -> None:
+                 after: int, buffer: int, buffer_bytes: int) -> None:
         self.operation = operation
         self.engine = engine
-        self.wants = wants
+        self.wants = wants  # fails closed (the hub's rule): a filter that raises rejects
         self.roots = roots
         self.after = after  # the hub's stamp of the last event its generator saw
         # Its executions: the group it shares them with (None: its own), an executor of
@@ -229,13 +237,18 @@ class Sink:
         self.ended: asyncio.Future[type[SubscriptionEnded]] = asyncio.get_running_loop().create_future()
         # Its socket failed: the connection's clean-up ends the generator; nothing more to write.
         self.gone = False
+        # Frames its socket has not taken yet, and their size (server.metrics.BACKLOG_BYTES).
         self.backlog: deque[bytes] | None = None
+        self.backlog_bytes = 0
+        # Events waiting in its viewer's lane for an execution of its own.
+        self.queued = 0
         self._buffer = buffer
+        self._buffer_bytes = buffer_bytes
         self._drainer: asyncio.Task[None] | None = None
 
     def end(self, kind: type[SubscriptionEnded]) -> None:
         """Idempotent; `ended` may be cancelled already (its generator was)."""
-        self.backlog = None
+        self._free_backlog()
         if not self.ended.done():
             self.ended.set_result(kind)
         self.engine.remove(self)
@@ -245,17 +258,24 @@ class Sink:
             if operation.finish is not None:
                 _background(operation.finish(kind))
 
+    def overflow(self, bound: str, why: str) -> None:
+        """Over one of its bounds: its socket is closed with 1013, no one else's."""
+        log.info("a subscriber %s; ending it", why)
+        metrics.refused(bound)
+        self.end(Overflowed)
+
     async def write(self, frame: bytes) -> None:
+        """Never waits for the socket: what it cannot take now waits in the backlog."""
         operation = self.operation
         if self.gone or self.ended.done() or operation.sink is not self:
             return
         if self.backlog is not None:
             if len(self.backlog) >= self._buffer:
-                log.info("a subscriber's socket fell %s frames behind; ending it", self._buffer)
-                metrics.refused("subscription_buffer")
-                self.end(Overflowed)
+                self.overflow("subscription_buffer", f"socket fell {self._buffer} frames behind")
+            elif self.backlog_bytes + len(frame) > self._buffer_bytes:
+                self.overflow("subscription_buffer_bytes", f"socket fell {self._buffer_bytes} bytes behind")
             else:
-                self.backlog.append(frame)
+                self._queue(frame)
             return
         if operation.writable():
             if operation.write_now(frame):
@@ -265,8 +285,20 @@ class Sink:
             except Exception:
                 self.gone = True
             return
-        self.backlog = deque((frame,))
+        self.backlog = deque()
+        self._queue(frame)
         self._drainer = asyncio.create_task(self._drain())
+
+    def _queue(self, frame: bytes) -> None:
+        self.backlog.append(frame)
+        self.backlog_bytes += len(frame)
+        metrics.BACKLOG_BYTES.inc(len(frame))
+
+    def _free_backlog(self) -> None:
+        self.backlog = None
+        if self.backlog_bytes:
+            metrics.BACKLOG_BYTES.dec(self.backlog_bytes)
+            self.backlog_bytes = 0
 
     async def _drain(self) -> None:
         try:
@@ -277,51 +309,87 @@ class Sink:
                 await self.operation.send(frame)
                 if self.backlog:
                     self.backlog.popleft()
+                    self.backlog_bytes -= len(frame)
+                    metrics.BACKLOG_BYTES.dec(len(frame))
         except Exception:
             self.gone = True
-        self.backlog = None
+        self._free_backlog()
+
+
+class _Lane:
+    """Work of one engine done in order by a task of its own that exists while there is
+    work: the events of one group (executed once for all its sinks), or one viewer's own
+    executions, as (sink, payload). Lanes take turns event by event, so one lane's cost
+    delays the others by one of its executions at most."""
+
+    __slots__ = ("items", "task")
+
+    def __init__(self) -> None:
+        self.items: deque = deque()
+        self.task: asyncio.Task[None] | None = None
+
+
+class _Group(_Lane):
+    __slots__ = ("key", "template", "sinks", "limit")
+
+    def __init__(self, key: tuple | None, template: Executor) -> None:
+        super().__init__()
+        self.key = key
+        self.template = template
+        self.sinks: dict[Sink, None] = {}
+        # Events it may hold: the smallest buffer of the sinks it had.
+        self.limit = 0
+
+    @property
+    def own(self) -> bool:
+        """Its executions are per sink: it cannot share (key None) or proved viewer-dependent."""
+        return self.key is None or fanout.is_own(self.template)
 
 
 class Engine:
-    """The process's direct deliveries of one topic."""
+    """The process's direct deliveries of one topic.
+
+    Fair (issue 11): the hub hands each event to the engine at once, in its fan-out, and
+    the engine only queues it on the lanes that want it. A group's lane executes the
+    event once and writes every sink's frame; a group whose executions read the viewer
+    passes each sink's event on to its viewer's lane instead, where that viewer's own
+    executions run. So one viewer's expensive executions hold up only that viewer, a
+    slow socket only its own backlog, and each bound ends only the subscriptions that
+    are over it."""
 
     def __init__(self, hub: Hub, topic: str) -> None:
         self.hub = hub
         self.topic = topic
         self.sinks: dict[Sink, None] = {}
-        # One subscription executor per group, with the number of sinks using it: every
-        # other sink's own executor is freed once it has handed over.
-        self._templates: dict[tuple, list] = {}
+        # By group key (a sink that cannot share: by the sink itself).
+        self._groups: dict[Any, _Group] = {}
+        # Own executions, by viewer, OWN_AT_ONCE at a time.
+        self._viewers: dict[Any, _Lane] = {}
+        self._own_at_once = asyncio.Semaphore(OWN_AT_ONCE)
         # Registered now: whatever the hub fans out from here on reaches the engine.
-        self._sub: LocalSubscription = hub.subscribe(topic, accept=self._wanted).enter_now()
-        self._task = asyncio.create_task(self._run(), name=f"direct:{topic}")
-
-    def _wanted(self, payload: dict) -> bool:
-        """Buffered for the engine only when a sink may want it: its buffer then bounds
-        what its subscribers would receive, as each subscriber's own would."""
-        return payload.get("type") in _TYPES and any(sink.wants(payload) for sink in self.sinks)
+        self._sub: LocalSubscription = hub.subscribe(topic, accept=_delivered, deliver=self._dispatch,
+                                                     ended=self._ended).enter_now()
 
     def add(self, sink: Sink, executor: Executor) -> None:
         sink.key = fanout.group_key(executor)
         sink.context = executor.context_value
-        if sink.key is None:
-            sink.template = executor
-        else:
-            template = self._templates.get(sink.key)
-            if template is None:
-                template = self._templates[sink.key] = [executor, 0]
-            template[1] += 1
-            sink.template = template[0]
+        group = self._groups.get(_group_of(sink))
+        if group is None:
+            group = self._groups[_group_of(sink)] = _Group(sink.key, executor)
+        sink.template = group.template
+        group.sinks[sink] = None
+        group.limit = min(group.limit, sink._buffer) if group.limit else sink._buffer
         self.sinks[sink] = None
 
     def remove(self, sink: Sink) -> None:
         if self.sinks.pop(sink, 0) is not None:
             return
-        if sink.key is not None:
-            template = self._templates[sink.key]
-            template[1] -= 1
-            if not template[1]:
-                del self._templates[sink.key]
+        group = self._groups[_group_of(sink)]
+        del group.sinks[sink]
+        if not group.sinks:
+            del self._groups[_group_of(sink)]
+            if group.task is not None and group.task is not asyncio.current_task():
+                group.task.cancel()
         if not self.sinks:
             self.close()
 
@@ -329,47 +397,111 @@ class Engine:
         if _engines.get((id(self.hub), self.topic)) is self:
             del _engines[(id(self.hub), self.topic)]
         self._sub.leave()
-        if asyncio.current_task() is not self._task:
-            self._task.cancel()
+        current = asyncio.current_task()
+        for lane in (*self._groups.values(), *self._viewers.values()):
+            if lane.task is not None and lane.task is not current:
+                lane.task.cancel()
 
-    async def _run(self) -> None:
-        kind: type[SubscriptionEnded] = BackendLost
+    def _ended(self, kind: type[SubscriptionEnded]) -> None:
+        """The hub ended the engine's subscription (backend lost, a gap): every sink ends."""
+        log.info("broadcast backend lost; ending the direct subscribers of %s", self.topic)
+        self.close()
+        for sink in list(self.sinks):
+            sink.end(kind)
+
+    def _dispatch(self, payload: dict) -> None:
+        """In the hub's fan-out: queues the event on each group that may want it."""
+        for group in list(self._groups.values()):
+            if any(sink.wants(payload) for sink in group.sinks):
+                if len(group.items) >= group.limit:
+                    # Its executions cannot keep up with the topic: its sinks only, who
+                    # share its cost (the same document), are behind.
+                    for sink in list(group.sinks):
+                        sink.overflow("subscription_buffer", f"group fell {len(group.items)} events behind")
+                    continue
+                group.items.append(payload)
+                self._run(group, self._deliver_group)
+
+    def _run(self, lane: _Lane, work: Callable[[_Lane], Awaitable[None]]) -> None:
+        if lane.task is None:
+            lane.task = asyncio.create_task(work(lane), name=f"direct:{self.topic}")
+
+    async def _deliver_group(self, group: _Group) -> None:
         try:
-            while True:
-                await self.deliver(await self._sub.get())
-        except Overflowed:
-            log.info("direct delivery of %s fell behind; ending its subscribers", self.topic)
-            kind = Overflowed
-        except SubscriptionEnded:
-            log.info("broadcast backend lost; ending the direct subscribers of %s", self.topic)
-        except Exception:
-            log.exception("direct delivery of %s failed; ending its subscribers", self.topic)
+            while group.items:
+                await self._deliver(group, group.items.popleft())
+                if group.items:
+                    await asyncio.sleep(0)  # every other lane's turn
         finally:
-            self.close()
-            for sink in list(self.sinks):
-                sink.end(kind)
+            group.task = None
 
-    async def deliver(self, payload: dict) -> None:
+    async def _deliver(self, group: _Group, payload: dict) -> None:
         event = decoded(payload)
         seq = payload.get("_seq", 0)
         bodies: dict[tuple, Any] = {}
-        for sink in list(self.sinks):
+        for sink in list(group.sinks):
             if seq <= sink.after or sink.gone or sink.ended.done():
                 continue
-            try:
-                if not sink.wants(payload):
-                    continue
-                for root in await sink.roots(payload, event):
-                    await sink.write(sink.operation.prefix + await _body(sink, root, bodies) + b"}")
-            except Exception:
-                log.exception("delivering an event of %s failed; ending one subscription", self.topic)
-                sink.end(BackendLost)
+            if group.own:
+                self._pass_on(sink, payload)
+            else:
+                await self._deliver_to(sink, payload, event, bodies)
+
+    def _pass_on(self, sink: Sink, payload: dict) -> None:
+        """To the sink's viewer's lane, in order: after every event it got before."""
+        if sink.queued >= sink._buffer:
+            sink.overflow("subscription_buffer", f"fell {sink.queued} events behind its own executions")
+            return
+        viewer = getattr(sink.context, "principal", None)
+        key = sink if viewer is None else ("viewer", viewer.id)
+        lane = self._viewers.get(key)
+        if lane is None:
+            lane = self._viewers[key] = _Lane()
+        sink.queued += 1
+        lane.items.append((sink, payload))
+        self._run(lane, functools.partial(self._deliver_own, key))
+
+    async def _deliver_own(self, key: Any, lane: _Lane) -> None:
+        try:
+            while lane.items:
+                sink, payload = lane.items.popleft()
+                sink.queued -= 1
+                if not (sink.gone or sink.ended.done()):
+                    async with self._own_at_once:
+                        await self._deliver_to(sink, payload, decoded(payload), {})
+                if lane.items:
+                    await asyncio.sleep(0)
+        finally:
+            lane.task = None
+            if not lane.items and self._viewers.get(key) is lane:
+                del self._viewers[key]
+
+    async def _deliver_to(self, sink: Sink, payload: dict, event: Any, bodies: dict[tuple, Any]) -> None:
+        try:
+            # Checked again now: what it wants moves with what it received (messageAdded's `last`).
+            if not sink.wants(payload):
+                return
+            for root in await sink.roots(payload, event):
+                await sink.write(sink.operation.prefix + await _body(sink, root, bodies) + b"}")
+        except Exception:
+            log.exception("delivering an event of %s failed; ending one subscription", self.topic)
+            sink.end(BackendLost)
+
+
+def _group_of(sink: Sink) -> Any:
+    """The key of a sink's group in its engine: a sink that cannot share is a group alone."""
+    return sink if sink.key is None else sink.key
+
+
+def _delivered(payload: dict) -> bool:
+    """The event types the engine delivers (notifications stay with their generators)."""
+    return payload.get("type") in _TYPES
 
 
 _engines: dict[tuple[int, str], Engine] = {}
 
 
-async def hand_over(sub: LocalSubscription, roots: Roots, buffer: int) -> bool:
+async def hand_over(sub: LocalSubscription, roots: Roots, buffer: int, buffer_bytes: int) -> bool:
     """Turns the calling subscription generator into a sink of its topic's engine. An
     operation the engine may own raises Detached; any other waits until its sink ends
     and raises Overflowed or BackendLost like the hub's `get`. False at once when it
@@ -382,7 +514,7 @@ async def hand_over(sub: LocalSubscription, roots: Roots, buffer: int) -> bool:
     engine = _engines.get((id(hub), sub.topic))
     if engine is None:
         engine = _engines[(id(hub), sub.topic)] = Engine(hub, sub.topic)
-    sink = operation.sink = Sink(operation, engine, sub.accept or _everything, roots, hub.seq, buffer)
+    sink = operation.sink = Sink(operation, engine, sub.wants, roots, hub.seq, buffer, buffer_bytes)
     engine.add(sink, operation.executor)
     operation.executor = None
     sub.leave()
@@ -393,10 +525,6 @@ async def hand_over(sub: LocalSubscription, roots: Roots, buffer: int) -> bool:
     finally:
         operation.forget()
     raise kind(f"direct delivery of {sub.topic!r} ended")
-
-
-def _everything(payload: dict) -> bool:
-    return True
 
 
 _tasks: set[asyncio.Task] = set()

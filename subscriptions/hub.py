@@ -154,12 +154,18 @@ def _settle(ready: asyncio.Future[str | None], failure: str | None) -> None:
 
 class LocalSubscription:
     """One local reader of a topic. `get()` returns the next payload (shared, read-only)
-    or raises `Overflowed` / `BackendLost`; registration is complete once entered."""
+    or raises `Overflowed` / `BackendLost`; registration is complete once entered.
+    With `deliver`, accepted payloads are handed to it at once, in the fan-out, instead
+    of being buffered, and `ended(kind)` is called once the subscription ends."""
 
-    def __init__(self, hub: Hub, topic: str, accept: Callable[[dict], bool] | None = None) -> None:
+    def __init__(self, hub: Hub, topic: str, accept: Callable[[dict], bool] | None = None,
+                 deliver: Callable[[dict], None] | None = None,
+                 ended: Callable[[type[SubscriptionEnded]], None] | None = None) -> None:
         self._hub = hub
         self.topic = topic
         self._accept = accept
+        self._deliver = deliver
+        self._ended = ended
         self._items: deque[dict] = deque()
         self._error: tuple[type[SubscriptionEnded], str] | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -245,6 +251,9 @@ class LocalSubscription:
         # receive, not the whole topic's traffic (other channels, other users).
         if self._accept is not None and not self._accepts(payload):
             return True
+        if self._deliver is not None:
+            self._deliver(payload)
+            return True
         if len(self._items) >= self._hub._buffer:
             metrics.refused("subscription_buffer")
             self._end(Overflowed, f"fell more than {self._hub._buffer} events behind on {self.topic!r}")
@@ -264,15 +273,20 @@ class LocalSubscription:
     def _accepts(self, payload: dict) -> bool:
         try:
             return bool(self._accept(payload))
-        except Exception:  # a faulty filter must not lose events: deliver, let the reader decide
-            log.exception("subscription filter failed on %s; delivering the event", self.topic)
-            return True
+        except Exception:
+            # Fails closed: a filter decides who may see an event, and one that cannot
+            # tell must not show it (issue 11). The event is dropped for this viewer only.
+            log.exception("subscription filter failed on %s; dropping the event for this subscriber", self.topic)
+            return False
 
     def _end(self, kind: type[SubscriptionEnded], reason: str) -> None:
-        if self._error is None:
+        first = self._error is None
+        if first:
             self._error = (kind, reason)
         self._items.clear()
         self._wake()
+        if first and self._ended is not None:
+            self._ended(kind)
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -329,9 +343,11 @@ class Hub:
             await asyncio.gather(supervisor, return_exceptions=True)
         broadcast, self._broadcast = self._broadcast, None
         self._healthy = False
+        self._end_all("hub stopped")
+        if self._gaps:
+            await self._announce_last(broadcast)
         if broadcast is not None:
             self._retire(broadcast)
-        self._end_all("hub stopped")
         await asyncio.gather(*self._pumps, return_exceptions=True)
         await self._close_retired()
         client, self._ping_client = self._ping_client, None
@@ -344,25 +360,36 @@ class Hub:
         message = json.dumps(payload)
         broadcast = self._broadcast
         if broadcast is None:
+            # Lost (reconnecting) or stopped: subscribers on other processes, whose own
+            # connections may be up, would miss it silently without the gap.
             log.warning("publish to %s dropped: broadcast backend unavailable", topic)
+            self._gap(topic)
             return False
         try:
             async with asyncio.timeout(_PUBLISH_TIMEOUT):
                 await broadcast.publish(self._channel(topic), message)
         except Exception as exc:
             log.warning("publish to %s failed: %s", topic, _describe(exc))
-            self._gaps.add(topic)
-            metrics.BROADCAST_GAPS.inc()
+            self._gap(topic)
             if broadcast is self._broadcast:
                 self._end_topic(topic, f"publish to {topic!r} failed: {_describe(exc)}")
                 self._lose(broadcast, f"publish failed: {_describe(exc)}")
             return False
         return True
 
-    def subscribe(self, topic: str, accept: Callable[[dict], bool] | None = None) -> LocalSubscription:
+    def _gap(self, topic: str) -> None:
+        """An event of `topic` may be lost: announced to every process once the backend
+        is back (`_announce_gaps`), or at `stop`."""
+        self._gaps.add(topic)
+        metrics.BROADCAST_GAPS.inc()
+
+    def subscribe(self, topic: str, accept: Callable[[dict], bool] | None = None,
+                  deliver: Callable[[dict], None] | None = None,
+                  ended: Callable[[type[SubscriptionEnded]], None] | None = None) -> LocalSubscription:
         """`accept(payload)`, when given, runs in the fan-out (keep it cheap, no I/O):
-        only accepted payloads are buffered."""
-        return LocalSubscription(self, topic, accept)
+        only accepted payloads are buffered (or handed to `deliver`). A filter that
+        raises rejects the payload."""
+        return LocalSubscription(self, topic, accept, deliver, ended)
 
     def _channel(self, topic: str) -> str:
         """The backend's channel of a topic: deployments sharing one Redis must never
@@ -466,6 +493,11 @@ class Hub:
                             state.subscribers.discard(sub)
                     if not state.subscribers and self._topics.get(topic) is state:
                         self._release(state)
+                        continue
+                    # A turn for the readers between events: a burst that piled up upstream
+                    # while this process was busy would otherwise be fanned out whole
+                    # before any of them runs, and overflow the brisk ones too.
+                    await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -558,6 +590,22 @@ class Hub:
             async with asyncio.timeout(_PUBLISH_TIMEOUT):
                 await broadcast.publish(self._channel(topic), json.dumps({_GAP: True}))
             self._gaps.discard(topic)
+
+    async def _announce_last(self, broadcast: Broadcast | None) -> None:
+        """At stop, the gaps not announced yet (the backend was lost and not back), over
+        the live backend or one last connection: best effort, bounded in time."""
+        fresh = None
+        try:
+            if broadcast is None:
+                broadcast = fresh = self._make_broadcast()
+                async with asyncio.timeout(_CONNECT_TIMEOUT * 2):
+                    await broadcast.connect()
+            await self._announce_gaps(broadcast)
+        except Exception as exc:
+            log.warning("stopping with possibly lost events of %d topics unannounced: %s", len(self._gaps), _describe(exc))
+        finally:
+            if fresh is not None:
+                await self._close(fresh)
 
     async def _close_retired(self) -> None:
         while self._retired:

@@ -96,7 +96,8 @@ async def _live(info: Info, sub, roots, hand_over: bool = True) -> AsyncGenerato
     try:
         while True:
             if hand_over and not sub.pending:
-                await direct.hand_over(sub, roots, info.context.settings.subscription_buffer)
+                settings = info.context.settings
+                await direct.hand_over(sub, roots, settings.subscription_buffer, settings.subscription_buffer_bytes)
             payload = await sub.get()
             # Checked again: what was wanted when it was buffered may have changed since
             # (a replay moved past it).

@@ -10,7 +10,7 @@ import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-RUNTIME_PACKAGES = ("inbox", "models", "schema", "resolvers", "subscriptions", "server", "channels")
+RUNTIME_PACKAGES = ("inbox", "models", "schema", "resolvers", "subscriptions", "server", "channels", "borrowed")
 
 
 def imported_modules() -> set[str]:

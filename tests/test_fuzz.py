@@ -312,8 +312,8 @@ async def test_a_message_a_partner_pushes_answers_every_field_of_its_message(com
 
 
 def test_the_nul_refusal_is_written_for_graphql_core_3_3_2():
-    # schema/text_inputs.py wraps the built-in String scalar's coercion functions of this version
-    from schema import text_inputs
+    # borrowed/graphql_string.py wraps the built-in String scalar's coercion functions of this version
+    from borrowed import graphql_string as text_inputs
 
     assert graphql.version == "3.3.2"
     assert graphql.GraphQLString.coerce_input_value is text_inputs.coerce_value

@@ -9,6 +9,7 @@ import os
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 
 from subscriptions.hub import BackendLost, Hub, Overflowed, SubscriptionEnded
 
@@ -410,8 +411,146 @@ async def test_a_subscriber_buffers_only_what_its_filter_accepts(make_hub, topic
         assert [await get(picky) for _ in range(3)] == [{"n": 0}, {"n": 10}, {"n": 20}]
 
 
-async def test_a_failing_filter_delivers_rather_than_loses(make_hub, topic):
+async def test_a_filter_that_raises_drops_the_event_for_that_subscriber_only(make_hub, topic):
     hub = await make_hub()
-    async with hub.subscribe(topic, accept=lambda payload: 1 / 0) as sub:
+
+    def picky(payload):
+        return 1 / payload["n"]  # raises on n == 0
+
+    async with hub.subscribe(topic, accept=picky) as failing, hub.subscribe(topic) as other:
+        assert await hub.publish(topic, {"n": 0})
         assert await hub.publish(topic, {"n": 1})
-        assert await get(sub) == {"n": 1}
+        # Fails closed: the subscriber whose filter raised never sees the event, and stays.
+        assert await get(failing) == {"n": 1}
+        assert [await get(other), await get(other)] == [{"n": 0}, {"n": 1}]
+
+
+def gaps_counted() -> float:
+    return REGISTRY.get_sample_value("inbox_broadcast_gaps_total") or 0.0
+
+
+def reconnects_counted() -> float:
+    return REGISTRY.get_sample_value("inbox_broadcast_reconnects_total") or 0.0
+
+
+@pytest.fixture
+def failing_publish(monkeypatch):
+    """Makes the hub's current backend fail its publishes (the first one marks it lost)
+    and every reconnect fail until `recover()`."""
+    class Failing:
+        def __init__(self) -> None:
+            self.hub: Hub | None = None
+
+        def start(self, hub: Hub) -> None:
+            self.hub = hub
+
+            async def fail(channel, message):
+                raise ConnectionError("boom")
+
+            async def unreachable():
+                raise ConnectionError("still down")
+
+            monkeypatch.setattr(hub._broadcast, "publish", fail)
+            monkeypatch.setattr(hub, "_connect", unreachable)
+
+        def recover(self) -> None:
+            monkeypatch.delattr(self.hub, "_connect")
+
+    return Failing()
+
+
+@pytest.fixture
+def announced_gaps(monkeypatch) -> list[str]:
+    """The channels any hub publishes a gap marker to from now on, on any backend."""
+    from broadcaster import Broadcast
+
+    seen: list[str] = []
+    real = Broadcast.publish
+
+    async def recording(self, channel, message):
+        if json.loads(message).get("_hub_gap"):
+            seen.append(channel)
+        return await real(self, channel, message)
+
+    monkeypatch.setattr(Broadcast, "publish", recording)
+    return seen
+
+
+async def test_every_publish_while_the_backend_is_lost_records_a_gap(hub, topic, failing_publish, announced_gaps):
+    seen = announced_gaps
+    failing_publish.start(hub)
+    before, reconnects = gaps_counted(), reconnects_counted()
+
+    assert await hub.publish(topic, {"n": 1}) is False  # the failure that marks it lost
+    assert hub.healthy is False
+    # Marked lost: each of these is dropped, and each records a gap, not only the first.
+    for other in (f"{topic}.b", f"{topic}.c", f"{topic}.b"):
+        assert await hub.publish(other, {"n": 2}) is False
+    assert gaps_counted() - before == 4
+    assert hub._gaps == {topic, f"{topic}.b", f"{topic}.c"}
+
+    failing_publish.recover()
+    await eventually(lambda: _is_healthy(hub), "the hub to reconnect")
+    # Announced to every process once the backend is back (other processes' subscribers of
+    # those topics end and resume with `after`), and counted as a reconnect.
+    assert sorted(seen) == sorted([topic, f"{topic}.b", f"{topic}.c"])
+    assert hub._gaps == set()
+    assert reconnects_counted() - reconnects == 1
+
+
+async def test_a_publish_after_stop_records_a_gap(make_hub, topic):
+    hub = await make_hub()
+    before = gaps_counted()
+    await hub.stop()
+    assert await hub.publish(topic, {"n": 1}) is False
+    assert gaps_counted() - before == 1
+    assert hub._gaps == {topic}
+
+
+async def test_stop_announces_the_gaps_not_yet_announced(make_hub, topic, failing_publish, announced_gaps):
+    seen = announced_gaps
+    hub = await make_hub()
+    failing_publish.start(hub)
+    assert await hub.publish(topic, {"n": 1}) is False
+    assert await hub.publish(f"{topic}.b", {"n": 2}) is False
+
+    # Still lost when the process stops: one last connection announces them.
+    await hub.stop()
+    assert sorted(seen) == sorted([topic, f"{topic}.b"])
+    assert hub._gaps == set()
+
+
+@pytest.fixture
+async def make_redis_hub():
+    async for make in _hub_factory(REDIS_URL):
+        yield make
+
+
+@requires_redis
+async def test_subscribers_on_another_process_end_for_publishes_dropped_while_lost(make_redis_hub, topic,
+                                                                                  failing_publish):
+    publisher, elsewhere = await make_redis_hub(), await make_redis_hub()
+    async with elsewhere.subscribe(topic) as sub:
+        failing_publish.start(publisher)
+        assert await publisher.publish(f"{topic}.other", {"n": 0}) is False  # marks it lost
+        # Dropped while lost: the other process's own connection is up and hears nothing.
+        assert await publisher.publish(topic, {"n": 1}) is False
+        failing_publish.recover()
+        with pytest.raises(BackendLost):
+            await asyncio.wait_for(sub.get(), DEADLINE * 3)
+
+
+async def test_a_burst_larger_than_the_buffer_reaches_a_reader_that_keeps_up(make_hub, topic):
+    # A burst that piled up upstream while the process was busy (a saturated CPU): the
+    # fan-out gives the readers a turn between its events, so only a reader that really
+    # falls behind overflows.
+    hub = await make_hub(buffer=5)
+    async with hub.subscribe(topic) as reader:
+        async def read_all() -> list[int]:
+            return [(await reader.get())["n"] for _ in range(50)]
+
+        reading = asyncio.ensure_future(read_all())
+        await asyncio.sleep(0)  # the reader waits for its first event
+        for n in range(50):
+            assert await hub.publish(topic, {"n": n})
+        assert await asyncio.wait_for(reading, DEADLINE) == list(range(50))

@@ -1,5 +1,5 @@
 """A long-lived subscription holds flat memory (STACK.md: graphql-core 3.3.2 retains about
-1.3 KB per subscription event; subscriptions/executor_patch.py is our fix).
+1.3 KB per subscription event; borrowed/graphql_core.py is our fix).
 
 In process, graphql-core runs our schema's subscription over a tiny event source, fast
 enough for thousands of events; the same measure without the patch shows the leak, so
@@ -17,7 +17,7 @@ from graphql.execution import Executor, map_source_to_response_event
 
 import models
 from schema import schema, types
-from subscriptions import executor_patch
+from borrowed import graphql_core as executor_patch
 
 from conftest import DirectEvents, subscriptions_live
 

@@ -254,3 +254,13 @@ async def test_notifications_of_every_kind_resumed_after_a_dropped_socket_equal_
                          "conversation": notification["conversation"]})
     assert state == fresh
     assert await again.nothing_within(0.3)
+
+
+async def test_a_message_just_received_has_its_cursors(company: Company):
+    # The inbound path builds its messages from the rows it inserted, every column included.
+    received = await company.partner.data(
+        """mutation($i: ReceiveMessageInput!) { receiveChannelMessage(input: $i) { id cursor updateCursor } }""",
+        {"i": {"externalMessageId": unique("ext"), "sender": {"externalId": unique("c"), "name": "C"}, "body": "hi"}})
+    message = received["receiveChannelMessage"]
+    assert base64.urlsafe_b64decode(message["updateCursor"] + "==").decode().startswith("u:")
+    assert message["cursor"] != message["updateCursor"]

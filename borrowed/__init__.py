@@ -1,0 +1,25 @@
+"""What we borrow from inside the libraries we use: patches, overrides of internal
+classes and reads of private attributes live here and nowhere else, each with a
+one-line reason. They were written against the versions below; tests/test_borrowed.py
+fails when an installed version differs, so that an upgrade re-reads this package first.
+
+- graphql_core: per-event executors with memos of their own (a leak in 3.3.2), and the
+  executor of a websocket operation noted for direct delivery.
+- graphql_string: the built-in String scalar refuses NUL (PostgreSQL's text cannot hold it).
+- strawberry: the graphql-core schema behind strawberry's, its document validation and
+  execution context classes.
+- strawberry_ws: our websocket protocol handlers (issue 11's bounds, direct delivery,
+  4403/4408 on the legacy protocol).
+- tortoise: model instances from rows we read ourselves, user copies, and SQLite's
+  connection for a Unicode UPPER().
+- uvicorn_ws and broadcaster: see their modules."""
+
+# distribution -> the version this package was written for
+WRITTEN_FOR = {
+    "graphql-core": "3.3.2",
+    "strawberry-graphql": "0.341.2",
+    "tortoise-orm": "1.1.9",
+    "uvicorn": "0.54.0",
+    "websockets": "16.1.1",
+    "broadcaster": "0.3.1",
+}
