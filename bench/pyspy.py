@@ -33,7 +33,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("strawberry HTTP view", ("strawberry/http/", "strawberry/asgi/", "cross_web/")),
     ("strawberry schema/types/resolvers glue", ("strawberry/",)),
     ("hub fan-out (subscriptions/hub.py)", ("subscriptions/hub.py",)),
-    ("subscription streams + event decode", ("subscriptions/streams.py", "subscriptions/events.py")),
+    ("subscription streams + event decode", ("resolvers/subscriptions.py", "inbox/events.py")),
     ("broadcaster", ("broadcaster/",)),
     ("project resolvers + types (schema/, resolvers/)", ("/schema/", "/resolvers/")),
     ("project domain (inbox/, server/, channels/)", ("/inbox/", "/server/", "/channels/")),

@@ -15,8 +15,7 @@ from server import metrics
 from server.ws_bounds import (TOO_MANY_OPERATIONS, WS_INIT_TIMEOUT, WS_REJECTED, WS_TOO_MANY_SOCKETS, TooManySockets,
                               close_socket, over_operations, refused_operation_id, setup_owner)
 from subscriptions import direct
-from subscriptions.hub import Overflowed, SubscriptionEnded
-from subscriptions.streams import TRY_AGAIN_LATER
+from subscriptions.hub import TRY_AGAIN_LATER, Overflowed, SubscriptionEnded
 
 log = logging.getLogger("inbox")
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models import Channel, DeliveryStatus, MessageDirection
-from subscriptions.events import MessageUpdated
 
 from . import sql
+from .events import MessageUpdated
 from .group_commit import GroupCommit
 from .replay import lock_company_order, mark_changed
 from .transaction import Action, action

@@ -18,12 +18,11 @@ from tortoise.transactions import in_transaction
 from borrowed.tortoise import row_instance
 
 from models import Channel, ConversationStatus, DeliveryStatus, EventKind, Message, MessageDirection
-from subscriptions.events import MessageAdded
 
 from . import media, notes, notifications, sql, validation
 from .conversations import erase_history
 from .errors import BadInput, NotFound
-from .events import NewEvent, record_events
+from .events import MessageAdded, NewEvent, record_events
 from .group_commit import GroupCommit
 from .replay import ORDER_LOCK, lock_company_order
 from .transaction import Action, action

@@ -15,11 +15,11 @@ from tortoise.transactions import in_transaction
 from models import (Channel, Contact, Conversation, EmailBurst, Message, MessageDirection, Notification,
                     NotificationEmail,
                     NotificationKind, NotificationPreference, User)
-from subscriptions.events import NotificationReceived
 
 from . import attachments as attachment_rules
 from . import sql, validation
 from .errors import NotFound
+from .events import NotificationReceived
 from .sections import page_size
 from .transaction import Action
 

@@ -15,13 +15,12 @@ from tortoise.transactions import in_transaction
 
 from models import (Channel, Contact, Conversation, Delivery, DeliveryStatus, EarlyReceipt, EventKind,
                     Message, MessageDirection, User)
-from subscriptions.events import MessageAdded, MessageUpdated
 
 from . import apps, media, notes, sql, validation
 from . import attachments as attachment_rules
 from .access import audience, visible_conversation
 from .errors import BadInput
-from .events import record_event
+from .events import MessageAdded, MessageUpdated, record_event
 from .queue import GONE, AttemptFailed, QueueWorker, Rejected, due_rows, lease
 from .replay import mark_changed
 from .transaction import action

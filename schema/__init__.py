@@ -13,7 +13,7 @@ from borrowed import graphql_string
 from borrowed.graphql_core import apply as _flat_subscription_memory
 from inbox import validation
 from resolvers import crm as crm_resolvers, mutations, notifications as notification_resolvers, queries
-from subscriptions import streams
+from resolvers import subscriptions as subscription_resolvers
 
 from . import crm, notifications as notification_types, types
 from .cost import ExecutionBudget, max_items
@@ -114,23 +114,23 @@ class Mutation:
 @strawberry.type
 class Subscription:
     message_added: types.Message = strawberry.subscription(
-        resolver=streams.message_added,
+        resolver=subscription_resolvers.message_added,
         description="New messages, inbound and outbound, in conversations the viewer can see (one conversation "
                     "when conversationId is given). With `after`, the server first replays every persisted "
                     "message after that cursor, in order, then streams live ones, with no gap and no duplicate.")
     message_updated: types.Message = strawberry.subscription(
-        resolver=streams.message_updated,
+        resolver=subscription_resolvers.message_updated,
         description="Changes to existing messages the viewer can see: delivery status (SENT, DELIVERED, READ, "
                     "FAILED). With `after` (an `updateCursor`), every message changed since then is replayed once "
                     "in its current state, in order of its latest change, then live ones: no change missed.")
     conversation_changed: types.ConversationEvent = strawberry.subscription(
-        resolver=streams.conversation_changed,
+        resolver=subscription_resolvers.conversation_changed,
         description="Every change to conversations the viewer can see (one conversation when conversationId "
                     "is given). With `after` (a ConversationEvent `cursor`), every event since then that the "
                     "viewer may see is replayed in order, then live ones: no gap, no duplicate, across server "
                     "processes.")
     notification_received: notification_types.Notification = strawberry.subscription(
-        resolver=streams.notification_received,
+        resolver=subscription_resolvers.notification_received,
         description="The viewer's notifications whose desktop toggle is on; with `after`, those since that "
                     "cursor first, in order.")
 

@@ -11,7 +11,7 @@ from strawberry.types import Info
 
 import models
 from inbox import accounts, apps, attachments, media, sections, validation
-from subscriptions.events import ConversationChanged
+from inbox.events import ConversationChanged
 
 from .cost import max_items
 from .ids import conversation_cursor, conversation_url, event_cursor, global_id, message_cursor, update_cursor

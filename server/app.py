@@ -25,6 +25,7 @@ from inbox.accounts import authenticate
 from inbox.sending import Sender
 from schema import schema
 from schema.context import Context
+from schema.errors import with_contract_code
 from subscriptions import direct
 from subscriptions.hub import Hub
 from subscriptions.publish import current_hub, use_hub
@@ -40,6 +41,9 @@ from .media import MediaKeeper, media_routes, refresh_stored_bytes, store_of
 from .ws_bounds import WS_INTERNAL_ERROR, WS_MESSAGE_TOO_BIG, UserSockets
 
 log = logging.getLogger("inbox")
+
+# Live events' errors carry contract codes like every answer's.
+direct.format_error = with_contract_code
 
 class InboxGraphQL(GraphQL):
     graphql_transport_ws_handler_class = GraphQLTransportWSHandler

@@ -1,6 +1,6 @@
 """Live delivery without a task per subscriber (issue 7).
 
-A websocket subscription starts as strawberry runs it: its generator (streams.py)
+A websocket subscription starts as strawberry runs it: its generator (resolvers/subscriptions.py)
 replays what the client asked for and yields the events buffered meanwhile. Once it has
 nothing buffered it hands over: it becomes a `Sink` of its topic's `Engine` and waits.
 The engine is one reader of the topic per process. For each event it asks every sink
@@ -32,22 +32,24 @@ import weakref
 from collections import deque
 from typing import Any, Awaitable, Callable, Hashable
 
-from graphql import ExecutionResult
+from graphql import ExecutionResult, GraphQLError
 from graphql.execution.executor import Executor
 from websockets.protocol import Protocol as WebSocketProtocol, State
 
-from schema.errors import with_contract_code
 from server import metrics
 
 from . import fanout
 from borrowed.graphql_core import OPERATION, per_event_executor
-from .events import ConversationChanged, MessageAdded, MessageUpdated, decoded
+from inbox.events import CATALOGUE, decoded
 from .hub import BackendLost, Hub, LocalSubscription, Overflowed, SubscriptionEnded
 
 log = logging.getLogger(__name__)
 
 # The event types the engine delivers (notifications stay with their generators).
-_TYPES = frozenset({MessageAdded.type, MessageUpdated.type, ConversationChanged.type})
+# How an execution's errors are told to clients, contract codes included: the app sets
+# schema/errors.py's rule here (subscriptions/ imports nothing of the schema).
+format_error: Callable[[GraphQLError], GraphQLError] = lambda error: error
+DIRECT_TYPES = frozenset(name for name, event_type in CATALOGUE.items() if event_type.delivery == "direct")
 _JSON = json.JSONEncoder(separators=(",", ":")).encode
 # A group's execution read the viewer: each of its sinks executes its own.
 _DEPENDENT = object()
@@ -495,7 +497,7 @@ def _group_of(sink: Sink) -> Any:
 
 def _delivered(payload: dict) -> bool:
     """The event types the engine delivers (notifications stay with their generators)."""
-    return payload.get("type") in _TYPES
+    return payload.get("type") in DIRECT_TYPES
 
 
 _engines: dict[tuple[int, str], Engine] = {}
@@ -572,7 +574,7 @@ async def _execute(template: Executor, root: Any, context: Any) -> ExecutionResu
 def _encode(result: ExecutionResult) -> bytes:
     payload: dict[str, Any] = {"data": result.data}
     if result.errors:
-        payload["errors"] = [with_contract_code(error).formatted for error in result.errors]
+        payload["errors"] = [format_error(error).formatted for error in result.errors]
     if result.extensions:
         payload["extensions"] = result.extensions
     return _JSON(payload).encode()

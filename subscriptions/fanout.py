@@ -11,7 +11,7 @@ Which scope a result may be shared in is learnt while it executes: the first exe
 runs with a context that forwards everything but notes any read of per-connection
 state (the viewer, the principal, the request, the viewer's unread counts...). One
 that read none of it depends only on the event, the document and the variables: every
-subscriber the per-viewer event filter let through (streams.py `_subscribe`, run before,
+subscriber the per-viewer event filter let through (resolvers/subscriptions.py `_subscribe`, run before,
 unchanged) gets it. One that read any of it was computed for its own viewer: it goes to
 that subscriber only, and every other subscriber executes its own, and skips the shared
 attempt from then on (`mark_own`). Results with errors are never shared."""

@@ -16,6 +16,9 @@ from server import metrics
 
 log = logging.getLogger(__name__)
 
+# Close code of a subscriber that fell too far behind: "try again later" (SPEC §6).
+TRY_AGAIN_LATER = 1013
+
 _CONNECT_TIMEOUT = 1.0
 _PING_TIMEOUT = 1.0
 _SUBSCRIBE_TIMEOUT = 2.0

@@ -21,7 +21,7 @@ import weakref
 import models
 from inbox import sections
 
-from .events import MessageAdded
+from inbox.events import MessageAdded
 
 # Messages a window keeps: a subscriber further behind than that reads its own.
 WINDOW = 100

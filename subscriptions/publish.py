@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from .events import _Event, company_topic
+from inbox.events import _Event, company_topic
 
 log = logging.getLogger(__name__)
 

@@ -419,7 +419,7 @@ async def subscriptions_live(company: Company, count: int = 1) -> None:
     the client's `subscribe` (the protocol has no acknowledgement), and only from then
     on is no event missed. The test server runs in this process, so its hub is this one."""
     from subscriptions import direct
-    from subscriptions.events import company_topic
+    from inbox.events import company_topic
     from subscriptions.publish import current_hub
 
     topic = company_topic(await company_pk(company))
@@ -462,7 +462,7 @@ class DirectEvents:
         from datetime import datetime, timezone
 
         import models
-        from subscriptions.events import ConversationChanged
+        from inbox.events import ConversationChanged
 
         row = await models.ConversationEvent.create(
             company_id=self.company_id, conversation_id=self.conversation_id, kind=models.EventKind(kind),
@@ -474,7 +474,7 @@ class DirectEvents:
         ).to_payload()
 
     async def publish(self, payload: dict) -> None:
-        from subscriptions.events import company_topic
+        from inbox.events import company_topic
         from subscriptions.publish import current_hub
 
         assert await current_hub().publish(company_topic(self.company_id), payload)

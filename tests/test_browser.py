@@ -82,7 +82,7 @@ PAGE_SUBSCRIPTIONS = 4  # messageAdded, messageUpdated, conversationChanged, not
 
 async def live_subscriptions(company) -> int:
     from subscriptions import direct
-    from subscriptions.events import company_topic
+    from inbox.events import company_topic
     from subscriptions.publish import current_hub
 
     return direct.live_subscriptions(current_hub(), company_topic(await company_pk(company)))

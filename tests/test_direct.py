@@ -12,7 +12,7 @@ import pytest
 from websockets.frames import OP_TEXT, Frame
 
 from subscriptions import direct
-from subscriptions.events import company_topic
+from inbox.events import company_topic
 from subscriptions.publish import current_hub
 
 from conftest import company_pk, subscriptions_live

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from websockets.exceptions import ConnectionClosed
 
 from schema.ids import parse_global_id
-from subscriptions.events import company_topic
+from inbox.events import company_topic
 from subscriptions.hub import Hub
 
 from conftest import DEADLINE, DirectEvents, eventually, make_settings, start_server, subscriptions_live

@@ -14,8 +14,9 @@ from websockets.exceptions import ConnectionClosed
 
 from inbox import sections
 from schema.ids import parse_global_id
-from subscriptions import direct, streams
-from subscriptions.events import company_topic
+from resolvers import subscriptions as streams
+from subscriptions import direct
+from inbox.events import company_topic
 from subscriptions.publish import current_hub
 
 from conftest import (DEADLINE, TEST_BROADCAST_URL, DirectEvents, Subscriber, company_pk, eventually,

@@ -265,7 +265,8 @@ def test_the_connection_init_deadline_is_ten_seconds_by_default():
 
 async def test_one_users_slow_set_ups_do_not_hold_another_users_subscription(company, other_company, server,
                                                                              monkeypatch):
-    from subscriptions import direct, streams
+    from resolvers import subscriptions as streams
+    from subscriptions import direct
 
     # Given one user whose subscriptions' set-up is slow (each waits on its horizon)
     slow_company = await company_pk(company)

@@ -1,5 +1,5 @@
-"""The subscription generators: replay after a cursor, then the live stream of the
-viewer's company topic, filtered to what the viewer may see."""
+"""Resolvers of Subscription: replay after a cursor, then the live stream of the
+viewer's company topic (subscriptions/), filtered to what the viewer may see."""
 from __future__ import annotations
 
 import asyncio
@@ -12,25 +12,21 @@ import strawberry
 from strawberry.types import Info
 
 import models
-from inbox import access, sections
+from inbox import access, replay, sections
+from inbox.events import ConversationChanged, MessageAdded, MessageUpdated, NotificationReceived, company_topic, decoded
 from inbox.messages import committed_horizon
 from schema import notifications as notification_types, types
-from inbox import replay
-from schema.ids import (parse_event_cursor, parse_message_cursor, parse_notification_cursor,
-                        parse_update_cursor, pk_of)
-
-from .events import ConversationChanged, MessageAdded, MessageUpdated, NotificationReceived, company_topic, decoded
-from . import direct
-from .fanout import shared_root
-from .hub import BackendLost, Overflowed
-from .message_order import company_messages
-from .publish import current_hub
+from schema.ids import (parse_event_cursor, parse_message_cursor, parse_notification_cursor, parse_update_cursor,
+                        pk_of)
+from subscriptions import direct
+from subscriptions.fanout import shared_root
+from subscriptions.hub import TRY_AGAIN_LATER, BackendLost, Overflowed
+from subscriptions.message_order import company_messages
+from subscriptions.publish import current_hub
 
 log = logging.getLogger(__name__)
 
 REPLAY_BATCH = 500
-# Close code of a subscriber that fell too far behind: "try again later" (SPEC §6).
-TRY_AGAIN_LATER = 1013
 
 
 async def _shared_row(payload: dict, model, pk: int):
@@ -276,14 +272,14 @@ class _Resumed:
 
 
 @_ends_if_backend_unavailable
-async def _resumable_stream(info: Info, event_type, stream: str, state: _Resumed, replaying: bool,
+async def _resumable_stream(info: Info, event_type, state: _Resumed, replaying: bool,
                             hand_over: bool = True) -> AsyncGenerator:
     viewer = state.viewer
     # A notification is its one user's own: nobody else's events to hear.
     async with _subscribe(viewer, event_type, state.accept, hear=state.shared) as sub:
         # Subscribed first, then the horizon: every item up to it is stored, every later
         # one reaches this subscription as an event.
-        horizon = await replay.horizon(viewer.company_id, stream)
+        horizon = await replay.horizon(viewer.company_id, event_type.stream)
         # Set up: a long replay to a slow client must not hold up others' set-ups.
         direct.settled()
         while replaying and state.last < horizon:
@@ -306,7 +302,7 @@ async def message_updated(info: Info, conversation_id: Optional[strawberry.ID] =
     viewer = info.context.viewer
     conversation_pk = await _visible_conversation_pk(viewer, conversation_id)
     after_position = parse_update_cursor(after)
-    last = await _resume_from(viewer, "update", after_position)
+    last = await _resume_from(viewer, MessageUpdated.stream, after_position)
 
     async def read(last: int, through: int, limit: int) -> replay.Missed:
         return await replay.changes_between(viewer.company_id, last, through, limit)
@@ -315,7 +311,7 @@ async def message_updated(info: Info, conversation_id: Optional[strawberry.ID] =
         return types.Message.of(row) if payload is None else _shared_message(payload, row)
 
     state = _Resumed(viewer, MessageUpdated, conversation_pk, last, read, root)
-    return _resumable_stream(info, MessageUpdated, "update", state, after_position is not None)
+    return _resumable_stream(info, MessageUpdated, state, after_position is not None)
 
 
 async def conversation_changed(info: Info, conversation_id: Optional[strawberry.ID] = None,
@@ -323,7 +319,7 @@ async def conversation_changed(info: Info, conversation_id: Optional[strawberry.
     viewer = info.context.viewer
     conversation_pk = await _visible_conversation_pk(viewer, conversation_id)
     after_event = parse_event_cursor(after)
-    last = await _resume_from(viewer, "event", after_event)
+    last = await _resume_from(viewer, ConversationChanged.stream, after_event)
 
     async def read(last: int, through: int, limit: int) -> replay.Missed:
         return await replay.events_between(viewer.company_id, last, through, limit)
@@ -334,14 +330,14 @@ async def conversation_changed(info: Info, conversation_id: Optional[strawberry.
         return shared_root(payload, ("ConversationEvent", row.id), lambda: types.ConversationEvent.of(row))
 
     state = _Resumed(viewer, ConversationChanged, conversation_pk, last, read, root)
-    return _resumable_stream(info, ConversationChanged, "event", state, after_event is not None)
+    return _resumable_stream(info, ConversationChanged, state, after_event is not None)
 
 
 async def notification_received(info: Info, after: Optional[str] = None
                                 ) -> AsyncGenerator[notification_types.Notification, None]:
     viewer = info.context.viewer
     after_id = parse_notification_cursor(after)
-    last = await _resume_from(viewer, "notification", after_id)
+    last = await _resume_from(viewer, NotificationReceived.stream, after_id)
     # Channels the viewer has access to, read with each batch: a notification of a
     # channel they lost keeps its kind and time, not its conversation.
     accessible: dict[int, frozenset[int]] = {}
@@ -355,4 +351,4 @@ async def notification_received(info: Info, after: Optional[str] = None
 
     # Each notification is one user's: nothing to share. Rare: not worth direct delivery.
     state = _Resumed(viewer, NotificationReceived, None, last, read, root, shared=False)
-    return _resumable_stream(info, NotificationReceived, "notification", state, after_id is not None, False)
+    return _resumable_stream(info, NotificationReceived, state, after_id is not None, False)
