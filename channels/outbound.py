@@ -13,7 +13,7 @@ from typing import Awaitable, Callable
 
 import httpx
 
-from inbox import callbacks
+from inbox import callbacks, media
 from inbox.queue import Rejected, Retryable
 from inbox.sending import NO_ANSWER, Outgoing
 
@@ -123,6 +123,12 @@ class Providers:
     async def deliver(self, out: Outgoing) -> str | None:
         from channels import provider
 
+        if any(attachment.get("mediaId") for attachment in out.message.attachments or []):
+            # The server's own files go out as signed, expiring URLs the app can fetch.
+            out.message.attachments = [
+                {**attachment, "url": media.signed_link(attachment["mediaId"], media.APP)}
+                if attachment.get("mediaId") and attachment.get("storage") == media.STORED else attachment
+                for attachment in out.message.attachments]
         try:
             return await provider(out.channel.kind).deliver(self, out)
         except httpx.TransportError as error:  # connection refused, reset, timeouts

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from inbox import apps, attachments
 from inbox.errors import BadInput, NotFound
 from inbox.messages import Inbound, receive
+from inbox.queue import Rejected
 from models import Channel, ChannelKind
 
 from . import Malformed, Provider, web, without_nul
@@ -201,6 +202,16 @@ class Telegram(Provider):
         answer = await self._call(api, channel, "deleteWebhook", {})
         if not answer.is_success:
             log.warning("deleteWebhook of channel %s: %s", channel.id, _description(answer))
+
+    async def file_request(self, api, channel, source):
+        """getFile gives the file's path; the download URL holds the bot token, so it
+        stays inside this process (never stored, shown or logged)."""
+        answer = await self._call(api, channel, "getFile", {"file_id": source["fileId"]})
+        check(answer)
+        path = _result(answer).get("file_path")
+        if not isinstance(path, str) or not path:
+            raise Rejected("getFile gave no file_path (a file over 20 MB cannot be downloaded by a bot)")
+        return f"{api.settings.telegram_api_base}/file/bot{channel.config['botToken']}/{path}", {}
 
     async def deliver(self, api, out) -> str | None:
         chat_id = out.contact.external_id

@@ -226,6 +226,11 @@ class WhatsApp(Provider):
     def reply_window(self, channel, last_inbound_at, now):
         return apps.window(last_inbound_at, now, open_for=OPEN_FOR)
 
+    async def file_request(self, api, channel, source):
+        # Media URLs may require basic auth with the account (Twilio's "HTTP Basic
+        # Authentication for media access" setting); sent either way, never shown.
+        return source["url"], {"auth": (channel.config["accountSid"], channel.config["authToken"])}
+
     async def deliver(self, api, out) -> str | None:
         from schema.ids import global_id  # not at import: the schema is built from the apps of this package
 

@@ -91,6 +91,14 @@ class MessagingApp:
     async def uninstalled(self, api: Any, channel: Channel) -> None:
         """Called after the uninstall; a failure is logged, never undoes it."""
 
+    async def file_request(self, api: Any, channel: Channel, source: dict) -> tuple[Any, dict]:
+        """Where an inbound attachment's file is fetched from (server/media.py): its URL,
+        and what the request needs besides (httpx's `auth`, `headers`, `extensions`,
+        `follow_redirects`)."""
+        if not source.get("url"):
+            raise ValueError("no URL for this file")
+        return source["url"], {}
+
     async def template_text(self, api: Any, channel: Channel, template: Template) -> str:
         """The text a template shows, its placeholders filled in (what the inbox stores)."""
         raise BadInput(f"templates are for WhatsApp conversations, not {self.kind.value}")

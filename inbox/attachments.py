@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import urlparse
 
+from . import media
 from .errors import BadInput
 from .validation import MAX_NAME
 
@@ -73,6 +74,12 @@ def checked(given: list[Given] | None) -> list[dict]:
     return stored
 
 
+def link_of(attachment: dict) -> str:
+    """Where notes and emails point: a kept file by the server's own stable URL (the
+    app's may expire or hold a credential), else the URL given."""
+    return media.link(attachment["mediaId"]) if attachment.get("mediaId") else attachment["url"]
+
+
 def links(attachments: list[dict] | None) -> list[str]:
     """One line per attachment for notes and emails: "[image] photo.jpg: https://…"."""
     lines = []
@@ -80,7 +87,7 @@ def links(attachments: list[dict] | None) -> list[str]:
         label = f"[{attachment['kind'].lower()}]"
         if attachment.get("name"):
             label += f" {attachment['name']}:"
-        lines.append(f"{label} {attachment['url']}")
+        lines.append(f"{label} {link_of(attachment)}")
     return lines
 
 

@@ -10,7 +10,7 @@ from tortoise.transactions import in_transaction
 
 from models import Channel, ChannelKind, ChannelMember, Contact, Conversation, EventKind, User
 
-from . import apps, callbacks, installed, validation
+from . import apps, callbacks, installed, media, validation
 from .access import audience, company_user, live_channels, require_admin
 from .errors import BadInput, Forbidden, NotFound
 from .events import record_event
@@ -95,6 +95,7 @@ async def uninstall(viewer: User, channel_id: int, *, api: Any = None) -> int:
         for conversation in conversations:
             await record_event(act, conversation, EventKind.DELETED, actor=viewer, audience=members)
         await Contact.filter(channel_id=channel.id).delete()  # cascades to conversations and messages
+        await media.erase_channel(channel.id)
         channel.uninstalled_at = datetime.now(timezone.utc)
         channel.token_hash = None
         await channel.save(update_fields=["uninstalled_at", "token_hash"])

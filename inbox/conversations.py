@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from models import (Channel, Conversation, ConversationEvent, ConversationLink, ConversationStatus, EventKind,
                     Message, Notification, NotificationEmail, ReadState, User)
 
-from . import notes, notifications
+from . import media, notes, notifications
 from .access import audience, company_user, has_access, visible_conversation
 from .errors import Forbidden, UserUnavailable
 from .events import record_event
@@ -77,6 +77,7 @@ async def erase_history(conversation_id: int) -> None:
     await Message.filter(conversation_id=conversation_id).delete()
     await ConversationEvent.filter(conversation_id=conversation_id).delete()
     await ReadState.filter(conversation_id=conversation_id).delete()
+    await media.erase_conversation(conversation_id)
 
 
 async def delete(viewer: User, conversation_id: int) -> int:

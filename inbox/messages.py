@@ -19,7 +19,7 @@ from borrowed.tortoise import row_instance
 
 from models import Channel, ConversationStatus, DeliveryStatus, EventKind, Message, MessageDirection
 
-from . import notes, notifications, sql, validation
+from . import media, notes, notifications, sql, validation
 from .conversations import erase_history
 from .errors import BadInput, NotFound
 from .events import MessageAdded, NewEvent, record_events
@@ -266,6 +266,8 @@ async def _store_batch(batch: list[_Checked]) -> list[Received | Exception]:
 async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]], now: datetime,
                      act: Action) -> list[Received]:
     threads = await _threads(items, now)
+    for item in items:
+        media.keep(item.attachments)  # their ids go into the stored JSON
     thread_of = [threads[(item.channel.id, item.sender_id)] for item in items]
     ids = {(row["channel_id"], row["external_id"]): row["id"] for row in await sql.insert(
         "message", ("company_id", "channel_id", "conversation_id", "direction", "body", "sent_at", "status",
@@ -283,6 +285,8 @@ async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]],
         client_message_id=None, failure_reason=None, created_at=now, update_seq=None,
         attachments=item.attachments)
         for item, thread in zip(items, thread_of)]
+    if await media.queue_fetches(messages):
+        act.on_commit(media.wake)
     conversation_ids = sorted({thread.conversation_id for thread in thread_of})
     conversations, params = sql.in_list(conversation_ids)
     # Open (a restored one unassigned), and its latest message is the batch's: ids grow,

@@ -239,17 +239,19 @@ def _file_links(files: list[dict]) -> str:
     items = []
     for file in files:
         label = html.escape(file.get("name") or f"[{file['kind'].lower()}]")
-        if file["url"].startswith(("https://", "http://")):
-            items.append(f'<li><a href="{html.escape(file["url"], quote=True)}">{label}</a></li>')
+        url = attachment_rules.link_of(file)
+        if url.startswith(("https://", "http://")):
+            items.append(f'<li><a href="{html.escape(url, quote=True)}">{label}</a></li>')
         else:
-            items.append(f"<li>{label}: {html.escape(file['url'])}</li>")
+            items.append(f"<li>{label}: {html.escape(url)}</li>")
     return "<ul>" + "".join(items) + "</ul>"
 
 
 def _quote(message: Message, sender: str) -> dict:
     return {"sender": sender, "sentAt": message.sent_at.astimezone(timezone.utc).isoformat(),
             "body": message.body[:MAX_QUOTE],
-            "attachments": [{"kind": a["kind"], "url": a["url"], "name": a.get("name")}
+            "attachments": [{"kind": a["kind"], "url": a["url"], "name": a.get("name"),
+                             **({"mediaId": a["mediaId"]} if a.get("mediaId") else {})}
                             for a in message.attachments or []]}
 
 

@@ -16,7 +16,7 @@ from tortoise.transactions import in_transaction
 from models import (Channel, Contact, Conversation, Delivery, DeliveryStatus, EarlyReceipt, EventKind,
                     Message, MessageDirection, User)
 
-from . import apps, notes, sql, validation
+from . import apps, media, notes, sql, validation
 from . import attachments as attachment_rules
 from .access import audience, visible_conversation
 from .errors import BadInput
@@ -52,6 +52,7 @@ async def send_message(viewer: User, conversation_id: int, body: str | None, cli
     conversation = await visible_conversation(viewer, conversation_id)
     if template is None and not has_text and not files:
         raise BadInput("body is required (or attachments, or on WhatsApp a template)")
+    await media.attach_uploads(viewer, conversation.id, files)
     if client_message_id:
         earlier = await Message.get_or_none(author_id=viewer.id, client_message_id=client_message_id)
         if earlier is not None:

@@ -178,6 +178,39 @@ class Message(Model):
         indexes = (("conversation_id", "id"), ("company_id", "update_seq"))
 
 
+class MediaFile(Model):
+    """A file the server keeps (inbox/media.py): an inbound attachment fetched from its
+    messaging app, or a user's upload for a reply. Also the queue row of its fetch or of
+    its erasure. Plain ids, no foreign keys: its bytes live outside the database, so
+    its row goes only once they are erased (the company, the tenant, is a key as everywhere)."""
+
+    # Random, not a sequence: a file's id in a URL says nothing of others.
+    id = fields.CharField(primary_key=True, max_length=32)
+    company = fields.ForeignKeyField("inbox.Company", related_name="media_files", on_delete=fields.CASCADE)
+    channel_id = fields.IntField(null=True)
+    conversation_id = fields.IntField(null=True, db_index=True)
+    message_id = fields.IntField(null=True)
+    uploaded_by_id = fields.IntField(null=True)
+    kind = fields.CharField(max_length=8)
+    name = fields.CharField(max_length=255, null=True)
+    content_type = fields.CharField(max_length=255, null=True)
+    size = fields.BigIntField(default=0)
+    # PENDING, STORED, FAILED, TOO_LARGE, OVER_QUOTA, ERASING (inbox/media.py).
+    status = fields.CharField(max_length=16)
+    # Where the messaging app keeps it ({"url"} or {"fileId"}): never shown to a client.
+    source = fields.JSONField(null=True)
+    attempts = fields.IntField(default=0)
+    first_attempt_at = fields.DatetimeField(null=True)
+    next_attempt_at = fields.DatetimeField(null=True)
+    leased_until = fields.DatetimeField(null=True)
+    last_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "media_file"
+        indexes = (("status", "next_attempt_at"), ("channel_id",))
+
+
 class ConversationEvent(Model):
     id = fields.IntField(primary_key=True)
     company = fields.ForeignKeyField("inbox.Company", related_name="events", on_delete=fields.CASCADE)

@@ -37,7 +37,7 @@ READABLE: dict[str, dict[str, Callable[[Any], bool]]] = {
     "MessageConnection": {name: ALL for name in ("edges", "pageInfo")},
     "MessageEdge": {name: ALL for name in ("cursor", "node")},
     "PageInfo": {name: ALL for name in ("hasNextPage", "hasPreviousPage", "startCursor", "endCursor")},
-    "Attachment": {name: ALL for name in ("kind", "url", "name", "mimeType")},
+    "Attachment": {name: ALL for name in ("kind", "url", "name", "mimeType", "storage", "stored")},
     "ReplyWindow": {name: ALL for name in ("state", "closesAt")},
 }
 INTROSPECTION = frozenset({"__schema", "__type"})

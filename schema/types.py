@@ -3,13 +3,14 @@ resolve through the context's batching loaders (no N+1)."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import Annotated, Awaitable, Callable, Optional
 
 import strawberry
 from strawberry.types import Info
 
 import models
-from inbox import accounts, apps, attachments, sections, validation
+from inbox import accounts, apps, attachments, media, sections, validation
 from inbox.events import ConversationChanged
 
 from .cost import max_items
@@ -32,18 +33,37 @@ ReplyWindowState = strawberry.enum(
                 "HUMAN_AGENT tag. CLOSED: free text is refused; on WhatsApp an approved template may still be sent.")
 
 
-@strawberry.type(description="A file sent with a message, by URL.")
+AttachmentStorage = strawberry.enum(
+    Enum("AttachmentStorage", {state: state for state in media.STATES}, type=str), name="AttachmentStorage",
+    description="Whether the server keeps the file. STORED: `url` is the server's own. PENDING: being fetched "
+                "from the messaging app. FAILED: it could not be fetched. TOO_LARGE: over INBOX_MEDIA_MAX_BYTES. "
+                "OVER_QUOTA: the company's files are over INBOX_MEDIA_QUOTA_BYTES. NOT_KEPT: a URL a user gave "
+                "with a reply, sent as it is.")
+
+
+@strawberry.type(description="A file sent with a message.")
 class Attachment:
     kind: AttachmentKind
-    url: str = strawberry.field(description="Where the file is. For Telegram files, `telegram-file:<file_id>`: "
-                                            "Telegram's own file URLs carry the bot's token.")
     name: Optional[str] = strawberry.field(description="The file's name, where the messaging app gives one.")
     mime_type: Optional[str]
+    storage: AttachmentStorage
+    stored: bool = strawberry.field(description="The server keeps the file: `url` opens it from the server.")
+    row: strawberry.Private[dict]
 
     @classmethod
     def of(cls, stored: dict) -> "Attachment":
-        return cls(kind=attachments.Kind(stored["kind"]), url=stored["url"], name=stored.get("name"),
-                   mime_type=stored.get("mimeType"))
+        storage = media.storage_of(stored)
+        return cls(kind=attachments.Kind(stored["kind"]), name=stored.get("name"), mime_type=stored.get("mimeType"),
+                   storage=AttachmentStorage(storage), stored=storage == media.STORED, row=stored)
+
+    @strawberry.field(description="Where the file opens. STORED: the server's `/media/{id}`, signed for the viewer "
+                                  "for a while (INBOX_MEDIA_URL_SECONDS), so that a browser opens it as it is. "
+                                  "Otherwise the messaging app's URL where it holds no credential; for Telegram "
+                                  "files, `telegram-file:<file_id>` (Telegram's file URLs carry the bot's token).")
+    def url(self, info: Info) -> str:
+        if info.context.is_partner:
+            return media.shown_url(self.row, media.APP)
+        return media.shown_url(self.row, info.context.viewer_id)
 
 
 @strawberry.type

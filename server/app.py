@@ -20,6 +20,7 @@ import models
 from channels import webhooks
 from channels.messenger import Profiles
 from channels.outbound import Providers
+from inbox import media
 from inbox.accounts import authenticate
 from inbox.sending import Sender
 from schema import schema
@@ -36,6 +37,7 @@ from .config import Settings
 from .db import close_database, database_reachable, open_database
 from .http import GraphQLFirst, GraphQLHTTP, bearer, replaying, with_cors
 from .mail import start_mailer
+from .media import MediaKeeper, media_routes, refresh_stored_bytes, store_of
 from .ws_bounds import WS_INTERNAL_ERROR, WS_MESSAGE_TOO_BIG, UserSockets
 
 log = logging.getLogger("inbox")
@@ -154,10 +156,12 @@ class BodyLimit:
     408 for a body that takes longer than INBOX_BODY_TIMEOUT_SECONDS to arrive, so that a
     client trickling it in cannot hold a connection and its buffer for ever."""
 
-    def __init__(self, app, max_bytes: int, body_seconds: float) -> None:
+    def __init__(self, app, max_bytes: int, body_seconds: float, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.body_seconds = body_seconds
+        # Paths with a bound of their own: POST /media takes a file (INBOX_MEDIA_MAX_BYTES).
+        self.larger = larger or {}
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -166,22 +170,25 @@ class BodyLimit:
                 scope[direct.RAW_SEND] = send
             await self.app(scope, receive, send)
             return
+        max_bytes, bound = self.max_bytes, "http_body_bytes"
+        if scope.get("path") in self.larger:
+            max_bytes, bound = self.larger[scope["path"]], "media_max_bytes"
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send, 413, "request body too large", "http_body_bytes")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            await self._refuse(scope, receive, send, 413, "request body too large", bound)
             return
         try:
             async with asyncio.timeout(self.body_seconds):
-                body = await self._body(receive)
+                body = await self._body(receive, max_bytes)
         except TimeoutError:
             await self._refuse(scope, receive, send, 408, "request body too slow", "http_body_seconds")
             return
         if body is _TOO_LARGE:
-            await self._refuse(scope, receive, send, 413, "request body too large", "http_body_bytes")
+            await self._refuse(scope, receive, send, 413, "request body too large", bound)
         elif body is not None:  # None: the client left
             await self.app(scope, replaying(body, receive), send)
 
-    async def _body(self, receive) -> bytes | object | None:
+    async def _body(self, receive, max_bytes: int) -> bytes | object | None:
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -189,7 +196,7 @@ class BodyLimit:
                 return None
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.max_bytes:
+            if size > max_bytes:
                 return _TOO_LARGE
             if not message.get("more_body"):
                 return b"".join(chunks)
@@ -228,6 +235,7 @@ def metrics_endpoint(token: str):
                                      headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
         try:
             await queues.refresh()
+            await refresh_stored_bytes()
         except Exception:  # what it has is still worth answering
             log.exception("refreshing the queue gauges failed")
         body, content_type = metrics.exposition(request.headers.get("accept"))
@@ -243,6 +251,9 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
     settings = settings or Settings.from_env()
     view = InboxGraphQL(settings)
     graphql = GraphQLEndpoint(view)
+    store = store_of(settings)
+    # Set now, not at start: a second app on a running server's database (tests) serves files too.
+    media.configure(settings.public_url, settings.media_secret, settings.media_url_seconds, None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -262,6 +273,10 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
         app.state.providers = providers
         app.state.sender = sender
         app.state.mailer = await start_mailer(settings)
+        keeper = MediaKeeper(providers, store, settings)
+        media.configure(settings.public_url, settings.media_secret, settings.media_url_seconds, keeper.wake)
+        keeper.start()  # also resumes fetches and erasures an earlier run left
+        app.state.media_keeper = keeper
         if on_start is not None:
             await on_start()
         try:
@@ -269,6 +284,8 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
         finally:
             view.wake_sender = None
             await sender.stop()
+            await keeper.stop()
+            media.configure(settings.public_url, settings.media_secret, settings.media_url_seconds, None)
             if app.state.mailer is not None:
                 await app.state.mailer.stop()
             await app.state.profiles.aclose()
@@ -285,6 +302,7 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
         WebSocketRoute("/graphql", graphql),
         Route("/healthz", healthz),
         *webhooks.routes,
+        *media_routes(store),
         *web.routes,
     ]
     if settings.metrics_token:  # unset: no route, a 404 like any unknown path
@@ -293,4 +311,5 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
     app.state.settings = settings
     # CORS outermost, so that every answer a browser app can get (a 401, a 413) is readable to it.
     return with_cors(BodyLimit(GraphQLFirst(app, graphql.http, graphql), settings.max_body_bytes,
-                               settings.body_timeout_seconds), settings.allowed_origins)
+                               settings.body_timeout_seconds, larger={"/media": settings.media_max_bytes}),
+                     settings.allowed_origins)

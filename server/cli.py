@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import secrets
 import sys
 from urllib.parse import urlparse
 
@@ -77,7 +79,10 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
         if workers == 1:
             uvicorn.run(create_app(settings, migrate=False), **options)
         else:
-            # Each worker process builds its own app from the same INBOX_* environment.
+            # Each worker process builds its own app from the same INBOX_* environment;
+            # one signing key for all of them, or a /media URL signed by one worker would
+            # not open on another (other hosts must set INBOX_MEDIA_SECRET themselves).
+            os.environ.setdefault("INBOX_MEDIA_SECRET", secrets.token_urlsafe(32))
             uvicorn.run("server.cli:worker_app", factory=True, workers=workers, **options)
 
 
@@ -134,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "demo":
         import dataclasses
-        import os
 
         from .demo import run_demo
 

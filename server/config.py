@@ -73,6 +73,26 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("INBOX_EMAIL_RETRY_SECONDS", "172800", "How long an email is retried before it is given up"),
     ("INBOX_NOTE_MAX_MESSAGES", "200",
      "Messages one note holds: a note window that reaches it opens a new note (taken when a conversation is linked)"),
+    ("INBOX_MEDIA_DIR", "./inbox-media",
+     "Folder of the files the server keeps (inbound attachments, uploads) when INBOX_MEDIA_S3_URL is empty"),
+    ("INBOX_MEDIA_S3_URL", "",
+     "s3://bucket/prefix: keep files in an S3-compatible object store instead of INBOX_MEDIA_DIR"),
+    ("INBOX_MEDIA_S3_ENDPOINT", "", "S3 endpoint URL (empty: AWS's); e.g. https://minio.example:9000"),
+    ("INBOX_MEDIA_S3_REGION", "us-east-1", "S3 region"),
+    ("INBOX_MEDIA_S3_ACCESS_KEY_ID", "", "S3 access key id (empty: boto3's usual credential chain)"),
+    ("INBOX_MEDIA_S3_SECRET_ACCESS_KEY", "", "S3 secret access key"),
+    ("INBOX_MEDIA_MAX_BYTES", "26214400",
+     "Largest file kept (inbound fetch or POST /media upload); larger: not stored, or 413"),
+    ("INBOX_MEDIA_FETCHES_PER_CHANNEL", "4", "Inbound files fetched at once per channel in one process"),
+    ("INBOX_MEDIA_FETCH_TIMEOUT", "60", "Seconds one fetch of a file may take before it is retried"),
+    ("INBOX_MEDIA_RETRY_SECONDS", "3600", "How long a file's fetch is retried (with backoff) before it is given up"),
+    ("INBOX_MEDIA_QUOTA_BYTES", "",
+     "Stored bytes per company; a company over it keeps receiving messages but their files are not kept "
+     "(empty: no quota)"),
+    ("INBOX_MEDIA_URL_SECONDS", "3600",
+     "Lifetime of the signed /media URLs given in Attachment.url and to the messaging apps"),
+    ("INBOX_MEDIA_SECRET", "",
+     "Key signing /media URLs; set the same value on every process (empty: a random key per process)"),
     ("INBOX_METRICS_TOKEN", "",
      "Enables GET /metrics (Prometheus text format) for `Authorization: Bearer <this token>`; empty: 404"),
 ]
@@ -124,6 +144,19 @@ class Settings:
     ws_connection_init_timeout: float = 10.0
     ws_setup_slots_per_user: int = 4
     body_timeout_seconds: float = 10.0
+    media_dir: str = "./inbox-media"
+    media_s3_url: str = ""
+    media_s3_endpoint: str = ""
+    media_s3_region: str = "us-east-1"
+    media_s3_access_key_id: str = ""
+    media_s3_secret_access_key: str = ""
+    media_max_bytes: int = 26214400
+    media_fetches_per_channel: int = 4
+    media_fetch_timeout: float = 60.0
+    media_retry_seconds: float = 3600.0
+    media_quota_bytes: int | None = None
+    media_url_seconds: float = 3600.0
+    media_secret: str = ""
     max_query_nodes: int = 10_000
     query_timeout_seconds: float = 10.0
     subscription_buffer_bytes: int = 4194304
@@ -165,6 +198,19 @@ class Settings:
             ws_connection_init_timeout=float(_env("INBOX_WS_CONNECTION_INIT_TIMEOUT")),
             ws_setup_slots_per_user=int(_env("INBOX_WS_SETUP_SLOTS_PER_USER")),
             body_timeout_seconds=float(_env("INBOX_BODY_TIMEOUT_SECONDS")),
+            media_dir=_env("INBOX_MEDIA_DIR"),
+            media_s3_url=_env("INBOX_MEDIA_S3_URL").strip(),
+            media_s3_endpoint=_env("INBOX_MEDIA_S3_ENDPOINT").strip(),
+            media_s3_region=_env("INBOX_MEDIA_S3_REGION").strip(),
+            media_s3_access_key_id=_env("INBOX_MEDIA_S3_ACCESS_KEY_ID").strip(),
+            media_s3_secret_access_key=_env("INBOX_MEDIA_S3_SECRET_ACCESS_KEY").strip(),
+            media_max_bytes=int(_env("INBOX_MEDIA_MAX_BYTES")),
+            media_fetches_per_channel=max(1, int(_env("INBOX_MEDIA_FETCHES_PER_CHANNEL"))),
+            media_fetch_timeout=float(_env("INBOX_MEDIA_FETCH_TIMEOUT")),
+            media_retry_seconds=float(_env("INBOX_MEDIA_RETRY_SECONDS")),
+            media_quota_bytes=int(_env("INBOX_MEDIA_QUOTA_BYTES")) if _env("INBOX_MEDIA_QUOTA_BYTES").strip() else None,
+            media_url_seconds=float(_env("INBOX_MEDIA_URL_SECONDS")),
+            media_secret=_env("INBOX_MEDIA_SECRET"),
             max_query_nodes=int(_env("INBOX_MAX_QUERY_NODES")),
             query_timeout_seconds=float(_env("INBOX_QUERY_TIMEOUT_SECONDS")),
             subscription_buffer_bytes=int(_env("INBOX_SUBSCRIPTION_BUFFER_BYTES")),

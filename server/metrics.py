@@ -35,6 +35,8 @@ BATCH_SIZE = Histogram("inbox_group_commit_batch_size", "Items stored per group 
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 BROADCAST_RECONNECTS = Counter("inbox_broadcast_reconnects_total", "Reconnects to the broadcast backend")
 BROADCAST_GAPS = Counter("inbox_broadcast_gaps_total", "Publishes that may have been lost (a gap recorded)")
+MEDIA_STORED_BYTES = Gauge("inbox_media_stored_bytes", "Bytes of files the server keeps, per company (issue 16)",
+                           ["company"])
 QUEUE_DEPTH = Gauge("inbox_queue_depth", "Rows waiting in a durable queue (send: replies, outbox: emails)",
                     ["queue"])
 QUEUE_OLDEST_AGE = Gauge("inbox_queue_oldest_age_seconds",

@@ -140,10 +140,45 @@ async def server(fakes, mailbox):
                              callback_allow_private=True,
                              # Emails go to the test SMTP server; bursts collapse over 0.3 s.
                              smtp_url=mailbox.url, email_collapse_seconds=0.3, email_timeout=2.0,
-                             email_backoff_seconds=0.05, email_retry_seconds=30.0)
+                             email_backoff_seconds=0.05, email_retry_seconds=30.0,
+                             # Kept files: a folder of this run, or S3 (moto) with
+                             # INBOX_TEST_MEDIA_S3=1; files of at most 1 MB, 3 MB per company.
+                             media_dir=f"{tmp}/media", media_max_bytes=MEDIA_MAX_BYTES,
+                             media_quota_bytes=MEDIA_QUOTA_BYTES, media_retry_seconds=3.0, media_fetch_timeout=5.0,
+                             **(s3_settings(start_moto(), "inbox-test-media", "run") if TEST_MEDIA_S3 else {}))
     running = await start_server(settings)
     yield running
     await running.stop()
+
+
+MEDIA_MAX_BYTES = 1_000_000
+MEDIA_QUOTA_BYTES = 3_000_000
+TEST_MEDIA_S3 = os.environ.get("INBOX_TEST_MEDIA_S3", "") not in ("", "0")
+_moto: list = []
+
+
+def start_moto() -> str:
+    """A real S3-protocol server on 127.0.0.1 (moto's server mode), one per test run; its URL."""
+    if not _moto:
+        from moto.server import ThreadedMotoServer
+
+        port = free_port()
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        moto.start()
+        _moto.append((moto, f"http://127.0.0.1:{port}"))
+    return _moto[0][1]
+
+
+def s3_settings(endpoint: str, bucket: str, prefix: str) -> dict:
+    """Settings for a bucket of that S3 server, created if needed."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
+                          aws_secret_access_key="test")
+    if bucket not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
+        client.create_bucket(Bucket=bucket)
+    return {"media_s3_url": f"s3://{bucket}/{prefix}", "media_s3_endpoint": endpoint, "media_s3_region": "us-east-1",
+            "media_s3_access_key_id": "test", "media_s3_secret_access_key": "test"}
 
 
 class GraphQLError(AssertionError):

@@ -7,6 +7,7 @@ tests sharing the one fake server never see each other's failures."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import socket
@@ -61,6 +62,12 @@ class FakeProviders:
     profiles: dict[str, dict] = field(default_factory=dict)
     # Twilio Content API templates by Content SID: the resource as the API returns it.
     contents: dict[str, dict] = field(default_factory=dict)
+    # Files the apps serve, by path under this server: (bytes, content type, basic auth
+    # wanted or None). Removing one is a URL that stopped working (Meta's CDN).
+    files: dict[str, tuple[bytes, str, tuple[str, str] | None]] = field(default_factory=dict)
+    # File requests being answered now (any path), and the most at once.
+    files_in_flight: int = 0
+    most_files_in_flight: int = 0
     # Requests being answered now, and the most at once, per key.
     in_flight: dict[str, int] = field(default_factory=dict)
     most_in_flight: dict[str, int] = field(default_factory=dict)
@@ -83,6 +90,30 @@ class FakeProviders:
     @property
     def telegram_base(self) -> str:
         return f"{self.url}/telegram"
+
+    def serve_file(self, path: str, body: bytes, content_type: str, auth: tuple[str, str] | None = None) -> str:
+        """Serves `body` at `path` (under this server) until removed; returns its URL."""
+        self.files[path] = (body, content_type, auth)
+        return f"{self.url}{path}"
+
+    async def file(self, request: Request) -> Response:
+        path = request.url.path
+        self.files_in_flight += 1
+        self.most_files_in_flight = max(self.most_files_in_flight, self.files_in_flight)
+        try:
+            scripted = await self._record(request, "file", path)
+        finally:
+            self.files_in_flight -= 1
+        if scripted is not None:
+            return scripted
+        if path not in self.files:
+            return Response("gone", status_code=404)
+        body, content_type, auth = self.files[path]
+        if auth is not None:
+            expected = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            if request.headers.get("authorization") != expected:
+                return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
+        return Response(body, media_type=content_type)
 
     def callback_url(self, name: str) -> str:
         return f"{self.url}/partner/{name}"
@@ -235,6 +266,10 @@ class FakeProviders:
             Route("/partner/{name}", self.partner, methods=["POST"]),
             Route("/twilio-content/v1/Content/{sid}", self.twilio_content, methods=["GET"]),
             Route("/telegram/bot{token}/{method}", self.telegram, methods=["POST"]),
+            # Files: Telegram's /file/bot<token>/<file_path>, Twilio's media, a CDN.
+            Route("/telegram/file/{rest:path}", self.file, methods=["GET"]),
+            Route("/twilio/2010-04-01/Accounts/{account}/Messages/{sid}/Media/{media}", self.file, methods=["GET"]),
+            Route("/cdn/{rest:path}", self.file, methods=["GET"]),
         ])
 
 
