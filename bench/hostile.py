@@ -15,13 +15,19 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import pathlib
 import socket
 import subprocess
+import sys
 import time
 import uuid
 
 import httpx
 import websockets
+
+import clients
+import pyspy
 
 PAGE = """query VictimPage { inbox(section: UNASSIGNED, first: 25) { edges { node { id unreadCount
   contact { name } lastMessage { body } } } } }"""
@@ -405,34 +411,88 @@ async def prepare(base: str, victim_admin: str, attacker_admin: str, hole: Black
     return victim, attacker
 
 
-def measure(seconds: float, start_server, bootstrap_admin) -> dict:
-    """`start_server()` starts a fresh `inbox serve` (an object with base, ws_url, rss(),
-    stop()); `bootstrap_admin(company)` makes a company on its database and returns its
-    admin's token."""
+# Where each process runs. The server gets a core of its own and the clients the other,
+# as when they run on other machines: the attacker's client work (building 1 MB bodies,
+# 200 sockets) must not be timed as the server's, and the victim's client must not wait
+# behind the attacker's for a CPU. The attacker runs in a process of its own, niced, so
+# that its event loop is not the one that times the victim.
+SERVER_CPUS, CLIENT_CPUS = ({0}, {1}) if len(os.sched_getaffinity(0)) >= 2 else (None, None)
+
+
+def _on(cpus: set[int] | None, nice: int = 0):
+    def pin() -> None:
+        clients.raise_nofile()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        if nice:
+            os.nice(nice)
+    return pin
+
+
+def measure(seconds: float, start_server, bootstrap_admin, profile_dir: str | None = None) -> dict:
+    """`start_server(preexec)` starts a fresh `inbox serve` (an object with base, ws_url,
+    pid, rss(), stop()) calling `preexec` in its process; `bootstrap_admin(company)` makes a
+    company on its database and returns its admin's token. With `profile_dir`, py-spy
+    records the server during each phase (FILE per phase, raw, for bench/pyspy.py)."""
     hole = BlackHole()
     victim_admin, attacker_admin = bootstrap_admin("Victim"), bootstrap_admin("Attacker")
-    server = start_server()
-    result: dict = {"seconds_per_phase": seconds, "phases": {}}
+    server = start_server(_on(SERVER_CPUS))
+    pinned_before = os.sched_getaffinity(0)
+    if CLIENT_CPUS:
+        os.sched_setaffinity(0, CLIENT_CPUS)
+    result: dict = {"seconds_per_phase": seconds, "phases": {},
+                    "cpus": {"server": sorted(SERVER_CPUS or []), "clients": sorted(CLIENT_CPUS or [])}}
     try:
         victim, attacker = asyncio.run(prepare(server.base, victim_admin, attacker_admin, hole))
         ctx = {"base": server.base, "ws_url": server.ws_url, "attacker": attacker}
         for name in ("none", *ATTACKS):
-            result["phases"][name] = asyncio.run(_phase(name, ctx, victim, server, seconds))
+            result["phases"][name] = _phase(name, ctx, victim, server, seconds, profile_dir)
             phase = result["phases"][name]
             print(f"  hostile {name}: page p99 {phase['page_p99_ms']} ms, delivery p99 "
-                  f"{phase['delivery_p99_ms']} ms, RSS max {phase['rss_max_mb']} MB, attacker got {phase['attacker']}",
-                  flush=True)
+                  f"{phase['delivery_p99_ms']} ms, RSS max {phase['rss_max_mb']} MB, "
+                  f"server CPU {phase['server_cpu_cores']} cores, attacker got {phase['attacker']}", flush=True)
             if server.process.poll() is not None:
                 result["phases"][name]["server"] = "DIED"
                 break
     finally:
+        os.sched_setaffinity(0, pinned_before)
         server.stop()
         hole.close()
     return result
 
 
-async def _phase(name: str, ctx: dict, victim: dict, server, seconds: float) -> dict:
-    tally = Tally()
+def _phase(name: str, ctx: dict, victim: dict, server, seconds: float, profile_dir: str | None) -> dict:
+    """One phase: the attack (in its own process) and the victim (in this one) for
+    `seconds`, the server's RSS sampled meanwhile."""
+    attack = None
+    if name in ATTACKS:
+        attack = subprocess.Popen([sys.executable, __file__, "--attack", name, "--context", json.dumps(ctx),
+                                   "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True,
+                                  preexec_fn=_on(CLIENT_CPUS, nice=10))
+    recorder = None
+    if profile_dir and pyspy.available():
+        os.makedirs(profile_dir, exist_ok=True)
+        recorder = pyspy.Recorder(server.pid, pathlib.Path(profile_dir) / f"hostile-{name}.txt")
+    cpu_before, started = clients.cpu_seconds(server.pid), time.monotonic()
+    figures = asyncio.run(_victim_with_rss(ctx, victim, server, seconds))
+    figures["server_cpu_cores"] = round((clients.cpu_seconds(server.pid) - cpu_before)
+                                        / (time.monotonic() - started), 2)
+    tally: dict = {}
+    if attack:
+        try:
+            out, _ = attack.communicate(timeout=20)
+            tally = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"attack printed nothing": 1}
+        except subprocess.TimeoutExpired:
+            attack.kill()
+            attack.communicate()
+            tally = {"attack still running at the end": 1}
+    if recorder:
+        figures["profile"] = pyspy.summarise(recorder.output, top=8) if recorder.stop() else {"samples": 0}
+    figures["attacker"] = dict(sorted(tally.items(), key=lambda kv: -kv[1])[:6])
+    return figures
+
+
+async def _victim_with_rss(ctx: dict, victim: dict, server, seconds: float) -> dict:
     rss: list[int] = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
@@ -443,34 +503,44 @@ async def _phase(name: str, ctx: dict, victim: dict, server, seconds: float) -> 
                 rss.append(server.rss())
             await asyncio.sleep(0.2)
 
-    attack = ATTACKS.get(name)
-    tasks = [asyncio.create_task(sample())]
-    if attack:
-        tasks.append(asyncio.create_task(attack(ctx, deadline, tally)))
+    sampler = asyncio.create_task(sample())
     figures = await victim_load(ctx["base"], ctx["ws_url"], victim, seconds)
-    for task in tasks:
-        try:
-            await asyncio.wait_for(task, 15)
-        except asyncio.TimeoutError:
-            tally.add("attack still running at the end")
-        except Exception as error:  # an attack that the server cut short
-            tally.add(f"attack ended: {type(error).__name__}")
+    await sampler
     figures["rss_max_mb"] = round(max(rss, default=0) / 1024, 1)
-    figures["attacker"] = dict(sorted(tally.counts.items(), key=lambda kv: -kv[1])[:6])
     return figures
+
+
+async def _attack(name: str, ctx: dict, seconds: float) -> dict:
+    """The attacker's process: one attack for `seconds`, then what the server answered."""
+    tally = Tally()
+    deadline = asyncio.get_running_loop().time() + seconds
+    try:
+        await asyncio.wait_for(ATTACKS[name](ctx, deadline, tally), seconds + 15)
+    except asyncio.TimeoutError:
+        tally.add("attack still running at the end")
+    except Exception as error:  # an attack that the server cut short
+        tally.add(f"attack ended: {type(error).__name__}")
+    return tally.counts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the server during each phase into DIR")
+    parser.add_argument("--attack", choices=ATTACKS, help=argparse.SUPPRESS)  # the attacker's process,
+    parser.add_argument("--context", help=argparse.SUPPRESS)  # with the server and the attacker's company
     args = parser.parse_args()
+    if args.attack:
+        print(json.dumps(asyncio.run(_attack(args.attack, json.loads(args.context), args.seconds))), flush=True)
+        return
     import run
 
     database = run.Database(None)
     env = run.inbox_env(database.fresh(), "memory://", **ENV)
     try:
-        result = measure(args.seconds, lambda: run.Server("inbox-hostile", [run.INBOX, "serve"], env),
-                         lambda company: bootstrap(env, company))
+        result = measure(args.seconds, lambda preexec: run.Server("inbox-hostile", [run.INBOX, "serve"], env,
+                                                                  preexec=preexec),
+                         lambda company: bootstrap(env, company), args.profile)
     finally:
         run.Database.remove_files()
     print(json.dumps(result, indent=1))

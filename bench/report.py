@@ -259,9 +259,12 @@ def hostile_table(hostile: dict) -> list[str]:
     calm = phases.get("none", {})
     lines = [f"One user of one company attacks for {hostile['seconds_per_phase']} s per phase while a user of "
              "another company loads inbox pages (one connection) and holds a `messageAdded` subscription fed "
-             "20 messages/s. Target: the victim's p99s ≤ 2× the calm phase's, server RSS ≤ 300 MB.", "",
+             "20 messages/s. Target: the victim's p99s ≤ 2× the calm phase's, server RSS ≤ 300 MB. "
+             + (f"The server runs on CPU {hostile['cpus']['server']} and the clients on CPU "
+                f"{hostile['cpus']['clients']} (the attacker in a process of its own, niced), as when they are "
+                "other machines. " if hostile.get("cpus", {}).get("server") else ""), "",
              "| attack | victim page p50 / p99 | victim delivery p50 / p99 | victim failures | server RSS max | "
-             "met? | what the attacker got |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "server CPU | met? | what the attacker got |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, f in phases.items():
         ok = None
         if name != "none" and calm.get("page_p99_ms"):
@@ -275,7 +278,16 @@ def hostile_table(hostile: dict) -> list[str]:
                      f"{_num(f.get('delivery_p50_ms'))} / {_num(f.get('delivery_p99_ms'))} ms | {failures}"
                      f"{' (socket closed ' + ', '.join(f['victim_closed']) + ')' if f.get('victim_closed') else ''} | "
                      f"{_num(f.get('rss_max_mb'))} MB{' (server died)' if f.get('server') else ''} | "
-                     f"{'–' if name == 'none' else _verdict(ok)} | {got} |")
+                     f"{_num(f.get('server_cpu_cores'))} cores | {'–' if name == 'none' else _verdict(ok)} | {got} |")
+    profiled = [(name, f["profile"]) for name, f in phases.items() if f.get("profile", {}).get("samples")]
+    if profiled:
+        lines += ["", "Where the server's CPU went in each phase (py-spy; bench/out/hostile/ holds the raw "
+                  "profiles): the top categories and the heaviest functions by self time.", "",
+                  "| phase | samples | categories | heaviest functions (self) |", "| --- | --- | --- | --- |"]
+        for name, profile in profiled:
+            categories = ", ".join(f"{c} {pct} %" for c, pct in profile["categories"][:3])
+            heaviest = ", ".join(f"`{fn}` {pct} %" for fn, pct in profile["self"][:3])
+            lines.append(f"| {name} | {profile['samples']} | {categories} | {heaviest} |")
     return lines
 
 

@@ -114,7 +114,7 @@ def own_cpu() -> float:
 class Server:
     """A server subprocess on a free 127.0.0.1 port, its output in bench/out/logs/."""
 
-    def __init__(self, name: str, argv: list[str], env: dict | None = None) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict | None = None, preexec=clients.raise_nofile) -> None:
         self.port = ingest.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/graphql"
@@ -122,7 +122,7 @@ class Server:
         self.log_path = OUT / "logs" / f"{name}.log"
         self.process = subprocess.Popen([*argv, "--port", str(self.port)], env={**os.environ, **(env or {})},
                                         stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
-                                        preexec_fn=clients.raise_nofile)
+                                        preexec_fn=preexec)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -726,9 +726,9 @@ def run_parts(args, cfg: dict, parts: set, database: Database, results: dict, ou
         log(f"hostile clients: {len(hostile.ATTACKS)} attacks of {cfg['hostile_seconds']} s beside another company")
         env = inbox_env(database.fresh(), args.broadcast, **hostile.ENV)
         try:
-            results["hostile"] = hostile.measure(cfg["hostile_seconds"],
-                                                 lambda: Server("inbox-hostile", [INBOX, "serve"], env),
-                                                 lambda company: hostile.bootstrap(env, company))
+            results["hostile"] = hostile.measure(
+                cfg["hostile_seconds"], lambda preexec: Server("inbox-hostile", [INBOX, "serve"], env, preexec),
+                lambda company: hostile.bootstrap(env, company), OUT / "hostile" if cfg["profiles"] else None)
         except Exception as error:  # the rest of the run's figures are still worth writing
             log(f"hostile clients failed: {error!r}")
             results["hostile_error"] = repr(error)
