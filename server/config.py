@@ -34,6 +34,9 @@ SETTINGS: list[tuple[str, str, str]] = [
      "Open websockets of one user in one server process (more: the newest closes with 4429)"),
     ("INBOX_WS_CONNECTION_INIT_TIMEOUT", "10",
      "Seconds a websocket may take to send connection_init (then it closes with 4408)"),
+    ("INBOX_WS_COMPRESSION", "false",
+     "true: accept permessage-deflate when a client offers it (browsers do): less bandwidth, more CPU and "
+     "memory per socket"),
     ("INBOX_WS_SETUP_SLOTS_PER_USER", "4",
      "Websocket operations of one user set up at once in one process (of 16 there): the rest wait"),
     ("INBOX_BODY_TIMEOUT_SECONDS", "10",
@@ -143,6 +146,7 @@ class Settings:
     ws_max_sockets_per_user: int = 50
     ws_connection_init_timeout: float = 10.0
     ws_setup_slots_per_user: int = 4
+    ws_compression: bool = False
     body_timeout_seconds: float = 10.0
     media_dir: str = "./inbox-media"
     media_s3_url: str = ""
@@ -197,6 +201,7 @@ class Settings:
             ws_max_sockets_per_user=int(_env("INBOX_WS_MAX_SOCKETS_PER_USER")),
             ws_connection_init_timeout=float(_env("INBOX_WS_CONNECTION_INIT_TIMEOUT")),
             ws_setup_slots_per_user=int(_env("INBOX_WS_SETUP_SLOTS_PER_USER")),
+            ws_compression=_flag(_env("INBOX_WS_COMPRESSION")),
             body_timeout_seconds=float(_env("INBOX_BODY_TIMEOUT_SECONDS")),
             media_dir=_env("INBOX_MEDIA_DIR"),
             media_s3_url=_env("INBOX_MEDIA_S3_URL").strip(),

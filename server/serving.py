@@ -32,6 +32,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # closes the socket with 1009 before its payload is read (issue 11).
         ws="websockets-sansio",
         ws_max_size=settings.ws_max_message_bytes,
+        # Off unless asked for: a client that offers permessage-deflate (every browser)
+        # would make the server compress each of its frames (zlib state per socket, CPU
+        # per frame, and no direct write of pre-built frames: subscriptions/direct.py).
+        ws_per_message_deflate=settings.ws_compression,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_interval,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,

@@ -1,11 +1,12 @@
 """Direct delivery (subscriptions/direct.py, issue 7): once a websocket subscription has
 replayed, its topic's engine writes its live events, so a subscription holds no task of
-its own; hand-overs lose and repeat nothing; clients that negotiated compression get the
-same events through the server's own send path; frames written by hand are byte for byte
+its own; hand-overs lose and repeat nothing; clients that negotiated compression (when the
+server accepts it) get the same events through the server's own send path; frames written by hand are byte for byte
 those of the websockets library."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
@@ -15,7 +16,7 @@ from subscriptions import direct
 from inbox.events import company_topic
 from subscriptions.publish import current_hub
 
-from conftest import company_pk, subscriptions_live
+from conftest import Subscriber, company_pk, start_server, subscriptions_live
 from test_realtime import connect_without_reading
 
 MESSAGE_ADDED = "subscription { messageAdded { id body } }"
@@ -65,22 +66,43 @@ async def test_completing_one_subscription_stops_only_its_deliveries(company, su
     await subscriptions_live(company, 2)
 
 
+@pytest.fixture
+async def compressing(server):
+    """A second app on the session server's database and hub that accepts
+    permessage-deflate (INBOX_WS_COMPRESSION=true; the default declines it)."""
+    second = await start_server(dataclasses.replace(server.settings, ws_compression=True), lifespan="off")
+    yield second
+    await second.stop()
+
+
+async def test_compression_offered_by_a_client_is_declined_by_default(company, subscribers):
+    client = await subscribers(company.ann.token, "graphql-transport-ws", "deflate")
+    assert client.socket.protocol.extensions == []
+
+
 @pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
-async def test_compressed_and_plain_sockets_receive_the_same_events(company, subscribers, protocol):
-    clients = [await subscribers(company.ann.token, protocol, compression) for compression in (None, "deflate")]
-    for client in clients:
-        if protocol == "graphql-ws":
-            await client.socket.send(json.dumps({"id": "op", "type": "start", "payload": {"query": MESSAGE_ADDED}}))
-        else:
-            await client.subscribe(MESSAGE_ADDED)
-    await subscriptions_live(company, 2)
+async def test_compressed_and_plain_sockets_receive_the_same_events(company, compressing, protocol):
+    clients = [await Subscriber.connect(compressing, company.ann.token, protocol, compression)
+               for compression in (None, "deflate")]
+    assert [len(client.socket.protocol.extensions) for client in clients] == [0, 1]
+    try:
+        for client in clients:
+            if protocol == "graphql-ws":
+                await client.socket.send(json.dumps({"id": "op", "type": "start",
+                                                     "payload": {"query": MESSAGE_ADDED}}))
+            else:
+                await client.subscribe(MESSAGE_ADDED)
+        await subscriptions_live(company, 2)
 
-    message = await company.inbound("the same for both")
+        message = await company.inbound("the same for both")
 
-    frames = [await client.receive() for client in clients]
-    assert frames[0] == frames[1]
-    assert frames[0]["type"] == ("data" if protocol == "graphql-ws" else "next")
-    assert frames[0]["payload"] == {"data": {"messageAdded": {"id": message["id"], "body": "the same for both"}}}
+        frames = [await client.receive() for client in clients]
+        assert frames[0] == frames[1]
+        assert frames[0]["type"] == ("data" if protocol == "graphql-ws" else "next")
+        assert frames[0]["payload"] == {"data": {"messageAdded": {"id": message["id"], "body": "the same for both"}}}
+    finally:
+        for client in clients:
+            await client.close()
 
 
 async def test_messages_arriving_while_subscriptions_hand_over_arrive_once_in_order(company, subscribers):
