@@ -470,7 +470,7 @@ class Engine:
                 sink.queued -= 1
                 if not (sink.gone or sink.ended.done()):
                     async with self._own_at_once:
-                        await self._deliver_to(sink, payload, decoded(payload), {})
+                        await self._deliver_to(sink, payload, decoded(payload), _viewer_bodies(sink, payload))
                 if lane.items:
                     await asyncio.sleep(0)
         finally:
@@ -538,10 +538,34 @@ def _background(coroutine: Awaitable[None]) -> None:
     task.add_done_callback(_tasks.discard)
 
 
+def _viewer_bodies(sink: Sink, payload: dict) -> dict[tuple, Any]:
+    """The results of one event for one viewer, by group and root: a viewer's sinks of the
+    same operation and variables (tabs, or one client subscribing twice) get the result
+    of one execution. Kept in the payload, which holds the roots (their ids are keys)
+    for as long as the event is delivered."""
+    viewer = getattr(sink.context, "principal", None)
+    if viewer is None or sink.key is None:
+        return {}
+    return payload.setdefault("_viewers", {}).setdefault((type(viewer).__name__, viewer.id), {})
+
+
 async def _body(sink: Sink, root: Any, bodies: dict[tuple, Any]) -> bytes:
-    """The JSON of the sink's result for one root: executed once per group."""
+    """The JSON of the sink's result for one root: executed once per group, or, for an
+    operation whose result depends on its viewer, once per group and viewer."""
     template, key = sink.template, sink.key
-    if key is not None and not fanout.is_own(template):
+    if key is not None and fanout.is_own(template):
+        group = (key, id(root))
+        body = bodies.get(group)
+        if type(body) is bytes:
+            fanout.stats["reused"] += 1
+            return body
+        fanout.stats["own"] += 1
+        result = await _execute(template, root, sink.context)
+        body = _encode(result)
+        if not result.errors:
+            bodies[group] = body
+        return body
+    if key is not None:
         group = (key, id(root))
         body = bodies.get(group)
         if type(body) is bytes:

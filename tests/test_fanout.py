@@ -89,6 +89,30 @@ async def test_viewer_dependent_fields_are_executed_for_each_viewer(company, sub
     assert counted["reused"] == 0 and counted["own"] == 2
 
 
+async def test_one_viewers_identical_viewer_dependent_subscriptions_share_one_execution(company, subscribers):
+    """Tabs of one user (or a client subscribing twice): one execution per viewer and
+    event, never one viewer's result for another."""
+    first = await company.inbound("first", contact="tabs")
+    await company.admin.data(ASSIGN, {"c": first["conversation"]["id"], "u": company.ids["ann"]})
+    tabs = [await subscribers(company.ann.token) for _ in range(3)]
+    admin = await subscribers(company.admin.token)
+    for client in (*tabs, admin):
+        await client.subscribe(VIEWER_DEPENDENT)
+    await subscriptions_live(company, 4)
+    await company.inbound("found viewer-dependent", contact="tabs")
+    for client in (*tabs, admin):
+        await client.next_data()
+
+    with executions() as counted:
+        await company.inbound("third", contact="tabs")
+        frames = [await raw_frame(client) for client in (*tabs, admin)]
+
+    assert counted == {"shared": 0, "reused": 2, "own": 2}
+    assert frames[0] == frames[1] == frames[2]
+    sections = [json.loads(frame)["payload"]["data"]["messageAdded"]["conversation"]["section"] for frame in frames]
+    assert sections == ["ASSIGNED_TO_ME"] * 3 + ["ASSIGNED_TO_OTHERS"]
+
+
 async def test_viewer_dependent_unread_counts_are_each_viewers_own(company, subscribers):
     first = await company.inbound("first", contact="read-by-admin")
     conversation = first["conversation"]["id"]
