@@ -67,6 +67,11 @@ _setup_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SetupSlots] =
 # served) for each execution, so the viewers stay served in turn.
 OWN_AT_ONCE = 4
 
+# Sockets a group's lane writes one event to before it lets the loop run something else:
+# ~1 ms of frames at the fan-out's cost per delivery (bench/RESULTS.md), so that one
+# company's event to thousands of sockets delays another's request by that at most.
+SINKS_PER_TURN = 64
+
 # The scope key under which the outermost ASGI layer keeps the server's own `send`.
 RAW_SEND = "inbox.raw_send"
 
@@ -441,13 +446,17 @@ class Engine:
         event = decoded(payload)
         seq = payload.get("_seq", 0)
         bodies: dict[tuple, Any] = {}
-        for sink in list(group.sinks):
+        for n, sink in enumerate(list(group.sinks), 1):
             if seq <= sink.after or sink.gone or sink.ended.done():
                 continue
             if group.own:
                 self._pass_on(sink, payload)
             else:
                 await self._deliver_to(sink, payload, event, bodies)
+            if n % SINKS_PER_TURN == 0:
+                # Every other lane's (and request's) turn: one event to thousands of
+                # sockets must not hold the loop for its whole fan-out (issue 11).
+                await asyncio.sleep(0)
 
     def _pass_on(self, sink: Sink, payload: dict) -> None:
         """To the sink's viewer's lane, in order: after every event it got before."""

@@ -216,6 +216,46 @@ HUGE_EVENTS = ("subscription($c: ID) { conversationChanged(conversationId: $c) {
                + " ".join(f"b{i}: body" for i in range(25)) + " } } }")
 
 
+async def test_one_event_to_many_sockets_lets_the_loop_run_other_work_during_its_fan_out(
+        company, subscribers, monkeypatch):
+    """A group's lane writes SINKS_PER_TURN sockets, then gives every other task a turn:
+    one company's event to thousands of sockets never holds the loop for all of them."""
+    from subscriptions import direct
+
+    monkeypatch.setattr(direct, "SINKS_PER_TURN", 2)
+    clients = [await subscribers(company.ann.token) for _ in range(6)]
+    for client in clients:
+        await client.subscribe(BRISK)
+    await subscriptions_live(company, 6)
+    ticks, at_writes = [0], []
+    write = direct.Sink.write
+
+    async def counted_write(sink, frame):
+        at_writes.append(ticks[0])
+        await write(sink, frame)
+
+    monkeypatch.setattr(direct.Sink, "write", counted_write)
+
+    async def ticking():
+        while True:
+            ticks[0] += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(ticking())
+    try:
+        conversation = (await company.inbound("to six sockets"))["conversation"]["id"]
+        await company.admin.data("mutation($c: ID!) { closeConversation(conversationId: $c) { id } }",
+                                 {"c": conversation})
+        for client in clients:
+            while (await client.next_data())["conversationChanged"]["kind"] != "CLOSED":
+                pass
+    finally:
+        ticker.cancel()
+    # One event's six writes came in three turns, other tasks running between them.
+    event = at_writes[-6:]
+    assert len(set(event)) >= 3, event
+
+
 async def test_a_backlog_over_its_byte_bound_closes_the_socket_with_1013(byte_bounded_server, company):
     for n in range(24):
         await company.inbound(f"{n} " + "x" * 4000)
