@@ -429,7 +429,8 @@ def _on(cpus: set[int] | None, nice: int = 0):
     return pin
 
 
-def measure(seconds: float, start_server, bootstrap_admin, profile_dir: str | None = None) -> dict:
+def measure(seconds: float, start_server, bootstrap_admin, profile_dir: str | None = None,
+            attacks: list[str] | None = None) -> dict:
     """`start_server(preexec)` starts a fresh `inbox serve` (an object with base, ws_url,
     pid, rss(), stop()) calling `preexec` in its process; `bootstrap_admin(company)` makes a
     company on its database and returns its admin's token. With `profile_dir`, py-spy
@@ -445,12 +446,12 @@ def measure(seconds: float, start_server, bootstrap_admin, profile_dir: str | No
     try:
         victim, attacker = asyncio.run(prepare(server.base, victim_admin, attacker_admin, hole))
         ctx = {"base": server.base, "ws_url": server.ws_url, "attacker": attacker}
-        for name in ("none", *ATTACKS):
+        for name in ("none", *(attacks or ATTACKS)):
             result["phases"][name] = _phase(name, ctx, victim, server, seconds, profile_dir)
             phase = result["phases"][name]
             print(f"  hostile {name}: page p99 {phase['page_p99_ms']} ms, delivery p99 "
                   f"{phase['delivery_p99_ms']} ms, RSS max {phase['rss_max_mb']} MB, "
-                  f"server CPU {phase['server_cpu_cores']} cores, attacker got {phase['attacker']}", flush=True)
+                  f"server CPU {phase['server_cpu_cores']} cores, attacker got {phase['attacker']}", file=sys.stderr, flush=True)
             if server.process.poll() is not None:
                 result["phases"][name]["server"] = "DIED"
                 break
@@ -527,6 +528,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--profile", metavar="DIR", help="py-spy the server during each phase into DIR")
+    parser.add_argument("--only", choices=ATTACKS, action="append", help="these attacks only (repeatable)")
     parser.add_argument("--attack", choices=ATTACKS, help=argparse.SUPPRESS)  # the attacker's process,
     parser.add_argument("--context", help=argparse.SUPPRESS)  # with the server and the attacker's company
     args = parser.parse_args()
@@ -540,7 +542,7 @@ def main() -> None:
     try:
         result = measure(args.seconds, lambda preexec: run.Server("inbox-hostile", [run.INBOX, "serve"], env,
                                                                   preexec=preexec),
-                         lambda company: bootstrap(env, company), args.profile)
+                         lambda company: bootstrap(env, company), args.profile, args.only)
     finally:
         run.Database.remove_files()
     print(json.dumps(result, indent=1))

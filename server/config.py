@@ -41,6 +41,8 @@ SETTINGS: list[tuple[str, str, str]] = [
      "Websocket operations of one user set up at once in one process (of 16 there): the rest wait"),
     ("INBOX_BODY_TIMEOUT_SECONDS", "10",
      "Seconds an HTTP request body may take to arrive once its headers are in (slower: 408)"),
+    ("INBOX_HEADER_TIMEOUT_SECONDS", "10",
+     "Seconds an HTTP request's line and headers may take to arrive from their first byte (slower: 408)"),
     ("INBOX_LOG_LEVEL", "INFO", "Python logging level"),
     ("INBOX_MAX_QUERY_NODES", "10000",
      "Largest cost of one operation: the objects it can return, connections at first/last (over: "
@@ -148,6 +150,7 @@ class Settings:
     ws_setup_slots_per_user: int = 4
     ws_compression: bool = False
     body_timeout_seconds: float = 10.0
+    header_timeout_seconds: float = 10.0
     media_dir: str = "./inbox-media"
     media_s3_url: str = ""
     media_s3_endpoint: str = ""
@@ -203,6 +206,7 @@ class Settings:
             ws_setup_slots_per_user=int(_env("INBOX_WS_SETUP_SLOTS_PER_USER")),
             ws_compression=_flag(_env("INBOX_WS_COMPRESSION")),
             body_timeout_seconds=float(_env("INBOX_BODY_TIMEOUT_SECONDS")),
+            header_timeout_seconds=float(_env("INBOX_HEADER_TIMEOUT_SECONDS")),
             media_dir=_env("INBOX_MEDIA_DIR"),
             media_s3_url=_env("INBOX_MEDIA_S3_URL").strip(),
             media_s3_endpoint=_env("INBOX_MEDIA_S3_ENDPOINT").strip(),

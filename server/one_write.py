@@ -63,3 +63,56 @@ class OneWriteHttpToolsProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle, app) -> None:
         cycle.__class__ = _OneWriteCycle
         super()._start_asgi_task(cycle, app)
+
+
+# One class per deadline: the same settings give the same uvicorn options.
+_BOUNDED: dict[float, type] = {}
+
+# What a request whose head did not arrive in time gets before its connection closes.
+_HEAD_TOO_SLOW = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                  b"content-length: 87\r\n\r\n"
+                  b'{"errors":[{"message":"request head too slow","extensions":{"code":"BAD_USER_INPUT"}}]}')
+
+
+class BoundedHttpToolsProtocol(OneWriteHttpToolsProtocol):
+    """One write per response, and a deadline for each request's line and headers
+    (uvicorn has none: a client sending its headers a byte at a time would hold its
+    connection for ever, as uvicorn's keep-alive timer stops at the first byte). The head
+    must be in within `head_seconds` of its first byte: else 408 and the connection closes.
+    `bounded(seconds)` makes the class uvicorn instantiates."""
+
+    head_seconds = 10.0
+    _head_timer = None
+
+    @classmethod
+    def bounded(cls, seconds: float) -> type["BoundedHttpToolsProtocol"]:
+        made = _BOUNDED.get(seconds)
+        if made is None:
+            made = _BOUNDED[seconds] = type(cls.__name__, (cls,), {"head_seconds": seconds})
+        return made
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_timer = self.loop.call_later(self.head_seconds, self._head_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._stop_head_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        from . import metrics
+
+        self._head_timer = None
+        metrics.refused("http_head_seconds")
+        if not self.transport.is_closing():
+            self.transport.write(_HEAD_TOO_SLOW)
+            self.transport.close()

@@ -13,20 +13,21 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 MAX_HEADER_BYTES = 64 * 1024
 
 
-def _http_protocol() -> Any:
-    """httptools with one write per response (server/one_write.py), else uvicorn's choice."""
+def _http_protocol(settings: Settings) -> Any:
+    """httptools with one write per response and a deadline for each request's head
+    (server/one_write.py), else uvicorn's choice (h11: no head deadline)."""
     try:
-        from .one_write import OneWriteHttpToolsProtocol
+        from .one_write import BoundedHttpToolsProtocol
     except ImportError:  # no httptools: h11
         return "auto"
-    return OneWriteHttpToolsProtocol
+    return BoundedHttpToolsProtocol.bounded(settings.header_timeout_seconds)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `uvicorn.run` or `uvicorn.Config`, host and port aside."""
     return dict(
         log_level=settings.log_level.lower(),
-        http=_http_protocol(),
+        http=_http_protocol(settings),
         # The websockets library's sans-I/O protocol: direct delivery writes to its
         # transport (subscriptions/direct.py), and a client message over `ws_max_size`
         # closes the socket with 1009 before its payload is read (issue 11).

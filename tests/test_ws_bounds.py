@@ -5,10 +5,12 @@ driven as an attacker would, on both protocols where the rule applies."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import json
 
+import httpx
 import pytest
 import uvicorn
 import websockets
@@ -101,7 +103,8 @@ def rss_bytes() -> int:
 @pytest.fixture
 async def tight(server):
     """A second app on the session server's database and hub, with small bounds."""
-    settings = dataclasses.replace(server.settings, ws_connection_init_timeout=0.5, body_timeout_seconds=0.5)
+    settings = dataclasses.replace(server.settings, ws_connection_init_timeout=0.5, body_timeout_seconds=0.5,
+                                   header_timeout_seconds=0.5)
     second = await start_server(settings, lifespan="off")
     yield second
     await second.stop()
@@ -139,7 +142,10 @@ async def test_a_five_mb_operation_id_closes_with_1009_and_memory_stays_flat(com
     gc.collect()
     before = rss_bytes()
     socket = await connected(server.ws_url, company.admin.token, TRANSPORT)
-    await socket.send(start(TRANSPORT, "x" * (5 * MIB), CONVERSATION_CHANGED, {"c": conversation_id}))
+    # The server refuses the frame from its header and hangs up while the rest is still
+    # on its way (sent uncompressed: the server declines permessage-deflate).
+    with contextlib.suppress(ConnectionClosed):
+        await socket.send(start(TRANSPORT, "x" * (5 * MIB), CONVERSATION_CHANGED, {"c": conversation_id}))
     for turn in range(120):
         await company.admin.data(ASSIGN, {"c": conversation_id, "u": company.ids["ann" if turn % 2 else "admin"]})
     assert await close_code(socket) == 1009
@@ -328,6 +334,42 @@ async def test_a_body_that_trickles_in_is_answered_408_and_runs_nothing(company,
         writer.close()
     assert await status(company, conversation_id) == "OPEN"
     assert refusals("http_body_seconds") == before + 1
+
+
+async def test_a_request_head_that_trickles_in_is_answered_408_and_the_connection_closes(company, tight):
+    """uvicorn's keep-alive timer stops at a request's first byte and it has no deadline
+    for the rest of the head: ours closes a head sent a byte at a time."""
+    conversation_id = (await company.inbound("hello"))["conversation"]["id"]
+    before = refusals("http_head_seconds")
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(tight.url.rsplit(":", 1)[1]))
+    head = (f"POST /graphql HTTP/1.1\r\nHost: inbox.test\r\nAuthorization: Bearer {company.admin.token}\r\n"
+            "X-Slow: " + "a" * 100).encode()
+    try:
+        answer = b""
+        for byte in head:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            with contextlib.suppress(asyncio.TimeoutError):
+                answer = await asyncio.wait_for(reader.read(4096), 0.05)
+            if answer or reader.at_eof():
+                break
+        answer += await asyncio.wait_for(reader.read(), DEADLINE)  # the rest, then the server hangs up
+        assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 408 Request Timeout", answer
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert reader.at_eof()
+    finally:
+        writer.close()
+    assert await status(company, conversation_id) == "OPEN"
+    assert refusals("http_head_seconds") == before + 1
+
+
+async def test_a_request_head_in_time_is_served_on_a_kept_alive_connection(company, tight):
+    async with httpx.AsyncClient(base_url=tight.url) as http:
+        for _ in range(2):
+            answer = await http.post("/graphql", json={"query": "{ me { id } }"},
+                                     headers={"Authorization": f"Bearer {company.admin.token}"})
+            assert answer.status_code == 200 and answer.json()["data"]["me"]["id"]
+            await asyncio.sleep(0.3)  # idle between requests, within the keep-alive timeout
 
 
 # -- one uvicorn configuration ------------------------------------------------------------
