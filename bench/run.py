@@ -214,7 +214,9 @@ def inbox_env(database_url: str, broadcast: str, **extra: str) -> dict:
            # measures throughput, not the 1013 overflow policy (tested in tests/).
            "INBOX_SUBSCRIPTION_BUFFER": "1000000", "INBOX_SMTP_URL": "",
            # N subscribers are 10 users' N / 10 sockets each (up to 1,000): over the per-user bound (50).
-           "INBOX_WS_MAX_SOCKETS_PER_USER": "100000"}
+           "INBOX_WS_MAX_SOCKETS_PER_USER": "100000",
+           # ... and their 1,000 subscriptions each start at once, not at one user's pace.
+           "INBOX_WS_SETUPS_PER_SECOND_PER_USER": "0"}
     env.update(extra)
     return env
 

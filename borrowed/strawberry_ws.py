@@ -66,7 +66,8 @@ class GraphQLTransportWSHandler(BaseGraphQLTransportWSHandler):
         direct.begin(handle)
         self.slots[operation.id] = metrics.websocket_operation()
         try:
-            await handle.setting_up(setup_owner(self), self.view.settings.ws_setup_slots_per_user)
+            await handle.setting_up(setup_owner(self), self.view.settings.ws_setup_slots_per_user,
+                                   self.view.settings.ws_setups_per_second_per_user)
             await super().run_operation(operation)
         except direct.Detached:
             pass
@@ -151,7 +152,8 @@ class LegacyGraphQLWSHandler(BaseGraphQLWSHandler):
         direct.begin(handle)
         slot = metrics.websocket_operation()
         try:
-            await handle.setting_up(setup_owner(self), self.view.settings.ws_setup_slots_per_user)
+            await handle.setting_up(setup_owner(self), self.view.settings.ws_setup_slots_per_user,
+                                   self.view.settings.ws_setups_per_second_per_user)
             await super().handle_async_results(operation_id, *args)
         finally:
             slot.end()

@@ -39,6 +39,9 @@ SETTINGS: list[tuple[str, str, str]] = [
      "memory per socket"),
     ("INBOX_WS_SETUP_SLOTS_PER_USER", "4",
      "Websocket operations of one user set up at once in one process (of 16 there): the rest wait"),
+    ("INBOX_WS_SETUPS_PER_SECOND_PER_USER", "100",
+     "Websocket operations one user may start a second in one process, after a burst of twice that: "
+     "the rest wait their turn (0: no pace)"),
     ("INBOX_BODY_TIMEOUT_SECONDS", "10",
      "Seconds an HTTP request body may take to arrive once its headers are in (slower: 408)"),
     ("INBOX_HEADER_TIMEOUT_SECONDS", "10",
@@ -148,6 +151,7 @@ class Settings:
     ws_max_sockets_per_user: int = 50
     ws_connection_init_timeout: float = 10.0
     ws_setup_slots_per_user: int = 4
+    ws_setups_per_second_per_user: float = 100.0
     ws_compression: bool = False
     body_timeout_seconds: float = 10.0
     header_timeout_seconds: float = 10.0
@@ -204,6 +208,7 @@ class Settings:
             ws_max_sockets_per_user=int(_env("INBOX_WS_MAX_SOCKETS_PER_USER")),
             ws_connection_init_timeout=float(_env("INBOX_WS_CONNECTION_INIT_TIMEOUT")),
             ws_setup_slots_per_user=int(_env("INBOX_WS_SETUP_SLOTS_PER_USER")),
+            ws_setups_per_second_per_user=float(_env("INBOX_WS_SETUPS_PER_SECOND_PER_USER")),
             ws_compression=_flag(_env("INBOX_WS_COMPRESSION")),
             body_timeout_seconds=float(_env("INBOX_BODY_TIMEOUT_SECONDS")),
             header_timeout_seconds=float(_env("INBOX_HEADER_TIMEOUT_SECONDS")),

@@ -28,6 +28,7 @@ import asyncio
 import functools
 import json
 import logging
+import time
 import weakref
 from collections import deque
 from typing import Any, Awaitable, Callable, Hashable
@@ -136,15 +137,16 @@ class Operation:
     def send(self, frame: bytes) -> Awaitable[None]:
         return self._send({"type": "websocket.send", "text": frame.decode()})
 
-    async def setting_up(self, owner: Hashable, share: int) -> None:
+    async def setting_up(self, owner: Hashable, share: int, per_second: float = 0) -> None:
         """Waits for one of the process's slots for operations being set up (parsed,
         checked, their horizon read), at most `share` of them held by one `owner` (a
-        user) at once; `settled` gives it back."""
+        user) at once, and at most `per_second` of the owner's set-ups a second beyond a
+        burst of twice that (0: no pace); `settled` gives the slot back."""
         loop = asyncio.get_running_loop()
         slots = _setup_slots.get(loop)
         if slots is None:
             slots = _setup_slots[loop] = SetupSlots(SETTING_UP)
-        await slots.take(owner, share)
+        await slots.take(owner, share, per_second)
         self._settle = functools.partial(slots.give_back, owner)
 
     def settled(self) -> None:
@@ -169,8 +171,32 @@ class SetupSlots:
         self._all = asyncio.Semaphore(size)
         # owner -> [its own slots, its set-ups holding or waiting for one]
         self._owners: dict[Hashable, list] = {}
+        # owner -> [set-ups it may start now (below 0: reserved by those waiting), when]
+        self._paces: dict[Hashable, list] = {}
 
-    async def take(self, owner: Hashable, share: int) -> None:
+    def _pace(self, owner: Hashable, per_second: float) -> float:
+        """Seconds this set-up of `owner` waits so that its set-ups keep to `per_second`
+        after a burst of twice that: a token bucket, each waiting set-up holding its
+        token in advance (so they start in turn)."""
+        burst, now = 2 * per_second, time.monotonic()
+        pace = self._paces.get(owner)
+        if pace is None:
+            if len(self._paces) >= 10_000:  # owners whose bucket refilled say nothing
+                self._paces = {key: value for key, value in self._paces.items()
+                               if value[0] + (now - value[1]) * per_second < burst}
+            pace = self._paces[owner] = [burst, now]
+        pace[0] = min(burst, pace[0] + (now - pace[1]) * per_second) - 1
+        pace[1] = now
+        return -pace[0] / per_second if pace[0] < 0 else 0.0
+
+    async def take(self, owner: Hashable, share: int, per_second: float = 0) -> None:
+        if per_second > 0:
+            wait = self._pace(owner, per_second)
+            if wait:
+                # One user's thousands of subscriptions take at most their pace of the
+                # process's CPU (~0.6 ms a set-up), not all of it (issue 11).
+                metrics.refused("ws_setup_rate")
+                await asyncio.sleep(wait)
         entry = self._owners.get(owner)
         if entry is None:
             entry = self._owners[owner] = [asyncio.Semaphore(share), 0]

@@ -314,6 +314,43 @@ async def test_one_users_slow_set_ups_do_not_hold_another_users_subscription(com
     await other.close()
 
 
+@pytest.fixture
+async def paced(server):
+    """A second app on the session server's database and hub: 10 set-ups a second per user."""
+    second = await start_server(dataclasses.replace(server.settings, ws_setups_per_second_per_user=10),
+                                lifespan="off")
+    yield second
+    await second.stop()
+
+
+async def test_one_users_set_ups_keep_to_their_pace_and_another_users_go_through_at_once(
+        company, other_company, paced):
+    # Given one user starting 40 subscriptions at once, at 10 a second after a burst of 20
+    hog = await connected(paced.ws_url, company.admin.token, TRANSPORT)
+    other = await connected(paced.ws_url, other_company.admin.token, TRANSPORT)
+    paced_before = refusals("ws_setup_rate")
+    try:
+        started = asyncio.get_running_loop().time()
+        for n in range(40):
+            await hog.send(start(TRANSPORT, str(n), MESSAGE_ADDED))
+        await subscriptions_live(company, 20)
+        # another user's subscription is live at once, while the first one's wait their turn
+        await other.send(start(TRANSPORT, "mine", MESSAGE_ADDED))
+        await subscriptions_live(other_company, 1)
+        assert asyncio.get_running_loop().time() - started < 1.5
+        assert refusals("ws_setup_rate") - paced_before == 20
+        # and every one of the 40 is live in the end, none refused
+        await subscriptions_live(company, 40)
+        assert asyncio.get_running_loop().time() - started >= 1.8
+        message = await company.inbound("to all 40")
+        received = [json.loads(await asyncio.wait_for(hog.recv(), DEADLINE)) for _ in range(40)]
+        assert {frame["id"] for frame in received} == {str(n) for n in range(40)}
+        assert {frame["payload"]["data"]["messageAdded"]["id"] for frame in received} == {message["id"]}
+    finally:
+        await hog.close()
+        await other.close()
+
+
 # -- slow HTTP bodies ---------------------------------------------------------------------
 
 
