@@ -1,23 +1,27 @@
 """Messaging apps: their webhooks (inbound messages and status reports) and their
 APIs for replies. Parsing and signatures live here; the rules live in inbox/.
 
-Each app is one module of this package that defines `APP`, a Provider (below): its
-kind, its config and the GraphQL input that maps to it, its webhook routes, signature
-check and parsing, reply delivery, status mapping and reply-window policy. The rest of
-the server finds the apps with `providers()`; docs/adding-a-messaging-app.md says how
-to add one."""
+Each app is one module of this package that declares its KIND, KIND_ORDER and SETTINGS
+(literals that models/kinds.py reads without importing it: ChannelKind and the settings
+are built from them) and defines `APP`, a Provider (below): its kind, its config and the
+GraphQL input that maps to it, its webhook routes, signature check and parsing, reply
+delivery, status mapping and reply-window policy. The rest of the server finds the apps
+with `providers()`; docs/adding-a-messaging-app.md says how to add one.
+
+The package's path is extended like a namespace package's: a `channels/` folder
+elsewhere on sys.path adds its apps (tests/fifth_app/ does, for the tests)."""
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import pkgutil
 from typing import Any, ClassVar
 
 from inbox.apps import MessagingApp
 from inbox.validation import MAX_BODY
+from models import kinds
 
-# Modules of this package that are not messaging apps (shared plumbing).
-_NOT_APPS = {"outbound", "webhooks", "web"}
+# The folders the apps were found in when ChannelKind was built: the same modules are imported.
+__path__ = kinds.package_path()
 
 
 class Malformed(ValueError):
@@ -64,15 +68,13 @@ def providers() -> list[Provider]:
             raise RuntimeError("an app's module imported what asks for every app (the schema?) at import time")
         _discovering = True
         found = []
-        for module in sorted(pkgutil.iter_modules(__path__), key=lambda module: module.name):
-            if module.name in _NOT_APPS or module.name.startswith("_"):
-                continue
-            app = getattr(importlib.import_module(f"{__name__}.{module.name}"), "APP", None)
-            if isinstance(app, Provider):
-                found.append(app)
-        from models import ChannelKind
-
-        _providers = sorted(found, key=lambda app: list(ChannelKind).index(app.kind))
+        for declared in kinds.declared():
+            app = getattr(importlib.import_module(f"{__name__}.{declared.module}"), "APP", None)
+            if not isinstance(app, Provider) or app.kind.value != declared.kind:
+                raise RuntimeError(f"channels/{declared.module}.py declares KIND {declared.kind!r} but its APP is "
+                                   f"not a Provider of that kind")
+            found.append(app)
+        _providers = found
         _discovering = False
     return _providers
 

@@ -18,6 +18,12 @@ from models import ChannelKind
 from . import Provider
 from .outbound import check, field, send_parts
 
+# This app, as models/kinds.py reads it (literals, read without importing this module):
+# its ChannelKind, its place among the kinds, its settings (environment variable, default, help).
+KIND = "CUSTOM"
+KIND_ORDER = 3
+SETTINGS = []
+
 
 @strawberry.input
 class CustomConfigInput:

@@ -30,6 +30,13 @@ from models import Channel, ChannelKind, DeliveryStatus
 from . import Malformed, Provider, inbound_body, web, without_nul
 from .outbound import check, field, send_parts
 
+# This app, as models/kinds.py reads it (literals, read without importing this module):
+# its ChannelKind, its place among the kinds, its settings (environment variable, default, help).
+KIND = "MESSENGER"
+KIND_ORDER = 1
+SETTINGS = [("INBOX_MESSENGER_API_BASE", "https://graph.facebook.com/v19.0",
+             "Meta Graph API base, version included (profiles and the Send API)")]
+
 log = logging.getLogger(__name__)
 
 # What a contact is called until (or unless) its profile arrives (SPEC §3).

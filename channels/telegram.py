@@ -32,6 +32,12 @@ from models import Channel, ChannelKind
 from . import Malformed, Provider, web, without_nul
 from .outbound import Answer, check, send_parts
 
+# This app, as models/kinds.py reads it (literals, read without importing this module):
+# its ChannelKind, its place among the kinds, its settings (environment variable, default, help).
+KIND = "TELEGRAM"
+KIND_ORDER = 4
+SETTINGS = [("INBOX_TELEGRAM_API_BASE", "https://api.telegram.org", "Telegram Bot API base")]
+
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "Telegram user"

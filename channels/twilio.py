@@ -27,6 +27,14 @@ from models import Channel, ChannelKind, DeliveryStatus
 from . import Malformed, Provider, inbound_body, web, without_nul
 from .outbound import check, field, send_parts
 
+# This app, as models/kinds.py reads it (literals, read without importing this module):
+# its ChannelKind, its place among the kinds, its settings (environment variable, default, help).
+KIND = "WHATSAPP"
+KIND_ORDER = 2
+SETTINGS = [("INBOX_TWILIO_API_BASE", "https://api.twilio.com", "Twilio REST API base (Messages API)"),
+            ("INBOX_TWILIO_CONTENT_API_BASE", "https://content.twilio.com",
+             "Twilio Content API base (the text of WhatsApp templates)")]
+
 log = logging.getLogger(__name__)
 
 MAX_ID = 255

@@ -12,12 +12,11 @@ from enum import Enum
 from tortoise import fields
 from tortoise.models import Model
 
+from . import kinds
 
-class ChannelKind(str, Enum):
-    MESSENGER = "MESSENGER"
-    WHATSAPP = "WHATSAPP"
-    CUSTOM = "CUSTOM"
-    TELEGRAM = "TELEGRAM"
+# One member per messaging app, each declared by its own module of channels/ (its KIND and
+# KIND_ORDER: models/kinds.py): MESSENGER, WHATSAPP, CUSTOM, TELEGRAM, then any app added.
+ChannelKind = Enum("ChannelKind", [(app.kind, app.kind) for app in kinds.declared()], type=str, module=__name__)
 
 
 class ConversationStatus(str, Enum):
@@ -82,7 +81,10 @@ class User(Model):
 class Channel(Model):
     id = fields.IntField(primary_key=True)
     company = fields.ForeignKeyField("inbox.Company", related_name="channels", on_delete=fields.CASCADE)
-    kind = fields.CharEnumField(ChannelKind, max_length=16)
+    # The description is not tortoise's list of the members: a new messaging app's kind
+    # needs no migration (the column is varchar(16) with no constraint on the values).
+    kind = fields.CharEnumField(ChannelKind, max_length=kinds.KIND_MAX_LENGTH,
+                                description="The messaging app (ChannelKind): one per module of channels/")
     name = fields.CharField(max_length=255)
     installed_by = fields.ForeignKeyField("inbox.User", related_name="installed_channels",
                                           on_delete=fields.RESTRICT)

@@ -4,8 +4,21 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
+
+from models import kinds
+
+# The messaging apps' settings (name, default, help), in the order of their kinds: each
+# app's module declares its own (models/kinds.py), read here like any other.
+APP_SETTINGS: list[tuple[str, str, str]] = [setting for app in kinds.declared() for setting in app.settings]
+
+
+def app_field(name: str) -> str:
+    """The Settings field of an app's setting: INBOX_TELEGRAM_API_BASE is telegram_api_base."""
+    return name.removeprefix("INBOX_").lower()
+
 
 # name, default, help
 SETTINGS: list[tuple[str, str, str]] = [
@@ -54,12 +67,8 @@ SETTINGS: list[tuple[str, str, str]] = [
      "Execution budget of one query; past it the query is cancelled (BAD_USER_INPUT, reason QUERY_TIMEOUT)"),
     ("INBOX_WHATSAPP_NEW_INSTALLS", "true",
      "false: only companies that already have a WhatsApp channel may install another"),
-    ("INBOX_MESSENGER_API_BASE", "https://graph.facebook.com/v19.0",
-     "Meta Graph API base, version included (profiles and the Send API)"),
-    ("INBOX_TWILIO_API_BASE", "https://api.twilio.com", "Twilio REST API base (Messages API)"),
-    ("INBOX_TWILIO_CONTENT_API_BASE", "https://content.twilio.com",
-     "Twilio Content API base (the text of WhatsApp templates)"),
-    ("INBOX_TELEGRAM_API_BASE", "https://api.telegram.org", "Telegram Bot API base"),
+    # Each messaging app's own (its API bases), declared by its module of channels/.
+    *APP_SETTINGS,
     ("INBOX_SEND_TIMEOUT", "10", "Seconds one call to a messaging app's API may take before it is retried"),
     ("INBOX_SEND_RETRY_SECONDS", "600",
      "How long failed sends (network, timeout, 429, 5xx) are retried before the message is FAILED"),
@@ -118,7 +127,9 @@ def _flag(value: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Settings:
+class _ServerSettings:
+    """The server's own settings; `Settings` adds one field per messaging app's setting."""
+
     database_url: str
     broadcast_url: str
     public_url: str
@@ -128,10 +139,6 @@ class Settings:
     ws_ping_interval: float
     log_level: str
     whatsapp_new_installs: bool
-    messenger_api_base: str = "https://graph.facebook.com/v19.0"
-    twilio_api_base: str = "https://api.twilio.com"
-    twilio_content_api_base: str = "https://content.twilio.com"
-    telegram_api_base: str = "https://api.telegram.org"
     send_timeout: float = 10.0
     send_retry_seconds: float = 600.0
     send_backoff_seconds: float = 1.0
@@ -174,6 +181,7 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
+        assert issubclass(cls, Settings)
         origins = tuple(o.strip() for o in _env("INBOX_ALLOWED_ORIGINS").split(",") if o.strip())
         return cls(
             database_url=_env("INBOX_DATABASE_URL"),
@@ -185,10 +193,6 @@ class Settings:
             ws_ping_interval=float(_env("INBOX_WS_PING_INTERVAL")),
             log_level=_env("INBOX_LOG_LEVEL"),
             whatsapp_new_installs=_flag(_env("INBOX_WHATSAPP_NEW_INSTALLS")),
-            messenger_api_base=_env("INBOX_MESSENGER_API_BASE").rstrip("/"),
-            twilio_api_base=_env("INBOX_TWILIO_API_BASE").rstrip("/"),
-            twilio_content_api_base=_env("INBOX_TWILIO_CONTENT_API_BASE").rstrip("/"),
-            telegram_api_base=_env("INBOX_TELEGRAM_API_BASE").rstrip("/"),
             send_timeout=float(_env("INBOX_SEND_TIMEOUT")),
             send_retry_seconds=float(_env("INBOX_SEND_RETRY_SECONDS")),
             send_backoff_seconds=float(_env("INBOX_SEND_BACKOFF_SECONDS")),
@@ -228,7 +232,22 @@ class Settings:
             max_query_nodes=int(_env("INBOX_MAX_QUERY_NODES")),
             query_timeout_seconds=float(_env("INBOX_QUERY_TIMEOUT_SECONDS")),
             subscription_buffer_bytes=int(_env("INBOX_SUBSCRIPTION_BUFFER_BYTES")),
+            **{app_field(name): _app_value(_env(name)) for name, _, _ in APP_SETTINGS},
         )
+
+
+def _app_value(value: str) -> str:
+    """An app's setting is text; a URL (its API base) is used without its trailing '/'."""
+    return value.rstrip("/") if "://" in value else value
+
+
+# The settings: the server's own, then a text field per messaging app's setting (e.g.
+# telegram_api_base), whose default is the one its module declares.
+Settings = dataclasses.make_dataclass(
+    "Settings", [(app_field(name), str, dataclasses.field(default=_app_value(default)))
+                 for name, default, _ in APP_SETTINGS],
+    bases=(_ServerSettings,), frozen=True)
+Settings.__module__ = __name__
 
 
 def tortoise_config(database_url: str) -> dict:

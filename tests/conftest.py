@@ -23,7 +23,7 @@ import uvicorn
 import websockets
 
 from server.app import create_app
-from server.config import Settings
+from server.config import APP_SETTINGS, Settings, app_field
 from server.serving import uvicorn_options
 
 TEST_DATABASE_URL = os.environ.get("INBOX_TEST_DATABASE_URL")
@@ -123,6 +123,16 @@ async def fakes():
     await asyncio.wait_for(task, DEADLINE)
 
 
+def app_apis(fakes) -> dict:
+    """Every URL setting of the messaging apps but those set here, pointed at the fake
+    server's /apps/<field>/: an app added as a module of channels/ is tested against the
+    fake its own tests serve there (FakeProviders.serve_app), without editing this file."""
+    return {app_field(name): fakes.app_base(app_field(name))
+            for name, default, _ in APP_SETTINGS if "://" in default
+            and app_field(name) not in ("messenger_api_base", "twilio_api_base", "twilio_content_api_base",
+                                        "telegram_api_base")}
+
+
 @pytest.fixture(scope="session")
 async def server(fakes, mailbox):
     tmp = tempfile.mkdtemp(prefix="inbox-test-")
@@ -136,8 +146,9 @@ async def server(fakes, mailbox):
                              # Its own broadcast channels: another test session on the same
                              # Redis (another database) must not be heard here.
                              broadcast_namespace=f"inbox-test-{uuid.uuid4().hex[:8]}",
-                             messenger_api_base=fakes.messenger_base, twilio_api_base=fakes.twilio_base,
-                             twilio_content_api_base=fakes.twilio_content_base, telegram_api_base=fakes.telegram_base,
+                             **app_apis(fakes), messenger_api_base=fakes.messenger_base,
+                             twilio_api_base=fakes.twilio_base, twilio_content_api_base=fakes.twilio_content_base,
+                             telegram_api_base=fakes.telegram_base,
                              send_timeout=1.0, send_retry_seconds=3.0, send_backoff_seconds=0.05,
                              # The fake partner endpoints listen on 127.0.0.1.
                              callback_allow_private=True,

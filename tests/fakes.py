@@ -3,7 +3,8 @@ Bot API and a partner's callback endpoint, on 127.0.0.1, speaking their real for
 can be scripted, per recipient, to fail (500, 429, 400...) or hang.
 
 Scripts are keyed by what a test owns (a PSID, a phone number, a callback path), so
-tests sharing the one fake server never see each other's failures."""
+tests sharing the one fake server never see each other's failures. Any other messaging
+app's tests serve its API's fake here too (`serve_app`), without editing this file."""
 from __future__ import annotations
 
 import asyncio
@@ -12,6 +13,7 @@ import itertools
 import json
 import socket
 from dataclasses import dataclass, field
+from typing import Awaitable, Callable
 from urllib.parse import parse_qs
 
 import uvicorn
@@ -71,6 +73,10 @@ class FakeProviders:
     # Requests being answered now, and the most at once, per key.
     in_flight: dict[str, int] = field(default_factory=dict)
     most_in_flight: dict[str, int] = field(default_factory=dict)
+    # Any other messaging app's API, by its setting's field (e.g. "echo_api_base"): conftest
+    # points each URL setting of the apps at app_base(field), where the app's own tests
+    # serve its fake (serve_app).
+    apps: dict[str, Callable[[Request], Awaitable[Response]]] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _arrived: asyncio.Event | None = None
 
@@ -90,6 +96,23 @@ class FakeProviders:
     @property
     def telegram_base(self) -> str:
         return f"{self.url}/telegram"
+
+    def app_base(self, setting: str) -> str:
+        return f"{self.url}/apps/{setting}"
+
+    def serve_app(self, setting: str, handler: Callable[[Request], Awaitable[Response]]) -> None:
+        """Answers the calls to the API an app's setting points at with `handler`; they are
+        recorded as kind `setting`, key their path under the base (scripts come first)."""
+        self.apps[setting] = handler
+
+    async def app_api(self, request: Request) -> Response:
+        setting = request.path_params["setting"]
+        scripted = await self._record(request, setting, request.path_params["rest"])
+        if scripted is not None:
+            return scripted
+        if setting not in self.apps:
+            return JSONResponse({"error": f"no fake serves {setting}"}, status_code=404)
+        return await self.apps[setting](request)
 
     def serve_file(self, path: str, body: bytes, content_type: str, auth: tuple[str, str] | None = None) -> str:
         """Serves `body` at `path` (under this server) until removed; returns its URL."""
@@ -270,6 +293,7 @@ class FakeProviders:
             Route("/telegram/file/{rest:path}", self.file, methods=["GET"]),
             Route("/twilio/2010-04-01/Accounts/{account}/Messages/{sid}/Media/{media}", self.file, methods=["GET"]),
             Route("/cdn/{rest:path}", self.file, methods=["GET"]),
+            Route("/apps/{setting}/{rest:path}", self.app_api, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         ])
 
 
