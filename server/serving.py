@@ -14,9 +14,9 @@ MAX_HEADER_BYTES = 64 * 1024
 
 
 def _http_protocol() -> Any:
-    """httptools with one write per response (server/one_write.py), else uvicorn's choice."""
+    """httptools with one write per response (borrowed/uvicorn_http.py), else uvicorn's choice."""
     try:
-        from .one_write import OneWriteHttpToolsProtocol
+        from borrowed.uvicorn_http import OneWriteHttpToolsProtocol
     except ImportError:  # no httptools: h11
         return "auto"
     return OneWriteHttpToolsProtocol
