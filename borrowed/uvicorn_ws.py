@@ -36,8 +36,9 @@ def text_writer(send: Any) -> Callable[[bytes], bool] | None:
 
     def write(frame: bytes) -> bool:
         conn = server.conn
-        # Hand-built frames, not conn.send_text() + data_to_send(): measured 2-4x the CPU
-        # per frame (bench/frame_writer.py, docs/decisions.md "Frame writer").
+        # Hand-built frames, not conn.send_text() + data_to_send(): the library's writer costs
+        # ~9,800 more instructions per frame, 2.4-2.6x at 200 B-2 KB (bench/frame_writer.py;
+        # bench/RESULTS.md, docs/decisions.md "Library overrides").
         if (conn.extensions or conn.state is not State.OPEN or conn.expect_continuation_frame
                 or server.close_sent or server.transport.is_closing()):
             return False
