@@ -34,6 +34,8 @@ SETTINGS: list[tuple[str, str, str]] = [
      "Open websockets of one user in one server process (more: the newest closes with 4429)"),
     ("INBOX_WS_CONNECTION_INIT_TIMEOUT", "10",
      "Seconds a websocket may take to send connection_init (then it closes with 4408)"),
+    ("INBOX_WS_MAX_PENDING_SOCKETS", "1000",
+     "Websockets in one server process that have not completed connection_init (more: the new one closes with 1013)"),
     ("INBOX_WS_SETUP_SLOTS_PER_USER", "4",
      "Websocket operations of one user set up at once in one process (of 16 there): the rest wait"),
     ("INBOX_BODY_TIMEOUT_SECONDS", "10",
@@ -142,6 +144,7 @@ class Settings:
     ws_max_subscriptions: int = 100
     ws_max_sockets_per_user: int = 50
     ws_connection_init_timeout: float = 10.0
+    ws_max_pending_sockets: int = 1000
     ws_setup_slots_per_user: int = 4
     body_timeout_seconds: float = 10.0
     media_dir: str = "./inbox-media"
@@ -196,6 +199,7 @@ class Settings:
             ws_max_subscriptions=int(_env("INBOX_WS_MAX_SUBSCRIPTIONS")),
             ws_max_sockets_per_user=int(_env("INBOX_WS_MAX_SOCKETS_PER_USER")),
             ws_connection_init_timeout=float(_env("INBOX_WS_CONNECTION_INIT_TIMEOUT")),
+            ws_max_pending_sockets=max(1, int(_env("INBOX_WS_MAX_PENDING_SOCKETS"))),
             ws_setup_slots_per_user=int(_env("INBOX_WS_SETUP_SLOTS_PER_USER")),
             body_timeout_seconds=float(_env("INBOX_BODY_TIMEOUT_SECONDS")),
             media_dir=_env("INBOX_MEDIA_DIR"),
