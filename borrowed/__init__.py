@@ -7,12 +7,19 @@ fails when an installed version differs, so that an upgrade re-reads this packag
   executor of a websocket operation noted for direct delivery.
 - graphql_string: the built-in String scalar refuses NUL (PostgreSQL's text cannot hold it).
 - strawberry: the graphql-core schema behind strawberry's, its document validation and
-  execution context classes.
+  execution context classes, starlette's socket behind its websocket adapter.
 - strawberry_ws: our websocket protocol handlers (issue 11's bounds, direct delivery,
   4403/4408 on the legacy protocol).
-- tortoise: model instances from rows we read ourselves, user copies, and SQLite's
-  connection for a Unicode UPPER().
-- uvicorn_ws and broadcaster: see their modules."""
+- tortoise: model instances from rows we read ourselves, user copies, SQLite's
+  connection for a Unicode UPPER(), and a model's table and columns for our own SQL.
+- broadcaster: the backend interface (a private module), a Broadcast's backend and
+  listener task, for the hub's own Redis backend, failure detection and closing.
+- uvicorn_ws: uvicorn's websocket protocol behind an ASGI `send` (its flow control, its
+  transport), for direct delivery's frames written to the socket (hand-built, measured).
+- uvicorn_http: uvicorn's httptools request cycle, one socket write per HTTP response.
+
+Nothing outside this package reads a private attribute of a library object or imports a
+private module (tests/test_borrowed.py scans for it)."""
 
 # distribution -> the version this package was written for
 WRITTEN_FOR = {

@@ -15,3 +15,9 @@ def field_metadata(definition) -> dict:
     strawberry built (its "strawberry-definition" extension is internal)."""
     strawberry_field = (definition.extensions or {}).get("strawberry-definition")
     return getattr(strawberry_field, "metadata", None) or {}
+
+
+def starlette_websocket(websocket):
+    """Starlette's socket behind strawberry's ASGI websocket adapter (its `ws`, not API), for
+    the scope direct delivery reads; a socket that is no adapter is returned as it is."""
+    return getattr(websocket, "ws", websocket)

@@ -16,3 +16,9 @@ def without_pending_saves(instance) -> None:
 async def sqlite_function(connection, name: str, arity: int, function) -> None:
     """Registers a Python function on the aiosqlite connection the SQLite client keeps."""
     await connection._connection.create_function(name, arity, function, deterministic=True)
+
+
+def meta(model):
+    """A model's description (`Model._meta`, private): its table, primary key column and
+    fields, for the SQL we write ourselves (inbox/sql.py) and the queue's row locks."""
+    return model._meta

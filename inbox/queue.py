@@ -15,6 +15,8 @@ from tortoise.functions import Count, Min
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
+from borrowed.tortoise import meta
+
 log = logging.getLogger(__name__)
 
 
@@ -49,7 +51,7 @@ async def due_rows(rows: QuerySet, connection, now: datetime, limit: int) -> lis
     # filters through a join, only the queue's own rows are locked.
     return await (rows.using_db(connection).filter(next_attempt_at__lte=now)
                   .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now))
-                  .select_for_update(skip_locked=True, of=(rows.model._meta.db_table,))
+                  .select_for_update(skip_locked=True, of=(meta(rows.model).db_table,))
                   .order_by("next_attempt_at", "id").limit(limit))
 
 

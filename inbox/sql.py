@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 
 from tortoise import connections, fields
 
-from borrowed.tortoise import row_instance
+from borrowed.tortoise import meta, row_instance
 
 _PLACEHOLDER = re.compile(r"\?")
 # SQL text -> its PostgreSQL spelling: the bulk statements repeat few shapes.
@@ -104,7 +104,7 @@ def build(model, row: dict, alias: str):
     """The model instance whose columns `columns(model, alias)` selected; None when a
     LEFT JOIN found no row."""
     values = {column: row[key] for column, key in _keys(model, alias)}
-    if values[model._meta.db_pk_column] is None:
+    if values[meta(model).db_pk_column] is None:
         return None
     # SQLite hands datetimes back as the text tortoise stored (isoformat): the C parser
     # is many times faster than the ORM's iso8601 on a page of rows.
@@ -117,14 +117,14 @@ def build(model, row: dict, alias: str):
 
 @cache
 def _keys(model, alias: str) -> tuple[tuple[str, str], ...]:
-    return tuple((column, f"{alias}.{column}") for column in sorted(model._meta.db_fields))
+    return tuple((column, f"{alias}.{column}") for column in sorted(meta(model).db_fields))
 
 
 @cache
 def _datetime_columns(model) -> list[str]:
-    meta = model._meta
-    return [meta.fields_map[name].source_field or name for name in meta.fields_map
-            if isinstance(meta.fields_map[name], fields.DatetimeField)]
+    description = meta(model)
+    return [description.fields_map[name].source_field or name for name in description.fields_map
+            if isinstance(description.fields_map[name], fields.DatetimeField)]
 
 
 def pairs_in(pairs, first: str, second: str) -> tuple[str, list]:
@@ -167,7 +167,7 @@ async def first_per(model, key: str, keys: Iterable, order: str, limit: int, whe
     the FROM clause when it joins more than the model's table; `where`: more conditions,
     starting with AND."""
     marks, values = in_list(keys)
-    source = source or f'"{model._meta.db_table}" t'
+    source = source or f'"{meta(model).db_table}" t'
     rows = await fetch(
         f"""SELECT * FROM (SELECT {columns(model, "t")}, {key} AS group_key,
                                   ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {order}) AS rank_in_key

@@ -38,7 +38,7 @@ from .db import close_database, database_reachable, open_database
 from .http import GraphQLFirst, GraphQLHTTP, bearer, replaying, with_cors
 from .mail import start_mailer
 from .media import MediaKeeper, media_routes, refresh_stored_bytes, store_of
-from .ws_bounds import WS_INTERNAL_ERROR, WS_MESSAGE_TOO_BIG, UserSockets
+from .ws_bounds import WS_INTERNAL_ERROR, WS_MESSAGE_TOO_BIG, PendingSockets, UserSockets, refuse_pending
 
 log = logging.getLogger("inbox")
 
@@ -58,6 +58,7 @@ class InboxGraphQL(GraphQL):
         self.wake_sender = None
         self.providers = None  # the messaging apps' API client (channels/outbound.py), once started
         self.user_sockets = UserSockets(settings.ws_max_sockets_per_user)
+        self.pending_sockets = PendingSockets(settings.ws_max_pending_sockets)
 
     @property
     def graphql_ide_html(self) -> str:
@@ -94,6 +95,7 @@ class InboxGraphQL(GraphQL):
             raise ConnectionRejectionError({"message": "missing or invalid bearer token",
                                             "extensions": {"code": "UNAUTHENTICATED"}})
         self.user_sockets.admit(context, principal.id)
+        self.pending_sockets.settle(context.request.scope)  # connection_init completed
         context.principal = principal
         return None
 
@@ -111,6 +113,10 @@ class GraphQLEndpoint:
             return
         if scope["type"] == "websocket":
             send = _counting_closes(send)
+            pending = self.graphql.pending_sockets
+            if not pending.enter(scope):
+                await refuse_pending(scope, receive, send)
+                return
             metrics.SOCKETS.inc()
             try:
                 await self.graphql(scope, counting_oversized(receive), send)
@@ -121,6 +127,7 @@ class GraphQLEndpoint:
                 with contextlib.suppress(Exception):
                     await send({"type": "websocket.close", "code": WS_INTERNAL_ERROR})
             finally:
+                pending.settle(scope)
                 metrics.SOCKETS.dec()
             return
         await self.graphql(scope, receive, send)
@@ -309,6 +316,7 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
         routes.append(Route("/metrics", metrics_endpoint(settings.metrics_token)))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
+    app.state.pending_sockets = view.pending_sockets
     # CORS outermost, so that every answer a browser app can get (a 401, a 413) is readable to it.
     return with_cors(BodyLimit(GraphQLFirst(app, graphql.http, graphql), settings.max_body_bytes,
                                settings.body_timeout_seconds, larger={"/media": settings.media_max_bytes}),

@@ -50,6 +50,8 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("INBOX_WS_COMPRESSION", "false",
      "true: accept permessage-deflate when a client offers it (browsers do): less bandwidth, more CPU and "
      "memory per socket"),
+    ("INBOX_WS_MAX_PENDING_SOCKETS", "1000",
+     "Websockets in one server process that have not completed connection_init (more: the new one closes with 1013)"),
     ("INBOX_WS_SETUP_SLOTS_PER_USER", "4",
      "Websocket operations of one user set up at once in one process (of 16 there): the rest wait"),
     ("INBOX_WS_SETUPS_PER_SECOND_PER_USER", "100",
@@ -157,6 +159,7 @@ class _ServerSettings:
     ws_max_subscriptions: int = 100
     ws_max_sockets_per_user: int = 50
     ws_connection_init_timeout: float = 10.0
+    ws_max_pending_sockets: int = 1000
     ws_setup_slots_per_user: int = 4
     ws_setups_per_second_per_user: float = 100.0
     ws_compression: bool = False
@@ -211,6 +214,7 @@ class _ServerSettings:
             ws_max_subscriptions=int(_env("INBOX_WS_MAX_SUBSCRIPTIONS")),
             ws_max_sockets_per_user=int(_env("INBOX_WS_MAX_SOCKETS_PER_USER")),
             ws_connection_init_timeout=float(_env("INBOX_WS_CONNECTION_INIT_TIMEOUT")),
+            ws_max_pending_sockets=max(1, int(_env("INBOX_WS_MAX_PENDING_SOCKETS"))),
             ws_setup_slots_per_user=int(_env("INBOX_WS_SETUP_SLOTS_PER_USER")),
             ws_setups_per_second_per_user=float(_env("INBOX_WS_SETUPS_PER_SECOND_PER_USER")),
             ws_compression=_flag(_env("INBOX_WS_COMPRESSION")),

@@ -15,9 +15,9 @@ MAX_HEADER_BYTES = 64 * 1024
 
 def _http_protocol(settings: Settings) -> Any:
     """httptools with one write per response and a deadline for each request's head
-    (server/one_write.py), else uvicorn's choice (h11: no head deadline)."""
+    (borrowed/uvicorn_http.py), else uvicorn's choice (h11: no head deadline)."""
     try:
-        from .one_write import BoundedHttpToolsProtocol
+        from borrowed.uvicorn_http import BoundedHttpToolsProtocol
     except ImportError:  # no httptools: h11
         return "auto"
     return BoundedHttpToolsProtocol.bounded(settings.header_timeout_seconds)

@@ -14,6 +14,7 @@ WS_MESSAGE_TOO_BIG = 1009  # sent by the websockets library itself (server/servi
 WS_BAD_MESSAGE = 4400
 WS_INIT_TIMEOUT = 4408
 WS_TOO_MANY_SOCKETS = 4429
+WS_TRY_AGAIN_LATER = 1013
 MAX_OPERATION_ID = 128
 
 
@@ -81,6 +82,44 @@ class UserSockets:
             self._open[user_id] -= 1
             if not self._open[user_id]:
                 del self._open[user_id]
+
+
+class PendingSockets:
+    """Websockets of this process that have not completed connection_init
+    (INBOX_WS_MAX_PENDING_SOCKETS): each lives at most INBOX_WS_CONNECTION_INIT_TIMEOUT,
+    this bounds how many there are. A socket counts from its arrival until its
+    connection_init is accepted or it closes, whichever comes first."""
+
+    KEY = "inbox.pending_socket"  # set in the socket's ASGI scope while it counts
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def enter(self, scope) -> bool:
+        """False, and counted as a refusal, when the process holds `limit` already."""
+        if self.count >= self.limit:
+            metrics.refused("ws_pending_sockets")
+            return False
+        self.count += 1
+        scope[self.KEY] = True
+        return True
+
+    def settle(self, scope) -> None:
+        """The socket completed connection_init or is gone: it no longer counts (once)."""
+        if scope.pop(self.KEY, False):
+            self.count -= 1
+
+
+async def refuse_pending(scope, receive, send) -> None:
+    """Closes a socket over INBOX_WS_MAX_PENDING_SOCKETS at once with 1013 (try again later),
+    before any protocol handler or task exists for it: accepted (with the GraphQL
+    subprotocol it asked for, so that its client reads the close code) and closed."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    asked = [p for p in scope.get("subprotocols") or () if p in ("graphql-transport-ws", "graphql-ws")]
+    await send({"type": "websocket.accept", "subprotocol": asked[0] if asked else None})
+    await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER, "reason": "Too many sockets connecting"})
 
 
 def setup_owner(handler):

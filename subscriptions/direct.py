@@ -35,12 +35,13 @@ from typing import Any, Awaitable, Callable, Hashable
 
 from graphql import ExecutionResult, GraphQLError
 from graphql.execution.executor import Executor
-from websockets.protocol import Protocol as WebSocketProtocol, State
 
 from server import metrics
 
 from . import fanout
+from borrowed import uvicorn_ws
 from borrowed.graphql_core import OPERATION, per_event_executor
+from borrowed.strawberry import starlette_websocket
 from inbox.events import CATALOGUE, decoded
 from .hub import BackendLost, Hub, LocalSubscription, Overflowed, SubscriptionEnded
 
@@ -92,7 +93,7 @@ class Operation:
     `finish`, when given, lets the engine own it: it is awaited with Overflowed or
     BackendLost when the sink ends."""
 
-    __slots__ = ("prefix", "executor", "finish", "sink", "_send", "_writable", "_server", "_settle")
+    __slots__ = ("prefix", "executor", "finish", "sink", "_send", "_writable", "_write", "_settle")
 
     def __init__(self, websocket: Any, op_id: str, kind: str,
                  finish: Callable[[type[SubscriptionEnded]], Awaitable[None]] | None = None) -> None:
@@ -103,18 +104,16 @@ class Operation:
         self.prefix = (f'{{"id":{op},"type":"next","payload":' if kind == "next"
                        else f'{{"type":"data","id":{op},"payload":').encode()
         self.executor: Executor | None = None
-        websocket = getattr(websocket, "ws", websocket)  # strawberry's adapter: starlette's socket
-        # The server's own send, past starlette's wrappers; with uvicorn, its flow control.
+        websocket = starlette_websocket(websocket)
+        # The server's own send, past starlette's wrappers; with uvicorn, its flow control
+        # and a writer of frames straight to its transport (borrowed/uvicorn_ws.py).
         send = websocket.scope.get(RAW_SEND)
-        writable = getattr(getattr(send, "__self__", None), "writable", None)
-        if send is None or not isinstance(writable, asyncio.Event):
+        writable = uvicorn_ws.flow_control(send)
+        if send is None or writable is None:
             send, writable = websocket.send, None
         self._send = send
         self._writable = writable
-        # uvicorn's websockets-based protocol, whose transport takes frames written here.
-        server = getattr(send, "__self__", None)
-        self._server = server if (isinstance(getattr(server, "conn", None), WebSocketProtocol)
-                                  and hasattr(server, "transport") and hasattr(server, "close_sent")) else None
+        self._write = uvicorn_ws.text_writer(send) if writable is not None else None
 
     def writable(self) -> bool:
         return self._writable is None or self._writable.is_set()
@@ -124,15 +123,8 @@ class Operation:
         (no extension such as compression, the connection open, no fragment pending):
         uvicorn would build the same bytes (RFC 6455 §5.2, unmasked from a server) with
         more objects on the way. False: `send` it instead."""
-        server = self._server
-        if server is None:
-            return False
-        conn = server.conn
-        if (conn.extensions or conn.state is not State.OPEN or conn.expect_continuation_frame
-                or server.close_sent or server.transport.is_closing()):
-            return False
-        server.transport.write(text_frame(frame))
-        return True
+        write = self._write
+        return write is not None and write(frame)
 
     def send(self, frame: bytes) -> Awaitable[None]:
         return self._send({"type": "websocket.send", "text": frame.decode()})
@@ -224,16 +216,6 @@ class SetupSlots:
         entry[1] -= 1
         if not entry[1]:
             del self._owners[owner]
-
-
-def text_frame(data: bytes) -> bytes:
-    """A final, unmasked text frame (RFC 6455 §5.2) carrying `data` (UTF-8)."""
-    length = len(data)
-    if length < 126:
-        return bytes((0x81, length)) + data
-    if length < 65536:
-        return b"\x81\x7e" + length.to_bytes(2, "big") + data
-    return b"\x81\x7f" + length.to_bytes(8, "big") + data
 
 
 def begin(operation: Operation) -> None:

@@ -10,8 +10,8 @@ from typing import Any, AsyncIterator, Callable
 from urllib.parse import urlparse
 
 from broadcaster import Broadcast, Event
-from broadcaster._backends.base import BroadcastBackend
 
+from borrowed.broadcaster import BroadcastBackend, backend, listener
 from server import metrics
 
 log = logging.getLogger(__name__)
@@ -75,17 +75,17 @@ class _RedisBackend(BroadcastBackend):
         self._pubsub = self._conn.pubsub()
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._confirmations: dict[str, deque[asyncio.Future[None]]] = {}
-        self._listener: asyncio.Task[None] | None = None
+        self.listener: asyncio.Task[None] | None = None  # read by the hub (_listeners)
         self.closed = False
 
     async def connect(self) -> None:
         await self._pubsub.connect()
-        self._listener = asyncio.create_task(self._pubsub_listener(), name="hub-redis-listener")
+        self.listener = asyncio.create_task(self._pubsub_listener(), name="hub-redis-listener")
 
     async def disconnect(self) -> None:
         self.closed = True
-        if self._listener is not None:
-            self._listener.cancel()
+        if self.listener is not None:
+            self.listener.cancel()
         for waiters in self._confirmations.values():
             for waiter in waiters:
                 waiter.cancel()
@@ -538,15 +538,13 @@ class Hub:
         log.info("broadcast backend %s connected", self._safe_url())
 
     def _watch(self, broadcast: Broadcast) -> None:
-        # Broadcast._listener_task is private to broadcaster 0.3.1, but when the backend's
-        # reader dies it waits forever and nothing else would notice.
+        # When the backend's reader dies a Broadcast waits for ever and nothing else would notice.
         def on_done(task: asyncio.Task[Any]) -> None:
             error = None if task.cancelled() else task.exception()
             self._lose(broadcast, f"{task.get_name()} ended: {_describe(error) if error else 'cancelled'}")
 
-        for task in (getattr(broadcast, "_listener_task", None), getattr(broadcast._backend, "_listener", None)):
-            if task is not None:
-                task.add_done_callback(on_done)
+        for task in _listeners(broadcast):
+            task.add_done_callback(on_done)
 
     def _lose(self, broadcast: Broadcast, reason: str) -> None:
         """Synchronous, so no subscriber can attach to a backend that is known dead."""
@@ -560,9 +558,9 @@ class Hub:
         self._lost.set()
 
     def _retire(self, broadcast: Broadcast) -> None:
-        backend = broadcast._backend
-        if isinstance(backend, _RedisBackend):
-            backend.closed = True
+        upstream = backend(broadcast)
+        if isinstance(upstream, _RedisBackend):
+            upstream.closed = True
         self._retired.append(broadcast)
 
     async def _supervise(self) -> None:
@@ -617,10 +615,10 @@ class Hub:
     async def _close(self, broadcast: Broadcast) -> None:
         # Not Broadcast.disconnect(): it re-raises a dead listener's error before
         # disconnecting the backend.
-        tasks = [t for t in (getattr(broadcast, "_listener_task", None), getattr(broadcast._backend, "_listener", None)) if t]
+        tasks = _listeners(broadcast)
         for task in tasks:
             task.cancel()
-        await self._quietly(broadcast._backend.disconnect())
+        await self._quietly(backend(broadcast).disconnect())
         await asyncio.gather(*tasks, return_exceptions=True)
 
     @staticmethod
@@ -634,3 +632,10 @@ class Hub:
     def _safe_url(self) -> str:
         parsed = urlparse(self.url)
         return f"{parsed.scheme}://{parsed.hostname or ''}{':' + str(parsed.port) if parsed.port else ''}{parsed.path}"
+
+
+def _listeners(broadcast: Broadcast) -> list[asyncio.Task[Any]]:
+    """The tasks reading a Broadcast's backend: broadcaster's own, and our Redis backend's."""
+    upstream = backend(broadcast)
+    tasks = [listener(broadcast), upstream.listener if isinstance(upstream, _RedisBackend) else None]
+    return [task for task in tasks if task is not None]

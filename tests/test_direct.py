@@ -12,6 +12,7 @@ import json
 import pytest
 from websockets.frames import OP_TEXT, Frame
 
+from borrowed import uvicorn_ws
 from subscriptions import direct
 from inbox.events import company_topic
 from subscriptions.publish import current_hub
@@ -25,7 +26,7 @@ MESSAGE_ADDED = "subscription { messageAdded { id body } }"
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 65535, 65536, 70000])
 def test_frames_written_by_hand_are_those_of_the_websockets_library(length):
     data = ("é" * length).encode()[:length]
-    assert direct.text_frame(data) == Frame(OP_TEXT, data).serialize(mask=False)
+    assert uvicorn_ws.text_frame(data) == Frame(OP_TEXT, data).serialize(mask=False)
 
 
 async def test_subscriptions_hold_no_task_once_live(company, subscribers):

@@ -1,4 +1,4 @@
-"""One socket write per HTTP response (server/one_write.py): the head waits for the body
+"""One socket write per HTTP response (borrowed/uvicorn_http.py): the head waits for the body
 and both go out together; a response whose body writes nothing, or that is cut off, still
 sends its head; the bytes on the wire are the same."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 import httpx
 
-from server.one_write import _HeadWithBody
+from borrowed.uvicorn_http import _HeadWithBody
 
 
 class Transport:

@@ -266,6 +266,77 @@ def test_the_connection_init_deadline_is_ten_seconds_by_default():
     assert make_settings().ws_connection_init_timeout == 10
 
 
+# -- sockets not yet through connection_init, per process -----------------------------------
+
+
+@pytest.fixture
+async def few_pending(server):
+    """A second app that lets 3 sockets at once wait for their connection_init."""
+    settings = dataclasses.replace(server.settings, ws_max_pending_sockets=3)
+    second = await start_server(settings, lifespan="off")
+    yield second
+    await second.stop()
+
+
+async def waiting(url: str, protocol: str):
+    """A socket that sent nothing yet (no connection_init), still open."""
+    socket = await websockets.connect(url, subprotocols=[protocol])
+    await still_open(socket)
+    return socket
+
+
+@PROTOCOLS
+async def test_sockets_over_the_pending_bound_close_at_once_with_1013_until_one_initialises(
+        company, few_pending, protocol):
+    url = few_pending.ws_url
+    before = refusals("ws_pending_sockets"), closes(1013)
+    held = [await waiting(url, protocol) for _ in range(3)]
+    try:
+        async with websockets.connect(url, subprotocols=[protocol]) as refused:
+            assert refused.subprotocol == protocol  # its client reads the close code
+            assert await close_code(refused) == 1013
+        assert (refusals("ws_pending_sockets"), closes(1013)) == (before[0] + 1, before[1] + 1)
+        for socket in held:  # the three waiting sockets are untouched
+            await still_open(socket)
+
+        # One of them completes connection_init: its place is free for a new socket.
+        await held[0].send(json.dumps({"type": "connection_init",
+                                       "payload": {"authorization": f"Bearer {company.admin.token}"}}))
+        assert (await reply(held[0]))["type"] == "connection_ack"
+        held.append(await waiting(url, protocol))
+
+        # One that leaves without connection_init frees its place too.
+        await held[1].close()
+        await eventually(pending_count(few_pending), lambda count: count == 2)
+        held.append(await waiting(url, protocol))
+        async with websockets.connect(url, subprotocols=[protocol]) as refused:
+            assert await close_code(refused) == 1013
+        await still_open(held[0])  # the authenticated one, throughout
+    finally:
+        for socket in held:
+            await socket.close()
+    await eventually(pending_count(few_pending), lambda count: count == 0)
+
+
+def pending_count(running):
+    """A probe of the app's count of sockets not yet through connection_init."""
+    async def probe() -> int:
+        return running.server.config.app.app.state.pending_sockets.count
+    return probe
+
+
+@PROTOCOLS
+async def test_a_refused_token_frees_the_pending_place(few_pending, protocol):
+    async with websockets.connect(few_pending.ws_url, subprotocols=[protocol]) as socket:
+        await socket.send(json.dumps({"type": "connection_init", "payload": {"authorization": "Bearer nope"}}))
+        assert await close_code(socket) == 4403
+    await eventually(pending_count(few_pending), lambda count: count == 0)
+
+
+def test_pending_sockets_are_bounded_at_1000_per_process_by_default():
+    assert make_settings().ws_max_pending_sockets == 1000
+
+
 # -- set-up slots -------------------------------------------------------------------------
 
 

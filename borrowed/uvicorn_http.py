@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol with one socket write per small HTTP response.
+"""uvicorn 0.54's httptools protocol with one socket write per small HTTP response
+(its request cycle and `_start_asgi_task` are internal: borrowed/__init__.py names the version).
 
 uvicorn writes a response's status line and headers when the app sends
 `http.response.start`, then its body on `http.response.body`: two send() calls per
@@ -47,6 +48,7 @@ class _HeadWithBody:
 
 
 class _OneWriteCycle(RequestResponseCycle):
+    # Override: the cycle's `transport` (an attribute, not API) holds the head for the body.
     async def send(self, message) -> None:
         if not self.response_started and message["type"] == "http.response.start":
             self.transport = _HeadWithBody(self.transport)
@@ -60,6 +62,7 @@ class OneWriteHttpToolsProtocol(HttpToolsProtocol):
     """`uvicorn.run(http=OneWriteHttpToolsProtocol)`: every request's cycle writes its head
     with its body."""
 
+    # Override (a private method): the one place every request's cycle passes before it runs.
     def _start_asgi_task(self, cycle, app) -> None:
         cycle.__class__ = _OneWriteCycle
         super()._start_asgi_task(cycle, app)
@@ -109,7 +112,7 @@ class BoundedHttpToolsProtocol(OneWriteHttpToolsProtocol):
             self._head_timer = None
 
     def _head_too_slow(self) -> None:
-        from . import metrics
+        from server import metrics
 
         self._head_timer = None
         metrics.refused("http_head_seconds")
