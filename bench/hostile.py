@@ -550,7 +550,8 @@ def main() -> None:
 
 # The server as deployed, but for a partner endpoint on this machine (the dead partner).
 ENV = {"INBOX_CALLBACK_ALLOW_PRIVATE": "true", "INBOX_SUBSCRIPTION_BUFFER": "1000",
-       "INBOX_WS_MAX_SOCKETS_PER_USER": "50", "INBOX_WS_SETUPS_PER_SECOND_PER_USER": "100"}
+       "INBOX_WS_MAX_SOCKETS_PER_USER": "50", "INBOX_WS_SETUPS_PER_SECOND_PER_USER": "100",
+       "INBOX_HTTP_REQUESTS_PER_SECOND_PER_USER": "200"}
 
 
 def bootstrap(env: dict, company: str) -> str:

@@ -59,6 +59,9 @@ SETTINGS: list[tuple[str, str, str]] = [
      "the rest wait their turn (0: no pace)"),
     ("INBOX_BODY_TIMEOUT_SECONDS", "10",
      "Seconds an HTTP request body may take to arrive once its headers are in (slower: 408)"),
+    ("INBOX_HTTP_REQUESTS_PER_SECOND_PER_USER", "200",
+     "GraphQL HTTP requests one user or partner token may start a second in one process, after a burst of twice "
+     "that; each 64 KiB of a body counts as one more; the rest wait their turn (0: no pace)"),
     ("INBOX_HEADER_TIMEOUT_SECONDS", "10",
      "Seconds an HTTP request's line and headers may take to arrive from their first byte (slower: 408)"),
     ("INBOX_LOG_LEVEL", "INFO", "Python logging level"),
@@ -165,6 +168,7 @@ class _ServerSettings:
     ws_compression: bool = False
     body_timeout_seconds: float = 10.0
     header_timeout_seconds: float = 10.0
+    http_requests_per_second_per_user: float = 200.0
     media_dir: str = "./inbox-media"
     media_s3_url: str = ""
     media_s3_endpoint: str = ""
@@ -220,6 +224,7 @@ class _ServerSettings:
             ws_compression=_flag(_env("INBOX_WS_COMPRESSION")),
             body_timeout_seconds=float(_env("INBOX_BODY_TIMEOUT_SECONDS")),
             header_timeout_seconds=float(_env("INBOX_HEADER_TIMEOUT_SECONDS")),
+            http_requests_per_second_per_user=float(_env("INBOX_HTTP_REQUESTS_PER_SECOND_PER_USER")),
             media_dir=_env("INBOX_MEDIA_DIR"),
             media_s3_url=_env("INBOX_MEDIA_S3_URL").strip(),
             media_s3_endpoint=_env("INBOX_MEDIA_S3_ENDPOINT").strip(),

@@ -10,6 +10,7 @@ half of the server's time on a
 small query."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from urllib.parse import parse_qsl, urlencode
@@ -31,6 +32,7 @@ from schema.errors import (INTERNAL_MESSAGE, ContractErrors, CountedOperations, 
 
 from . import metrics
 
+from .pace import Pace
 from .persisted import PersistedQueries, Refusal, persisted_query
 
 log = logging.getLogger("inbox")
@@ -142,6 +144,18 @@ class DirectExecution:
         return result.data, [with_contract_code(error) for error in result.errors or ()]
 
 
+# A request's share of its owner's pace: one, and one more for each 64 KiB of its body
+# (parsing, decoding and validating a large document costs in proportion).
+COST_BYTES = 64 * 1024
+
+
+def _cost(scope) -> int:
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            return 1 + int(value) // COST_BYTES if value.isdigit() else 1
+    return 1
+
+
 class GraphQLHTTP:
     """/graphql over HTTP: 401 on a missing or bad token (the browser's GraphiQL page
     needs none), then the direct path or the view."""
@@ -150,6 +164,7 @@ class GraphQLHTTP:
         self.view = view
         self.direct = DirectExecution.of(view.schema)
         self.persisted = PersistedQueries(view.settings.broadcast_url, view.settings.broadcast_namespace)
+        self.pace = Pace()
         if self.direct is None:
             log.warning("GraphQL over HTTP: every request goes through strawberry's view")
 
@@ -228,6 +243,13 @@ class GraphQLHTTP:
             await unauthenticated()(scope, receive, send)
             return None
         scope.setdefault("state", {})["principal"] = principal
+        wait = self.pace.wait((type(principal).__name__, principal.id),
+                              self.view.settings.http_requests_per_second_per_user, _cost(scope))
+        if wait:
+            # One user's (or partner's) flood of valid requests takes its pace of the
+            # process, not all of it; it waits, nothing is refused (issue 11).
+            metrics.refused("http_rate")
+            await asyncio.sleep(wait)
         return principal
 
     async def _answer(self, scope, receive, send, data: object) -> bool:

@@ -28,7 +28,6 @@ import asyncio
 import functools
 import json
 import logging
-import time
 import weakref
 from collections import deque
 from typing import Any, Awaitable, Callable, Hashable
@@ -37,6 +36,7 @@ from graphql import ExecutionResult, GraphQLError
 from graphql.execution.executor import Executor
 
 from server import metrics
+from server.pace import Pace
 
 from . import fanout
 from borrowed import uvicorn_ws
@@ -163,32 +163,15 @@ class SetupSlots:
         self._all = asyncio.Semaphore(size)
         # owner -> [its own slots, its set-ups holding or waiting for one]
         self._owners: dict[Hashable, list] = {}
-        # owner -> [set-ups it may start now (below 0: reserved by those waiting), when]
-        self._paces: dict[Hashable, list] = {}
-
-    def _pace(self, owner: Hashable, per_second: float) -> float:
-        """Seconds this set-up of `owner` waits so that its set-ups keep to `per_second`
-        after a burst of twice that: a token bucket, each waiting set-up holding its
-        token in advance (so they start in turn)."""
-        burst, now = 2 * per_second, time.monotonic()
-        pace = self._paces.get(owner)
-        if pace is None:
-            if len(self._paces) >= 10_000:  # owners whose bucket refilled say nothing
-                self._paces = {key: value for key, value in self._paces.items()
-                               if value[0] + (now - value[1]) * per_second < burst}
-            pace = self._paces[owner] = [burst, now]
-        pace[0] = min(burst, pace[0] + (now - pace[1]) * per_second) - 1
-        pace[1] = now
-        return -pace[0] / per_second if pace[0] < 0 else 0.0
+        self._pace = Pace()
 
     async def take(self, owner: Hashable, share: int, per_second: float = 0) -> None:
-        if per_second > 0:
-            wait = self._pace(owner, per_second)
-            if wait:
-                # One user's thousands of subscriptions take at most their pace of the
-                # process's CPU (~0.6 ms a set-up), not all of it (issue 11).
-                metrics.refused("ws_setup_rate")
-                await asyncio.sleep(wait)
+        wait = self._pace.wait(owner, per_second)
+        if wait:
+            # One user's thousands of subscriptions take at most their pace of the
+            # process's CPU (~0.6 ms a set-up), not all of it (issue 11).
+            metrics.refused("ws_setup_rate")
+            await asyncio.sleep(wait)
         entry = self._owners.get(owner)
         if entry is None:
             entry = self._owners[owner] = [asyncio.Semaphore(share), 0]

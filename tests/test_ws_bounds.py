@@ -422,6 +422,48 @@ async def test_one_users_set_ups_keep_to_their_pace_and_another_users_go_through
         await other.close()
 
 
+# -- one user's pace of HTTP requests ----------------------------------------------------
+
+
+@pytest.fixture
+async def paced_http(server):
+    """A second app on the session server's database and hub: 10 requests a second per user."""
+    second = await start_server(dataclasses.replace(server.settings, http_requests_per_second_per_user=10),
+                                lifespan="off")
+    yield second
+    await second.stop()
+
+
+async def test_one_users_flood_of_requests_keeps_to_its_pace_and_another_users_go_through_at_once(
+        company, other_company, paced_http):
+    before = refusals("http_rate")
+    async with httpx.AsyncClient(base_url=paced_http.url, timeout=DEADLINE) as http:
+        async def me(token: str) -> float:
+            started = asyncio.get_running_loop().time()
+            answer = await http.post("/graphql", json={"query": "{ me { id } }"},
+                                     headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 200 and answer.json()["data"]["me"]["id"], answer.text
+            return asyncio.get_running_loop().time() - started
+
+        # Given one user's 30 requests at once (a burst of 20, then 10 a second)
+        flood = [asyncio.create_task(me(company.admin.token)) for _ in range(30)]
+        await asyncio.sleep(0.2)
+        # another user's request goes through at once
+        assert await me(other_company.admin.token) < 0.5
+        took = await asyncio.gather(*flood)
+    # every one of the flood is answered, none refused, the last ten in their turn
+    assert max(took) >= 0.9
+    assert refusals("http_rate") - before == 10
+
+
+def test_a_requests_share_of_its_pace_grows_with_its_body():
+    from server.http import _cost
+
+    assert _cost({"headers": [(b"content-length", b"100")]}) == 1
+    assert _cost({"headers": [(b"content-length", str(1024 * 1024).encode())]}) == 17
+    assert _cost({"headers": []}) == 1
+
+
 # -- slow HTTP bodies ---------------------------------------------------------------------
 
 
