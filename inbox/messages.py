@@ -18,7 +18,7 @@ from tortoise.transactions import in_transaction
 
 from borrowed.tortoise import row_instance
 
-from models import Channel, ConversationStatus, DeliveryStatus, EventKind, Message, MessageDirection
+from models import Channel, Conversation, ConversationStatus, DeliveryStatus, EventKind, Message, MessageDirection
 
 from . import media, notes, notifications, sql, validation
 from .conversations import erase_history
@@ -71,6 +71,9 @@ class Received:
     created: bool
     # The contact's name as the new message leaves it; None when the message was stored before.
     contact_name: str | None
+    # Its conversation as the new message left it (None when the message was stored before):
+    # what a caller answers with, without reading it again.
+    conversation: Conversation | None = None
 
 
 @dataclass(frozen=True)
@@ -312,13 +315,13 @@ async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]],
     latest = ("(SELECT MAX(m.sent_at) FROM message m WHERE m.conversation_id = conversation.id AND m.id >= ?"
               " AND m.direction = 'INBOUND')")
     greatest = "GREATEST" if sql.is_postgres() else "MAX"
-    await sql.execute(
+    updated = {row.id: row for row in (sql.build(Conversation, found, "c") for found in await sql.fetch(
         "UPDATE conversation SET status = ?, deleted_at = NULL,"
         " assignee_id = CASE WHEN deleted_at IS NULL THEN assignee_id END,"
         " last_message_id = (SELECT MAX(m.id) FROM message m WHERE m.conversation_id = conversation.id),"
         f" last_inbound_at = {greatest}(COALESCE(last_inbound_at, {latest}), {latest}),"
-        f" activity_at = ? WHERE id IN {conversations}", ConversationStatus.OPEN.value, min(ids.values()),
-        min(ids.values()), now, *params)
+        f" activity_at = ? WHERE id IN {conversations} RETURNING {sql.returning(Conversation, 'c')}",
+        ConversationStatus.OPEN.value, min(ids.values()), min(ids.values()), now, *params))}
     await notes.on_messages(messages)
     events, announced = [], set()
     for item, thread, message in zip(items, thread_of, messages):
@@ -340,4 +343,5 @@ async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]],
         notifications.Arrival(item.channel.company_id, item.channel.id, thread.conversation_id, thread.assignee_id,
                               members[item.channel.id], message)
         for item, thread, message in zip(items, thread_of, messages)])
-    return [Received(message, True, thread.name) for message, thread in zip(messages, thread_of)]
+    return [Received(message, True, thread.name, updated[thread.conversation_id])
+            for message, thread in zip(messages, thread_of)]

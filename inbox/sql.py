@@ -108,6 +108,13 @@ def columns(model, alias: str) -> str:
     return ", ".join(f'{alias}."{column}" AS "{key}"' for column, key in _keys(model, alias))
 
 
+@cache
+def returning(model, alias: str) -> str:
+    """Every column of `model`'s table, each named "alias.column", for a RETURNING clause
+    of a statement on that table alone (for `build`)."""
+    return ", ".join(f'"{column}" AS "{key}"' for column, key in _keys(model, alias))
+
+
 def build(model, row: dict, alias: str):
     """The model instance whose columns `columns(model, alias)` selected; None when a
     LEFT JOIN found no row."""

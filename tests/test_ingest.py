@@ -232,3 +232,24 @@ async def test_a_batch_whose_one_message_fails_stores_the_others(company):
     data = await company.admin.data(CONVERSATION, {"c": _global("Conversation", outcomes[0][0].conversation_id)})
     assert [e["node"]["body"] for e in data["conversation"]["messages"]["edges"]] == ["before", "a", "b"]
     assert [e["kind"] for e in data["conversation"]["events"]] == ["CREATED"] + ["MESSAGE_ADDED"] * 3
+
+
+async def test_a_partner_message_into_a_known_conversation_is_a_fixed_number_of_statements(company, count_queries):
+    from test_cost import fewest_statements
+
+    contact = unique("contact")
+    first = await company.inbound("first", contact=contact)
+
+    async def one_more():
+        count_queries.statements.clear()
+        answer = await company.inbound("again", contact=contact)
+        # the answer's conversation is the one the message went into, as it left it
+        assert answer["conversation"] == {"id": first["conversation"]["id"], "status": "OPEN"}
+        assert answer["senderName"] == f"Contact {contact}"
+
+    # then a message into an existing conversation, with its answer (its conversation and
+    # sender included: not read again), is a fixed number of statements: the batch's
+    # (members, stored ids, contact and conversation, insert, conversation update, links,
+    # events, notification toggles, notifications; PostgreSQL: and the company's order lock)
+    statements = await fewest_statements(count_queries, one_more)
+    assert statements <= (9 if _on_sqlite() else 10), count_queries.statements
