@@ -4,7 +4,7 @@ one-line reason. They were written against the versions below; tests/test_borrow
 fails when an installed version differs, so that an upgrade re-reads this package first.
 
 - aiosqlite: a transaction's statements run in one hand-off to aiosqlite's thread (the
-  inbound path, inbox/sql.py `at_once`), through tortoise's SQLite client's connection.
+  inbound path, inbox/sql.py `transaction_at_once`), through tortoise's SQLite client.
 - graphql_core: per-event executors with memos of their own (a leak in 3.3.2), and the
   executor of a websocket operation noted for direct delivery.
 - graphql_string: the built-in String scalar refuses NUL (PostgreSQL's text cannot hold it).
