@@ -3,6 +3,8 @@ classes and reads of private attributes live here and nowhere else, each with a
 one-line reason. They were written against the versions below; tests/test_borrowed.py
 fails when an installed version differs, so that an upgrade re-reads this package first.
 
+- aiosqlite: a transaction's statements run in one hand-off to aiosqlite's thread (the
+  inbound path, inbox/sql.py `transaction_at_once`), through tortoise's SQLite client.
 - graphql_core: per-event executors with memos of their own (a leak in 3.3.2), and the
   executor of a websocket operation noted for direct delivery.
 - graphql_string: the built-in String scalar refuses NUL (PostgreSQL's text cannot hold it).
@@ -23,6 +25,7 @@ private module (tests/test_borrowed.py scans for it)."""
 
 # distribution -> the version this package was written for
 WRITTEN_FOR = {
+    "aiosqlite": "0.22.1",
     "graphql-core": "3.3.2",
     "strawberry-graphql": "0.341.2",
     "tortoise-orm": "1.1.9",

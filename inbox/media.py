@@ -26,6 +26,7 @@ from tortoise.functions import Sum
 
 from models import MediaFile, Message, User
 
+from . import sql
 from .access import visible_conversation
 from .errors import BadInput, NotFound
 
@@ -60,7 +61,7 @@ def configure(public_url: str, secret: str, url_seconds: float, wake: Callable[[
 
 def wake() -> None:
     if _Config.wake is not None:
-        _Config.wake()
+        sql.call_on_loop(_Config.wake)
 
 
 def new_id() -> str:

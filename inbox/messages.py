@@ -9,6 +9,7 @@ are published after its commit."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -17,7 +18,7 @@ from tortoise.transactions import in_transaction
 
 from borrowed.tortoise import row_instance
 
-from models import Channel, ConversationStatus, DeliveryStatus, EventKind, Message, MessageDirection
+from models import Channel, Conversation, ConversationStatus, DeliveryStatus, EventKind, Message, MessageDirection
 
 from . import media, notes, notifications, sql, validation
 from .conversations import erase_history
@@ -25,7 +26,9 @@ from .errors import BadInput, NotFound
 from .events import MessageAdded, NewEvent, record_events
 from .group_commit import GroupCommit
 from .replay import ORDER_LOCK, lock_company_order
-from .transaction import Action, action
+from .transaction import Action, action, committed
+
+log = logging.getLogger(__name__)
 
 # Bounds the parameters of one statement (SQLite and PostgreSQL take some 32,000).
 MAX_BATCH = 128
@@ -68,6 +71,9 @@ class Received:
     created: bool
     # The contact's name as the new message leaves it; None when the message was stored before.
     contact_name: str | None
+    # Its conversation as the new message left it (None when the message was stored before):
+    # what a caller answers with, without reading it again.
+    conversation: Conversation | None = None
 
 
 @dataclass(frozen=True)
@@ -227,39 +233,52 @@ async def _save_threads(threads: list[_Thread], now: datetime) -> None:
 
 
 async def _store_batch(batch: list[_Checked]) -> list[Received | Exception]:
-    outcomes: list[Received | Exception | None] = [None] * len(batch)
     now = datetime.now(timezone.utc)
-    async with action() as act:
-        for company_id in sorted({item.channel.company_id for item in batch}):
-            await lock_company_order(company_id)
-        members = await _installed_members(sorted({item.channel.id for item in batch}))
-        # Checked under the lock only: a redelivery is rare, a new message is the hot path.
-        stored = await _stored_ids(batch)
-        firsts: dict[tuple[int, str], int] = {}  # a message id's first new delivery in the batch
-        again: dict[int, int] = {}  # a later delivery -> the first
-        new: list[int] = []
-        for index, item in enumerate(batch):
-            key = (item.channel.id, item.external_id)
-            if item.channel.id not in members:
-                outcomes[index] = NotFound("channel not found")
-            elif key in firsts:
-                again[index] = firsts[key]
-            elif key not in stored:
-                firsts[key] = index
-                new.append(index)
-        if new:
-            messages = await _store_new([batch[index] for index in new], members, now, act)
-            for index, received in zip(new, messages):
-                outcomes[index] = received
-        for index, first in again.items():
-            outcomes[index] = Received(outcomes[first].message, False, None)
-        stored_before = [index for index, outcome in enumerate(outcomes) if outcome is None]
-        if stored_before:
-            rows = {row.id: row for row in await Message.filter(
-                id__in=[stored[(batch[i].channel.id, batch[i].external_id)] for i in stored_before])}
-            for index in stored_before:
-                outcomes[index] = Received(rows[stored[(batch[index].channel.id, batch[index].external_id)]],
-                                           False, None)
+    act = Action()
+    try:
+        # SQLite: the whole transaction in one hand-off to its thread, not one per statement.
+        outcomes = await sql.transaction_at_once(lambda: _write_batch(batch, now, act))
+    except sql.NotAtOnce as error:
+        # Rolled back (a rare path waited for something else): the usual way.
+        log.info("a batch of %d went the usual way: %s", len(batch), error)
+        async with action() as act:
+            return await _write_batch(batch, now, act)
+    await committed(act)
+    return outcomes
+
+
+async def _write_batch(batch: list[_Checked], now: datetime, act: Action) -> list[Received | Exception]:
+    outcomes: list[Received | Exception | None] = [None] * len(batch)
+    for company_id in sorted({item.channel.company_id for item in batch}):
+        await lock_company_order(company_id)
+    members = await _installed_members(sorted({item.channel.id for item in batch}))
+    # Checked under the lock only: a redelivery is rare, a new message is the hot path.
+    stored = await _stored_ids(batch)
+    firsts: dict[tuple[int, str], int] = {}  # a message id's first new delivery in the batch
+    again: dict[int, int] = {}  # a later delivery -> the first
+    new: list[int] = []
+    for index, item in enumerate(batch):
+        key = (item.channel.id, item.external_id)
+        if item.channel.id not in members:
+            outcomes[index] = NotFound("channel not found")
+        elif key in firsts:
+            again[index] = firsts[key]
+        elif key not in stored:
+            firsts[key] = index
+            new.append(index)
+    if new:
+        messages = await _store_new([batch[index] for index in new], members, now, act)
+        for index, received in zip(new, messages):
+            outcomes[index] = received
+    for index, first in again.items():
+        outcomes[index] = Received(outcomes[first].message, False, None)
+    stored_before = [index for index, outcome in enumerate(outcomes) if outcome is None]
+    if stored_before:
+        rows = {row.id: row for row in await Message.filter(
+            id__in=[stored[(batch[i].channel.id, batch[i].external_id)] for i in stored_before])}
+        for index in stored_before:
+            outcomes[index] = Received(rows[stored[(batch[index].channel.id, batch[index].external_id)]],
+                                       False, None)
     return outcomes
 
 
@@ -296,13 +315,13 @@ async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]],
     latest = ("(SELECT MAX(m.sent_at) FROM message m WHERE m.conversation_id = conversation.id AND m.id >= ?"
               " AND m.direction = 'INBOUND')")
     greatest = "GREATEST" if sql.is_postgres() else "MAX"
-    await sql.execute(
+    updated = {row.id: row for row in (sql.build(Conversation, found, "c") for found in await sql.fetch(
         "UPDATE conversation SET status = ?, deleted_at = NULL,"
         " assignee_id = CASE WHEN deleted_at IS NULL THEN assignee_id END,"
         " last_message_id = (SELECT MAX(m.id) FROM message m WHERE m.conversation_id = conversation.id),"
         f" last_inbound_at = {greatest}(COALESCE(last_inbound_at, {latest}), {latest}),"
-        f" activity_at = ? WHERE id IN {conversations}", ConversationStatus.OPEN.value, min(ids.values()),
-        min(ids.values()), now, *params)
+        f" activity_at = ? WHERE id IN {conversations} RETURNING {sql.returning(Conversation, 'c')}",
+        ConversationStatus.OPEN.value, min(ids.values()), min(ids.values()), now, *params))}
     await notes.on_messages(messages)
     events, announced = [], set()
     for item, thread, message in zip(items, thread_of, messages):
@@ -324,4 +343,5 @@ async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]],
         notifications.Arrival(item.channel.company_id, item.channel.id, thread.conversation_id, thread.assignee_id,
                               members[item.channel.id], message)
         for item, thread, message in zip(items, thread_of, messages)])
-    return [Received(message, True, thread.name) for message, thread in zip(messages, thread_of)]
+    return [Received(message, True, thread.name, updated[thread.conversation_id])
+            for message, thread in zip(messages, thread_of)]

@@ -216,8 +216,12 @@ async def on_messages(messages: list[Message]) -> None:
     if not messages:
         return
     links: dict[int, list[ConversationLink]] = {}
-    for row in await ConversationLink.filter(
-            conversation_id__in=sorted({m.conversation_id for m in messages})).order_by("id"):
+    # Raw SQL: on the inbound path, most conversations have no link, and building the ORM
+    # query cost more than running it.
+    conversations, params = sql.in_list(sorted({m.conversation_id for m in messages}))
+    for found in await sql.fetch(f"SELECT {sql.columns(ConversationLink, 'l')} FROM conversation_link l"
+                                 f" WHERE l.conversation_id IN {conversations} ORDER BY l.id", *params):
+        row = sql.build(ConversationLink, found, "l")
         links.setdefault(row.conversation_id, []).append(row)
     messages = sorted((m for m in messages if m.conversation_id in links), key=lambda m: m.id)
     if not messages:

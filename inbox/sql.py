@@ -4,14 +4,20 @@ from those rows), and the inbound path's bulk statements (one INSERT of many row
 RETURNING, instead of a statement and an ORM query build per row)."""
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import re
 from datetime import datetime
 from functools import cache
-from typing import Iterable, Sequence
+from typing import Awaitable, Callable, Iterable, Sequence, TypeVar
 
 from tortoise import connections, fields
+from tortoise.transactions import in_transaction
 
+from borrowed.aiosqlite import in_transaction_already, transaction_on_connection_thread
 from borrowed.tortoise import meta, row_instance
+
+T = TypeVar("T")
 
 _PLACEHOLDER = re.compile(r"\?")
 # SQL text -> its PostgreSQL spelling: the bulk statements repeat few shapes.
@@ -27,8 +33,8 @@ def is_postgres() -> bool:
     return _connection().capabilities.dialect == "postgres"
 
 
-def _dialect_sql(sql: str) -> str:
-    if not is_postgres():
+def _dialect_sql(sql: str, connection=None) -> str:
+    if (connection or _connection()).capabilities.dialect != "postgres":
         return sql
     found = _POSTGRES_SQL.get(sql)
     if found is None:
@@ -78,12 +84,14 @@ async def fetch(sql: str, *params, **named_params) -> list[dict]:
         if params:
             raise TypeError("either `?` or `:name` placeholders, not both")
         sql, params = named(sql, named_params)
-    return await _connection().execute_query_dict(_dialect_sql(sql), list(params))
+    connection = _connection()
+    return await connection.execute_query_dict(_dialect_sql(sql, connection), list(params))
 
 
 async def execute(sql: str, *params) -> int:
     """Runs a statement written with `?` placeholders; returns the number of rows it changed."""
-    changed, _ = await _connection().execute_query(_dialect_sql(sql), list(params))
+    connection = _connection()
+    changed, _ = await connection.execute_query(_dialect_sql(sql, connection), list(params))
     return changed
 
 
@@ -98,6 +106,13 @@ def columns(model, alias: str) -> str:
     """Every column of `model`'s table under `alias`, each named "alias.column", for
     `build` to take back out of a joined row."""
     return ", ".join(f'{alias}."{column}" AS "{key}"' for column, key in _keys(model, alias))
+
+
+@cache
+def returning(model, alias: str) -> str:
+    """Every column of `model`'s table, each named "alias.column", for a RETURNING clause
+    of a statement on that table alone (for `build`)."""
+    return ", ".join(f'"{column}" AS "{key}"' for column, key in _keys(model, alias))
 
 
 def build(model, row: dict, alias: str):
@@ -178,3 +193,56 @@ async def first_per(model, key: str, keys: Iterable, order: str, limit: int, whe
     for row in rows:
         found.setdefault(row["group_key"], []).append(build(model, row, "t"))
     return found
+
+
+class NotAtOnce(Exception):
+    """`transaction_at_once`'s work waited for something other than its own statements:
+    rolled back, for the caller to run the usual way."""
+
+
+# The event loop of the task whose work `transaction_at_once` runs on SQLite's thread.
+_LOOP: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = contextvars.ContextVar("at_once_loop",
+                                                                                        default=None)
+
+
+async def transaction_at_once(work: Callable[[], Awaitable[T]]) -> T:
+    """Runs `work()`, statements and the Python between them, in a transaction of its
+    own (committed on return, rolled back on an exception). On SQLite, the transaction
+    with all its statements is one hand-off to the database's thread rather than one per
+    statement (each hand-off also wakes the event loop): for a hot path of many short
+    statements. `work` must wait for nothing but its statements (else NotAtOnce, rolled
+    back); anything it does to the event loop goes through `call_on_loop`."""
+    client = _connection()
+    if not is_postgres() and not in_transaction_already(client):
+        loop = asyncio.get_running_loop()
+
+        def run() -> T:
+            _LOOP.set(loop)
+            coroutine = work()
+            try:
+                coroutine.send(None)
+            except StopIteration as done:
+                return done.value
+            except RuntimeError as error:  # it asked for the event loop, which is not on this thread
+                if "event loop" in str(error):
+                    raise NotAtOnce(str(error)) from error
+                raise
+            try:
+                coroutine.close()
+            except RuntimeError:
+                pass
+            raise NotAtOnce("it waited for something besides its statements")
+
+        return await transaction_on_connection_thread(client, run)
+    async with in_transaction():
+        return await work()
+
+
+def call_on_loop(callback: Callable[[], None]) -> None:
+    """Calls `callback` (something of the event loop's, such as waking a worker) now, or
+    soon on the loop's own thread from `transaction_at_once`'s work."""
+    loop = _LOOP.get()
+    if loop is None:
+        callback()
+    else:
+        loop.call_soon_threadsafe(callback)

@@ -38,6 +38,12 @@ async def action(company_id: int | None = None) -> AsyncIterator[Action]:
             await lock_company_order(company_id)
         yield act
     # Outside the block: committed. Never publish what may still roll back.
+    await committed(act)
+
+
+async def committed(act: Action) -> None:
+    """What an action does once its transaction has committed: publishes its events, then
+    runs its callbacks."""
     await publish(act.events)
     for callback in act.committed:
         callback()

@@ -8,7 +8,7 @@ from strawberry.types import Info
 
 import models
 from channels import provider, providers
-from inbox import accounts, apps, channels, conversations, messages, sending
+from inbox import accounts, apps, channels, conversations, messages, sections, sending
 from inbox import attachments as attachment_rules
 from inbox.errors import BadInput, NotFound
 from schema import types
@@ -129,11 +129,14 @@ async def update_channel_message_status(info: Info, external_message_id: str, st
 
 async def receive_channel_message(info: Info, input: ReceiveMessageInput) -> types.Message:
     channel = info.context.channel
-    message, _ = await messages.receive(channel, messages.Inbound(
+    received, = await messages.receive_all([(channel, messages.Inbound(
         external_message_id=input.external_message_id, sender_external_id=input.sender.external_id,
         sender_name=input.sender.name, avatar_url=input.sender.avatar_url, body=input.body,
-        sent_at=input.sent_at, attachments=attachment_rules.checked(_given(input.attachments))))
-    return types.Message.of(message)
+        sent_at=input.sent_at, attachments=attachment_rules.checked(_given(input.attachments))))])
+    # Answered from what the batch wrote and read: no statement after its commit.
+    sender = (sections.sender_name(received.message, received.contact_name, None)
+              if received.contact_name is not None else None)
+    return types.Message.of(received.message, sender, received.conversation)
 
 
 __all__ = ["Optional"]

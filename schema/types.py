@@ -177,15 +177,19 @@ class Message(Node):
     row: strawberry.Private[models.Message]
     # The sender's name when the query that loaded the row read it too (an inbox page).
     sender: strawberry.Private[Optional[str]] = None
+    # Its conversation when the caller holds it (an inbound message just stored).
+    conversation_row: strawberry.Private[Optional[models.Conversation]] = None
 
     @classmethod
-    def of(cls, row: models.Message, sender: str | None = None) -> "Message":
+    def of(cls, row: models.Message, sender: str | None = None,
+           conversation: models.Conversation | None = None) -> "Message":
         return cls(id=global_id("Message", row.id), direction=row.direction, body=row.body, sent_at=row.sent_at,
-                   status=row.status, row=row, sender=sender)
+                   status=row.status, row=row, sender=sender, conversation_row=conversation)
 
     @strawberry.field
     async def conversation(self, info: Info) -> Annotated["Conversation", strawberry.lazy("schema.types")]:
-        return Conversation.of(await info.context.loaders.conversation.load(self.row.conversation_id))
+        return Conversation.of(self.conversation_row
+                               or await info.context.loaders.conversation.load(self.row.conversation_id))
 
     @strawberry.field(description="The contact's or the user's display name.")
     def sender_name(self, info: Info) -> str:

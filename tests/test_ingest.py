@@ -130,3 +130,126 @@ async def test_the_same_partner_message_pushed_concurrently_is_one_message(compa
     answers = await asyncio.gather(*(company.partner.data(RECEIVE, variables) for _ in range(5)))
     # then every answer is the same message
     assert len({answer["receiveChannelMessage"]["id"] for answer in answers}) == 1
+
+
+def _on_sqlite() -> bool:
+    from inbox import sql
+
+    return not sql.is_postgres()
+
+
+async def test_a_batch_is_one_hand_off_to_sqlites_thread(company, monkeypatch):
+    import aiosqlite
+
+    from inbox import messages
+
+    if not _on_sqlite():
+        return  # PostgreSQL: asyncpg's own protocol, no thread
+    channel = await _channel(company)
+    contact = unique("contact")
+    await messages.receive_all([(channel, _inbound(contact, "first"))])
+    hand_offs = []
+    real = aiosqlite.Connection._execute
+
+    def counted(self, fn, *args, **kwargs):
+        hand_offs.append(fn)
+        return real(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    # when a batch of ten messages arrives into an existing conversation
+    received = await messages.receive_all([(channel, _inbound(contact, f"m{i}")) for i in range(10)])
+    monkeypatch.undo()
+    # then the whole transaction (BEGIN, every statement of the batch, COMMIT) was one
+    # hand-off to SQLite's thread, not one per statement
+    assert all(one.created for one in received)
+    assert len(hand_offs) == 1, hand_offs
+
+
+async def test_a_batch_that_waits_for_something_else_is_stored_once_the_usual_way(company, monkeypatch):
+    import asyncio
+
+    from inbox import messages, notes
+
+    channel = await _channel(company)
+    contact = unique("contact")
+    real = notes.on_messages
+
+    async def waits(found):
+        await asyncio.sleep(0)  # not a statement: no longer in one hand-off
+        return await real(found)
+
+    monkeypatch.setattr(notes, "on_messages", waits)
+    # when a batch's work waits for something besides its statements
+    first, second = await messages.receive_all([(channel, _inbound(contact, "one")),
+                                                (channel, _inbound(contact, "two"))])
+    # then it is stored once, the usual way: each message and event once
+    data = await company.admin.data(CONVERSATION, {"c": _global("Conversation", first.message.conversation_id)})
+    assert [e["node"]["body"] for e in data["conversation"]["messages"]["edges"]] == ["one", "two"]
+    assert [e["kind"] for e in data["conversation"]["events"]] == ["CREATED", "MESSAGE_ADDED", "MESSAGE_ADDED"]
+    assert data["conversation"]["lastMessage"]["id"] == _global("Message", second.message.id)
+
+
+async def _poison(on: bool) -> None:
+    """A trigger that fails the insert of any message whose body is 'poison', as a
+    concurrent duplicate from another process would (an integrity error)."""
+    from inbox import sql
+
+    if sql.is_postgres():
+        if on:
+            await sql.execute("CREATE OR REPLACE FUNCTION poison() RETURNS trigger AS $$ BEGIN"
+                              " IF NEW.body = 'poison' THEN RAISE unique_violation USING MESSAGE = 'poison'; END IF;"
+                              " RETURN NEW; END $$ LANGUAGE plpgsql")
+            await sql.execute("CREATE TRIGGER poison BEFORE INSERT ON message FOR EACH ROW EXECUTE FUNCTION poison()")
+        else:
+            await sql.execute("DROP TRIGGER poison ON message")
+    elif on:
+        await sql.execute("CREATE TRIGGER poison BEFORE INSERT ON message WHEN NEW.body = 'poison'"
+                          " BEGIN SELECT RAISE(ABORT, 'poison'); END")
+    else:
+        await sql.execute("DROP TRIGGER poison")
+
+
+async def test_a_batch_whose_one_message_fails_stores_the_others(company):
+    import asyncio
+
+    from tortoise.exceptions import IntegrityError
+
+    from inbox import messages
+
+    channel = await _channel(company)
+    contact = unique("contact")
+    await messages.receive(channel, _inbound(contact, "before"))
+    await _poison(True)
+    try:
+        # when three messages arrive together and one of them cannot be stored
+        outcomes = await asyncio.gather(*(messages.receive(channel, _inbound(contact, body))
+                                          for body in ("a", "poison", "b")), return_exceptions=True)
+    finally:
+        await _poison(False)
+    # then that one fails alone, and the others are stored, each once
+    assert isinstance(outcomes[1], IntegrityError), outcomes
+    assert [created for _, created in (outcomes[0], outcomes[2])] == [True, True]
+    data = await company.admin.data(CONVERSATION, {"c": _global("Conversation", outcomes[0][0].conversation_id)})
+    assert [e["node"]["body"] for e in data["conversation"]["messages"]["edges"]] == ["before", "a", "b"]
+    assert [e["kind"] for e in data["conversation"]["events"]] == ["CREATED"] + ["MESSAGE_ADDED"] * 3
+
+
+async def test_a_partner_message_into_a_known_conversation_is_a_fixed_number_of_statements(company, count_queries):
+    from test_cost import fewest_statements
+
+    contact = unique("contact")
+    first = await company.inbound("first", contact=contact)
+
+    async def one_more():
+        count_queries.statements.clear()
+        answer = await company.inbound("again", contact=contact)
+        # the answer's conversation is the one the message went into, as it left it
+        assert answer["conversation"] == {"id": first["conversation"]["id"], "status": "OPEN"}
+        assert answer["senderName"] == f"Contact {contact}"
+
+    # then a message into an existing conversation, with its answer (its conversation and
+    # sender included: not read again), is a fixed number of statements: the batch's
+    # (members, stored ids, contact and conversation, insert, conversation update, links,
+    # events, notification toggles, notifications; PostgreSQL: and the company's order lock)
+    statements = await fewest_statements(count_queries, one_more)
+    assert statements <= (9 if _on_sqlite() else 10), count_queries.statements
