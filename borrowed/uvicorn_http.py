@@ -9,6 +9,8 @@ goes out with them in one write; what reaches the client is byte for byte the sa
 """
 from __future__ import annotations
 
+import functools
+
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 
@@ -69,7 +71,7 @@ class OneWriteHttpToolsProtocol(HttpToolsProtocol):
 
 
 # One class per deadline: the same settings give the same uvicorn options.
-_BOUNDED: dict[float, type] = {}
+_BOUNDED: dict[float, functools.partial] = {}
 
 # What a request whose head did not arrive in time gets before its connection closes.
 _HEAD_TOO_SLOW = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
@@ -82,16 +84,22 @@ class BoundedHttpToolsProtocol(OneWriteHttpToolsProtocol):
     (uvicorn has none: a client sending its headers a byte at a time would hold its
     connection for ever, as uvicorn's keep-alive timer stops at the first byte). The head
     must be in within `head_seconds` of its first byte: else 408 and the connection closes.
-    `bounded(seconds)` makes the class uvicorn instantiates."""
+    `bounded(seconds)` is what uvicorn instantiates."""
 
     head_seconds = 10.0
     _head_timer = None
 
+    def __init__(self, *args, head_seconds: float = 10.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.head_seconds = head_seconds
+
     @classmethod
-    def bounded(cls, seconds: float) -> type["BoundedHttpToolsProtocol"]:
+    def bounded(cls, seconds: float):
+        """What uvicorn instantiates: a partial, not a class made here, because
+        `--workers N` pickles it to each worker process."""
         made = _BOUNDED.get(seconds)
         if made is None:
-            made = _BOUNDED[seconds] = type(cls.__name__, (cls,), {"head_seconds": seconds})
+            made = _BOUNDED[seconds] = functools.partial(cls, head_seconds=seconds)
         return made
 
     def on_message_begin(self) -> None:

@@ -513,6 +513,17 @@ async def test_a_request_head_that_trickles_in_is_answered_408_and_the_connectio
     assert refusals("http_head_seconds") == before + 1
 
 
+def test_the_http_protocol_with_its_head_deadline_pickles_for_worker_processes():
+    """`inbox serve --workers N` pickles uvicorn's config, protocol included, to each worker."""
+    import pickle
+
+    from server.serving import uvicorn_options
+
+    protocol = uvicorn_options(make_settings(header_timeout_seconds=3.5))["http"]
+    copied = pickle.loads(pickle.dumps(protocol))
+    assert copied.keywords == {"head_seconds": 3.5} and copied.func is protocol.func
+
+
 async def test_a_request_head_in_time_is_served_on_a_kept_alive_connection(company, tight):
     async with httpx.AsyncClient(base_url=tight.url) as http:
         for _ in range(2):
