@@ -386,12 +386,23 @@ async def test_one_users_slow_set_ups_do_not_hold_another_users_subscription(com
 
 
 @pytest.fixture
-async def paced(server):
-    """A second app on the session server's database and hub: 10 set-ups a second per user."""
-    second = await start_server(dataclasses.replace(server.settings, ws_setups_per_second_per_user=10),
-                                lifespan="off")
-    yield second
-    await second.stop()
+async def second_app(server):
+    """Starts second apps on the session server's database and hub, with settings changed."""
+    started = []
+
+    async def start(**changes):
+        started.append(await start_server(dataclasses.replace(server.settings, **changes), lifespan="off"))
+        return started[-1]
+
+    yield start
+    for app in started:
+        await app.stop()
+
+
+@pytest.fixture
+async def paced(second_app):
+    """10 set-ups a second per user."""
+    return await second_app(ws_setups_per_second_per_user=10)
 
 
 async def test_one_users_set_ups_keep_to_their_pace_and_another_users_go_through_at_once(
@@ -426,12 +437,9 @@ async def test_one_users_set_ups_keep_to_their_pace_and_another_users_go_through
 
 
 @pytest.fixture
-async def paced_http(server):
-    """A second app on the session server's database and hub: 10 requests a second per user."""
-    second = await start_server(dataclasses.replace(server.settings, http_requests_per_second_per_user=10),
-                                lifespan="off")
-    yield second
-    await second.stop()
+async def paced_http(second_app):
+    """10 requests a second per user."""
+    return await second_app(http_requests_per_second_per_user=10)
 
 
 async def test_one_users_flood_of_requests_keeps_to_its_pace_and_another_users_go_through_at_once(
