@@ -24,9 +24,11 @@ from conftest import DirectEvents, subscriptions_live
 FIELDS = "{ id kind conversationId occurredAt }"  # no database read behind any of them
 FLAT = 50  # bytes retained per event: noise, not a leak
 LEAK = 500  # bytes retained per event that the unpatched executor exceeds (about 1,300)
-# The whole server shares the process (HTTP, the background sender, frames in flight):
-# more noise, still far below the 1,400 bytes per event measured there without the patch.
-FLAT_THROUGH_THE_SERVER = 100
+# The whole server shares the process (HTTP, the background sender, frames in flight, and
+# in a full run the background work earlier tests left): more noise (102 seen once on
+# PostgreSQL after ~900 tests, 30-60 alone), still far below the 1,400 bytes per event
+# measured there without the patch.
+FLAT_THROUGH_THE_SERVER = 200
 
 
 @contextmanager
