@@ -7,8 +7,8 @@ JSON, columns added by later migrations) and only the ids, keys, names, times an
 the inbox state (status, assignee, read state) are set here. The server must be
 stopped while this runs.
 
-Per conversation: one contact, two inbound messages, three events (CREATED and two
-MESSAGE_ADDED); the admin has read half of them. Mix: 50 % open unassigned, 20 %
+Per conversation: one contact, three inbound messages, four events (CREATED and three
+MESSAGE_ADDED); the admin has read half of them. 1M conversations are 3M messages (issue 15). Mix: 50 % open unassigned, 20 %
 assigned to the admin, 20 % to a member, 10 % closed; activity spread over 30 days,
 message ids in activity order (they are cursors).
 """
@@ -61,7 +61,7 @@ def _rows(plan: Plan, template: dict, start: dict, text_times: bool):
         status = "CLOSED" if kind == 0 else "OPEN"
         assignee = plan.admin_id if kind in (1, 2) else plan.member_id if kind in (3, 4) else None
         message_ids = []
-        for n, sent in enumerate((created, activity)):
+        for n, sent in enumerate((created, activity - timedelta(minutes=2), activity)):
             message_id = ids["message"]
             ids["message"] += 1
             message_ids.append(message_id)
@@ -74,7 +74,8 @@ def _rows(plan: Plan, template: dict, start: dict, text_times: bool):
                               "deleted_at": None})
         for kind_name, message_id, moment in (("CREATED", None, created),
                                               ("MESSAGE_ADDED", message_ids[0], created),
-                                              ("MESSAGE_ADDED", message_ids[1], activity)):
+                                              ("MESSAGE_ADDED", message_ids[1], activity - timedelta(minutes=2)),
+                                              ("MESSAGE_ADDED", message_ids[2], activity)):
             events.append({**template["conversation_event"], "id": ids["conversation_event"],
                            "conversation_id": conversation_id, "kind": kind_name, "message_id": message_id,
                            "occurred_at": when(moment), "actor_id": None, "assignee_id": None})
