@@ -3,8 +3,8 @@ baseline and graphql-yoga measured in the same run, HTTP throughput and latency,
 ingestion, hostile clients.
 Everything runs on 127.0.0.1 and stops by itself.
 
-    .venv/bin/python bench/run.py            # full run, ~6 min on 2 cores; writes bench/RESULTS.md
-    .venv/bin/python bench/run.py --quick    # ~2 min; writes bench/out/RESULTS-quick.md
+    .venv/bin/python bench/run.py            # full run, ~20 min on 2 cores (1M conversations); bench/RESULTS.md
+    .venv/bin/python bench/run.py --quick    # ~3 min; writes bench/out/RESULTS-quick.md
 
 bench/README.md says what each figure means.
 """
@@ -648,7 +648,7 @@ def quiet_machine(wait: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer messages and shorter runs (~2 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer messages and shorter runs (~3 min)")
     parser.add_argument("--database", default=None,
                         help="PostgreSQL URL for every inbox server (its public schema is DROPPED); "
                              "default: fresh SQLite files")
