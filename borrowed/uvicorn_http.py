@@ -9,6 +9,7 @@ goes out with them in one write; what reaches the client is byte for byte the sa
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -86,12 +87,10 @@ class BoundedHttpToolsProtocol(OneWriteHttpToolsProtocol):
     must be in within `head_seconds` of its first byte: else 408 and the connection closes.
     `bounded(seconds)` is what uvicorn instantiates."""
 
-    head_seconds = 10.0
-    _head_timer = None
-
     def __init__(self, *args, head_seconds: float = 10.0, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
         self.head_seconds = head_seconds
+        self._head_timer: asyncio.TimerHandle | None = None
+        super().__init__(*args, **kwargs)
 
     @classmethod
     def bounded(cls, seconds: float):

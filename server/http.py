@@ -149,11 +149,9 @@ class DirectExecution:
 COST_BYTES = 64 * 1024
 
 
-def _cost(scope) -> int:
-    for key, value in scope["headers"]:
-        if key == b"content-length":
-            return 1 + int(value) // COST_BYTES if value.isdigit() else 1
-    return 1
+def _cost(content_length: bytes | str | None) -> int:
+    """The Content-Length header's value, as sent (bytes) or as starlette decodes it."""
+    return 1 + int(content_length) // COST_BYTES if content_length is not None and content_length.isdigit() else 1
 
 
 class GraphQLHTTP:
@@ -171,7 +169,7 @@ class GraphQLHTTP:
     async def __call__(self, scope, receive, send) -> None:
         method = scope["method"]
         if method == "POST":
-            authorization = content_type = accept = None
+            authorization = content_type = accept = length = None
             for key, value in scope["headers"]:
                 if key == b"authorization" and authorization is None:
                     authorization = value.decode("latin-1")
@@ -179,7 +177,9 @@ class GraphQLHTTP:
                     content_type = value
                 elif key == b"accept" and accept is None:
                     accept = value
-            principal = await self._principal(authorization, scope, receive, send)
+                elif key == b"content-length" and length is None:
+                    length = value
+            principal = await self._principal(authorization, scope, receive, send, _cost(length))
             if principal is None:
                 return
             if _json(content_type):
@@ -202,7 +202,8 @@ class GraphQLHTTP:
             wants_ide = (method == "GET" and "text/html" in request.headers.get("accept", "")
                          and "query" not in request.query_params and "extensions" not in request.query_params)
             if not wants_ide:
-                if await self._principal(request.headers.get("authorization"), scope, receive, send) is None:
+                cost = _cost(request.headers.get("content-length"))
+                if await self._principal(request.headers.get("authorization"), scope, receive, send, cost) is None:
                     return
                 if method == "GET" and b"persistedQuery" in scope["query_string"]:
                     if not await self._resolve_get(scope, receive, send):
@@ -229,8 +230,9 @@ class GraphQLHTTP:
         scope["query_string"] = urlencode(resolved).encode()
         return True
 
-    async def _principal(self, authorization: str | None, scope, receive, send):
-        """The request's principal, also kept in its scope; None once refused."""
+    async def _principal(self, authorization: str | None, scope, receive, send, cost: int):
+        """The request's principal, also kept in its scope; None once refused. `cost`: the
+        request's share of its owner's pace (`_cost`)."""
         try:
             principal = await authenticate(bearer(authorization))
         except Exception:
@@ -244,7 +246,7 @@ class GraphQLHTTP:
             return None
         scope.setdefault("state", {})["principal"] = principal
         wait = self.pace.wait((type(principal).__name__, principal.id),
-                              self.view.settings.http_requests_per_second_per_user, _cost(scope))
+                              self.view.settings.http_requests_per_second_per_user, cost)
         if wait:
             # One user's (or partner's) flood of valid requests takes its pace of the
             # process, not all of it; it waits, nothing is refused (issue 11).

@@ -467,9 +467,11 @@ async def test_one_users_flood_of_requests_keeps_to_its_pace_and_another_users_g
 def test_a_requests_share_of_its_pace_grows_with_its_body():
     from server.http import _cost
 
-    assert _cost({"headers": [(b"content-length", b"100")]}) == 1
-    assert _cost({"headers": [(b"content-length", str(1024 * 1024).encode())]}) == 17
-    assert _cost({"headers": []}) == 1
+    assert _cost(b"100") == 1
+    assert _cost(str(1024 * 1024).encode()) == 17
+    assert _cost(str(1024 * 1024)) == 17
+    assert _cost(None) == 1
+    assert _cost(b"-5") == 1
 
 
 # -- slow HTTP bodies ---------------------------------------------------------------------
