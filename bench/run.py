@@ -71,6 +71,20 @@ PAGE = """query InboxPage($section: InboxSection!, $first: Int) {
       lastMessage { id body sentAt direction senderName } } }
     pageInfo { hasNextPage endCursor } } }"""
 PAGE_WITH_TOTAL = PAGE.replace("pageInfo {", "totalCount pageInfo {")
+SEARCH = PAGE.replace("$first: Int)", "$first: Int, $search: String)").replace(
+    "inbox(section: $section, first: $first)", "inbox(section: $section, first: $first, search: $search)")
+
+
+def search_terms(conversations: int) -> dict:
+    """The search figures' terms on the seed (bench/seed.py: bodies "Seeded message N of
+    conversation I", contacts "Seeded contact I"): one message's conversation, one contact's
+    name (both UNASSIGNED: I ends in 7), and a term in every row."""
+    def unassigned(share: float) -> int:
+        i = int(conversations * share)
+        return i - i % 10 + 7 if i - i % 10 + 7 < conversations else i - i % 10 - 3
+
+    return {"rare": f"conversation {unassigned(0.424247)}", "name": f"contact {unassigned(0.777777)}",
+            "common": "seeded message"}
 
 
 def log(message: str) -> None:
@@ -600,6 +614,11 @@ def http_inbox(cfg: dict, database: Database, broadcast: str, label: str) -> dic
         result["page"] = http_load(server, admin, PAGE, page, 1, cfg["latency_seconds"])
         result["page_loaded"] = http_load(server, admin, PAGE, page, 8, cfg["latency_seconds"])
         result["page_with_total"] = http_load(server, admin, PAGE_WITH_TOTAL, page, 1, cfg["latency_seconds"])
+        result["search"] = {}
+        for name, term in search_terms(cfg["conversations"]).items():
+            log(f"  {label}: search page {term!r}, 1 connection, {cfg['latency_seconds']} s")
+            result["search"][name] = {**http_load(server, admin, SEARCH, {**page, "search": term}, 1,
+                                                  cfg["latency_seconds"]), "term": term}
         profiles = {}
         for name, query, variables, connections in ((("me", ME, {}, 32), ("page", PAGE, page, 1))
                                                     if cfg["profiles"] else ()):
