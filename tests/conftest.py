@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -109,6 +110,21 @@ async def second_app(settings: Settings):
     try:
         yield running.url
     finally:
+        await running.stop()
+
+
+@pytest.fixture
+async def app_with(server):
+    """`await app_with(setting=value, ...)`: a second app on the session server's database
+    and hub with those settings changed (a RunningServer), stopped when the test ends."""
+    started: list[RunningServer] = []
+
+    async def start(**changes) -> RunningServer:
+        started.append(await start_server(dataclasses.replace(server.settings, **changes), lifespan="off"))
+        return started[-1]
+
+    yield start
+    for running in started:
         await running.stop()
 
 

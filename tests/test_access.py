@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import json
 
 import pytest
 import websockets
 
-from conftest import DEADLINE, RECEIVE, Client, Company, start_server, unique
+from conftest import DEADLINE, RECEIVE, Client, Company, unique
 
 # --- documents -------------------------------------------------------------------------------------
 
@@ -670,11 +669,9 @@ async def test_an_uninstalled_channels_token_stops_working(company):
 # --- WhatsApp closed to new customers ----------------------------------------------------------------
 
 @pytest.fixture
-async def whatsapp_closed(server):
+async def whatsapp_closed(app_with):
     """A second app on the running server's database and hub, with INBOX_WHATSAPP_NEW_INSTALLS=false."""
-    second = await start_server(dataclasses.replace(server.settings, whatsapp_new_installs=False), lifespan="off")
-    yield second.url
-    await second.stop()
+    return (await app_with(whatsapp_new_installs=False)).url
 
 
 async def test_whatsapp_closed_to_new_customers_refuses_a_companys_first_whatsapp(company, whatsapp_closed, http):

@@ -6,7 +6,6 @@ those of the websockets library."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 
 import pytest
@@ -17,7 +16,7 @@ from subscriptions import direct
 from inbox.events import company_topic
 from subscriptions.publish import current_hub
 
-from conftest import Subscriber, company_pk, start_server, subscriptions_live
+from conftest import Subscriber, company_pk, subscriptions_live
 from test_realtime import connect_without_reading
 
 MESSAGE_ADDED = "subscription { messageAdded { id body } }"
@@ -68,12 +67,10 @@ async def test_completing_one_subscription_stops_only_its_deliveries(company, su
 
 
 @pytest.fixture
-async def compressing(server):
+async def compressing(app_with):
     """A second app on the session server's database and hub that accepts
     permessage-deflate (INBOX_WS_COMPRESSION=true; the default declines it)."""
-    second = await start_server(dataclasses.replace(server.settings, ws_compression=True), lifespan="off")
-    yield second
-    await second.stop()
+    return await app_with(ws_compression=True)
 
 
 async def test_compression_offered_by_a_client_is_declined_by_default(company, subscribers):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import json
 import os
 import secrets
@@ -16,7 +15,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import (MEDIA_MAX_BYTES, TEST_MEDIA_S3, company_pk, eventually, s3_settings, start_moto, start_server,
+from conftest import (MEDIA_MAX_BYTES, TEST_MEDIA_S3, company_pk, eventually, s3_settings, start_moto,
                       unique)
 from fakes import Held
 from test_messenger import install_page, now_ms
@@ -382,14 +381,11 @@ async def test_a_company_over_its_quota_keeps_receiving_messages_but_not_their_f
     assert attachment["storage"] == "OVER_QUOTA" and not attachment["stored"]
 
 
-async def test_metrics_show_each_company_s_stored_bytes(company, server, http, fakes):
+async def test_metrics_show_each_company_s_stored_bytes(company, app_with, http, fakes):
     await stored_file(company, fakes, b"q" * 1234, "application/zip", "FILE", ".zip")
     await stored_file(company, fakes, b"q" * 766, "application/zip", "FILE", ".zip")
-    running = await start_server(dataclasses.replace(server.settings, metrics_token="media-metrics"), lifespan="off")
-    try:
-        answer = await http.get(f"{running.url}/metrics", headers={"Authorization": "Bearer media-metrics"})
-    finally:
-        await running.stop()
+    running = await app_with(metrics_token="media-metrics")
+    answer = await http.get(f"{running.url}/metrics", headers={"Authorization": "Bearer media-metrics"})
     samples = {(s.name, frozenset(s.labels.items())): s.value
                for family in text_string_to_metric_families(answer.text) for s in family.samples}
     assert samples[("inbox_media_stored_bytes", frozenset({("company", str(await company_pk(company)))}))] == 2000

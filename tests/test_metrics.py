@@ -20,7 +20,7 @@ from schema.ids import global_id, parse_global_id
 from test_limits import deep_selection
 from test_realtime import BIG_EVENTS, connect_without_reading, topic_subscribers
 
-from conftest import (DEADLINE, Client, DirectEvents, RunningServer, Subscriber, eventually, start_server,
+from conftest import (DEADLINE, Client, DirectEvents, RunningServer, Subscriber, eventually,
                       subscriptions_live)
 
 TOKEN = "metrics-secret-token"
@@ -55,11 +55,9 @@ class Metrics:
 
 
 @pytest.fixture
-async def metrics(server, http):
+async def metrics(app_with, http):
     """A fresh app (its queue gauges never read yet) with INBOX_METRICS_TOKEN set."""
-    running = await start_server(dataclasses.replace(server.settings, metrics_token=TOKEN), lifespan="off")
-    yield Metrics(running, http)
-    await running.stop()
+    return Metrics(await app_with(metrics_token=TOKEN), http)
 
 
 async def counted(metrics: Metrics, action, name: str, **labels) -> float:

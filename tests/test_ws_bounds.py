@@ -17,7 +17,7 @@ import websockets
 from prometheus_client import REGISTRY
 from websockets.exceptions import ConnectionClosed
 
-from conftest import DEADLINE, Company, company_pk, eventually, make_settings, start_server, subscriptions_live
+from conftest import DEADLINE, Company, company_pk, eventually, make_settings, subscriptions_live
 
 TRANSPORT, LEGACY = "graphql-transport-ws", "graphql-ws"
 PROTOCOLS = pytest.mark.parametrize("protocol", [TRANSPORT, LEGACY])
@@ -101,13 +101,9 @@ def rss_bytes() -> int:
 
 
 @pytest.fixture
-async def tight(server):
+async def tight(app_with):
     """A second app on the session server's database and hub, with small bounds."""
-    settings = dataclasses.replace(server.settings, ws_connection_init_timeout=0.5, body_timeout_seconds=0.5,
-                                   header_timeout_seconds=0.5)
-    second = await start_server(settings, lifespan="off")
-    yield second
-    await second.stop()
+    return await app_with(ws_connection_init_timeout=0.5, body_timeout_seconds=0.5, header_timeout_seconds=0.5)
 
 
 # -- message size -------------------------------------------------------------------------
@@ -270,12 +266,9 @@ def test_the_connection_init_deadline_is_ten_seconds_by_default():
 
 
 @pytest.fixture
-async def few_pending(server):
+async def few_pending(app_with):
     """A second app that lets 3 sockets at once wait for their connection_init."""
-    settings = dataclasses.replace(server.settings, ws_max_pending_sockets=3)
-    second = await start_server(settings, lifespan="off")
-    yield second
-    await second.stop()
+    return await app_with(ws_max_pending_sockets=3)
 
 
 async def waiting(url: str, protocol: str):
@@ -386,23 +379,9 @@ async def test_one_users_slow_set_ups_do_not_hold_another_users_subscription(com
 
 
 @pytest.fixture
-async def second_app(server):
-    """Starts second apps on the session server's database and hub, with settings changed."""
-    started = []
-
-    async def start(**changes):
-        started.append(await start_server(dataclasses.replace(server.settings, **changes), lifespan="off"))
-        return started[-1]
-
-    yield start
-    for app in started:
-        await app.stop()
-
-
-@pytest.fixture
-async def paced(second_app):
+async def paced(app_with):
     """10 set-ups a second per user."""
-    return await second_app(ws_setups_per_second_per_user=10)
+    return await app_with(ws_setups_per_second_per_user=10)
 
 
 async def test_one_users_set_ups_keep_to_their_pace_and_another_users_go_through_at_once(
@@ -437,9 +416,9 @@ async def test_one_users_set_ups_keep_to_their_pace_and_another_users_go_through
 
 
 @pytest.fixture
-async def paced_http(second_app):
+async def paced_http(app_with):
     """10 requests a second per user."""
-    return await second_app(http_requests_per_second_per_user=10)
+    return await app_with(http_requests_per_second_per_user=10)
 
 
 async def test_one_users_flood_of_requests_keeps_to_its_pace_and_another_users_go_through_at_once(
