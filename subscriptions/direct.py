@@ -455,7 +455,8 @@ class Engine:
             sink.overflow("subscription_buffer", f"fell {sink.queued} events behind its own executions")
             return
         viewer = getattr(sink.context, "principal", None)
-        key = sink if viewer is None else ("viewer", viewer.id)
+        # A user's and a partner channel's ids may be equal: the kind is part of the key.
+        key = sink if viewer is None else (type(viewer).__name__, viewer.id)
         lane = self._viewers.get(key)
         if lane is None:
             lane = self._viewers[key] = _Lane()
