@@ -12,7 +12,7 @@ from tortoise.filters import escape_like
 
 from models import Contact, Conversation, ConversationEvent, ConversationStatus, Message, MessageDirection, User
 
-from . import sql, validation
+from . import search_piece, sql, validation
 from .errors import BadInput
 from .access import accessible_channel_ids, visible_channel, visible_conversation
 
@@ -192,11 +192,15 @@ _MATCHES_SQLITE = """
     FROM (SELECT conversation_id FROM message_search WHERE message_search MATCH :phrase LIMIT :k) ms
     UNION ALL SELECT sv.id FROM (SELECT rowid AS id FROM contact_search WHERE contact_search MATCH :phrase
                                  LIMIT :k) cs JOIN conversation sv ON sv.contact_id = cs.id"""
+# PostgreSQL: the index is asked for the term's rarest word (`:body_piece`, `:name_piece`:
+# inbox/search_piece.py), each row it gives checked for the whole term by `strpos`.
 _MATCHES_POSTGRES = r"""
     SELECT ms.id FROM (SELECT sm.conversation_id AS id FROM message sm WHERE sm.company_id = :company
-                       AND UPPER(sm.body) LIKE UPPER(:pattern) ESCAPE '\' LIMIT :k) ms
+                       AND UPPER(sm.body) LIKE UPPER(:body_piece) ESCAPE '\'
+                       AND strpos(UPPER(sm.body), UPPER(:term)) > 0 LIMIT :k) ms
     UNION ALL SELECT sv.id FROM (SELECT sc.id FROM contact sc WHERE sc.company_id = :company
-                                 AND UPPER(sc.name) LIKE UPPER(:pattern) ESCAPE '\' LIMIT :k) cs
+                                 AND UPPER(sc.name) LIKE UPPER(:name_piece) ESCAPE '\'
+                                 AND strpos(UPPER(sc.name), UPPER(:term)) > 0 LIMIT :k) cs
               JOIN conversation sv ON sv.contact_id = cs.id"""
 
 
@@ -218,8 +222,12 @@ async def _search(term: str, company_id: int) -> _Search:
               "company": company_id}
     indexed = len(term.upper()) >= INDEXED_TERM
     if indexed:
-        rows = await sql.fetch(_MATCHES_POSTGRES if sql.is_postgres() else _MATCHES_SQLITE, **params,
-                               k=COMMON_TERM_ROWS)
+        if sql.is_postgres():
+            rows = await sql.fetch(_MATCHES_POSTGRES, **params, k=COMMON_TERM_ROWS, term=term,
+                                   body_piece=await search_piece.pattern(term, "message_body_search"),
+                                   name_piece=await search_piece.pattern(term, "contact_name_search"))
+        else:
+            rows = await sql.fetch(_MATCHES_SQLITE, **params, k=COMMON_TERM_ROWS)
         if len(rows) < COMMON_TERM_ROWS:  # a rare term: its matches are all here
             matched = sorted({row["id"] for row in rows}) or [0]
             return _Search("c.id IN :matched", "c.id IN :matched", {**params, "matched": matched})

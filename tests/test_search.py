@@ -171,6 +171,59 @@ async def test_a_common_term_walks_the_section_with_the_same_meaning(company: Co
     assert await found(company.ann, "ommon wor") == [first]
 
 
+# -- PostgreSQL: the index asked for the term's rarest piece (inbox/search_piece.py) -----
+
+
+SAMPLE = ("SEEDED MESSAGE 1 OF CONVERSATION 12", "SEEDED MESSAGE 2 OF CONVERSATION 99",
+          "SEEDED MESSAGE 3 OF CONVERSATION 5")
+
+
+@pytest.mark.parametrize("term, piece", [
+    ("conversation 424247", "424247"),      # the common word is left out
+    ("Conversation 9x9x", "9x9x"),          # the piece as the term spells it
+    ("seeded message", "seeded message"),   # every trigram common: the whole term
+    ("424247", "424247"),
+    ("of 1", "of 1"),                       # no trigram at all
+    ("message 12 ZQV", "ZQV"),              # the rarest trigrams, not the longest word
+    ("ab cd", "ab cd"),
+    ("straße 77", "straße 77"),             # upper-casing changes its length: the whole term
+])
+def test_the_index_is_asked_for_the_run_of_the_rarest_trigrams_of_one_word(term, piece):
+    from inbox.search_piece import rarest
+
+    assert rarest(term, SAMPLE) == piece
+    assert piece in term
+
+
+def test_without_a_sample_the_whole_term_is_looked_up():
+    from inbox.search_piece import rarest
+
+    assert rarest("conversation 424247", ()) == "conversation 424247"
+
+
+async def test_a_term_looked_up_by_its_rarest_piece_finds_exactly_its_matches(company: Company, monkeypatch):
+    from inbox import search_piece
+
+    # Given conversations holding a term's rare word without the term, and with it
+    target = (await company.inbound("Ask about order kumquat-77311 today", contact=unique("c")))["conversation"]["id"]
+    await company.inbound("kumquat-77311 alone", contact=unique("c"))
+    await company.inbound("order kumquat 77311 spaced", contact=unique("c"))
+    named = (await company.inbound("hi", contact=unique("c"), name="Order Kumquat-77311 Ltd"))["conversation"]["id"]
+    await company.inbound("hi", contact=unique("c"), name="Kumquat-77311 Other")
+    if sql.is_postgres():
+        # and what ANALYZE samples of the indexed texts, read afresh
+        await sql.execute("ANALYZE message")
+        await sql.execute("ANALYZE contact")
+        monkeypatch.setattr(search_piece, "_samples", {})
+        sample = await search_piece.sample("message_body_search")
+        assert sample and await search_piece.sample("contact_name_search")
+        assert search_piece.rarest("order KUMQUAT-77311", sample) != "order KUMQUAT-77311"
+
+    # Then the search finds the whole term only, in messages and in names
+    assert sorted(await found(company.ann, "order KUMQUAT-77311")) == sorted([target, named])
+    assert await found(company.ann, "about order kumquat-77311 to") == [target]
+
+
 class _Statements(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
