@@ -111,6 +111,15 @@ def test_serve_answers_healthz_and_shows_graphiql_to_a_browser(sqlite_env):
     assert page.status_code == 200 and "graphiql" in page.text.lower()
 
 
+@pytest.mark.parametrize("asked", ["", "true"])
+def test_serve_logs_a_line_per_request_only_when_asked_for(sqlite_env, asked):
+    with serving({**sqlite_env, "INBOX_ACCESS_LOG": asked}) as (base, process):
+        assert httpx.get(f"{base}/healthz").status_code == 200
+        process.terminate()
+        output = process.communicate(timeout=10)[0]
+    assert ("GET /healthz" in output) == bool(asked), output
+
+
 def test_healthz_is_503_when_the_broadcast_backend_is_unreachable(sqlite_env):
     with serving({**sqlite_env, "INBOX_BROADCAST_URL": "redis://127.0.0.1:1/0"}) as (base, _):
         health = httpx.get(f"{base}/healthz")

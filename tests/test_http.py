@@ -243,3 +243,13 @@ async def test_a_known_user_is_a_copy_per_request_with_availability_unknown(comp
     assert (await set_availability(first, False)).available is False
     assert first.available is None and second.available is None
     assert await availability(first.id) is False
+
+
+def test_the_access_log_is_off_unless_the_environment_turns_it_on(monkeypatch):
+    from server.config import Settings
+    from server.serving import uvicorn_options
+
+    monkeypatch.delenv("INBOX_ACCESS_LOG", raising=False)
+    assert uvicorn_options(Settings.from_env())["access_log"] is False
+    monkeypatch.setenv("INBOX_ACCESS_LOG", "true")
+    assert uvicorn_options(Settings.from_env())["access_log"] is True
