@@ -476,9 +476,15 @@ BACKGROUND = (b'FROM "delivery" WHERE "next_attempt_at"<=', b'"next_attempt_at"<
               b"Closed connection")
 
 
-def count_queries(server: Server, token: str, query: str, variables: dict) -> dict:
+def count_queries(server: Server, token: str, query: str, variables: dict, tries: int = 3) -> dict:
     """SQL statements one request runs: the server logs each at DEBUG (tortoise.db_client),
-    with the time to the next record (the statement plus the Python work after it)."""
+    with the time to the next record (the statement plus the Python work after it). The
+    fewest of `tries` requests: the server's background work (the sender's and the media
+    keeper's polls) only ever adds statements that fall in a request's window."""
+    return min((_count_queries(server, token, query, variables) for _ in range(tries)), key=lambda q: q["count"])
+
+
+def _count_queries(server: Server, token: str, query: str, variables: dict) -> dict:
     time.sleep(0.3)
     before = server.log_path.stat().st_size
     started = time.time()
@@ -598,11 +604,12 @@ def http_inbox(cfg: dict, database: Database, broadcast: str, label: str) -> dic
             "page_first_100": count_queries(server, admin, PAGE, {**page, "first": 100}),
             "page_with_total_first_25": count_queries(server, admin, PAGE_WITH_TOTAL, page),
         }
-        # The inbound path: a message opening a conversation, then one into it.
+        # The inbound path: a message opening a conversation, then one into it (once each:
+        # the same message again would be a duplicate, stored once).
         for name, external in (("receive_new_conversation", "q-1"), ("receive_existing_conversation", "q-2")):
             result["sql_queries"][name] = count_queries(server, made["channel_token"], RECEIVE, {"i": {
                 "externalMessageId": external, "sender": {"externalId": "query-count-contact", "name": "Q"},
-                "body": "counting statements"}})
+                "body": "counting statements"}}, tries=1)
     finally:
         server.stop()
 
