@@ -11,7 +11,10 @@ viewer may see, read from the database in id order; later events at or below its
 id are done already.
 
 The reads are shared: per process and company, one window of the latest messages,
-extended by one query per new event, serves every local subscriber of the company."""
+extended per new event, serves every local subscriber of the company. An event that
+carries its message and says nothing of the company lies between `follows` and it (an
+inbound message's, inbox/messages.py) extends a window that holds everything up to
+`follows` without a query; any other extends it by one query."""
 from __future__ import annotations
 
 import asyncio
