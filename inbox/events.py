@@ -4,11 +4,12 @@ how each type is delivered live and resumed, and the recording of a conversation
 timeline rows with their events."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, ClassVar
 
-from models import Conversation, ConversationEvent, EventKind, User
+from borrowed.tortoise import row_instance
+from models import Conversation, ConversationEvent, DeliveryStatus, EventKind, Message, MessageDirection, User
 
 from . import sql
 
@@ -50,10 +51,35 @@ class MessageAdded(_Event):
     delivery: ClassVar[str] = "direct"
     stream: ClassVar[str] = "message"
     message_id: int
+    # The message as its writer committed it (`message_columns`), and the company's
+    # position below which its writer knew every message of the company: when nothing of
+    # the company lies in (follows, message_id) but this message, a subscriber that has
+    # every message up to `follows` takes it from here instead of reading it back
+    # (subscriptions/message_order.py). None: not known, read it.
+    message: dict | None = None
+    follows: int | None = None
 
     @property
     def position(self) -> int:
         return self.message_id
+
+
+def message_columns(message: Message) -> dict:
+    """A new message's row as an event carries it (JSON)."""
+    return {"id": message.id, "company_id": message.company_id, "channel_id": message.channel_id,
+            "conversation_id": message.conversation_id, "direction": message.direction.value, "body": message.body,
+            "sent_at": message.sent_at.isoformat(), "status": message.status.value, "author_id": message.author_id,
+            "external_id": message.external_id, "client_message_id": message.client_message_id,
+            "failure_reason": message.failure_reason, "created_at": message.created_at.isoformat(),
+            "update_seq": message.update_seq, "attachments": message.attachments}
+
+
+def message_of(columns: dict) -> Message:
+    """The message of `message_columns`, as a read of its row would build it."""
+    return row_instance(Message, **{
+        **columns, "direction": MessageDirection(columns["direction"]), "status": DeliveryStatus(columns["status"]),
+        "sent_at": datetime.fromisoformat(columns["sent_at"]),
+        "created_at": datetime.fromisoformat(columns["created_at"])})
 
 
 @dataclass(frozen=True)
@@ -112,7 +138,9 @@ def decode(payload: dict) -> _Event | None:
     cls = CATALOGUE.get(payload.get("type"))
     if cls is None:
         return None
-    values = {f.name: payload[f.name] for f in fields(cls)}
+    # A field with a default may be missing from what an older process published.
+    values = {f.name: payload[f.name] if f.name in payload or f.default is MISSING else f.default
+              for f in fields(cls)}
     values["audience"] = tuple(values["audience"])
     return cls(**values)
 

@@ -23,7 +23,7 @@ from models import Channel, Conversation, ConversationStatus, DeliveryStatus, Ev
 from . import media, notes, notifications, sql, validation
 from .conversations import erase_history
 from .errors import BadInput, NotFound
-from .events import MessageAdded, NewEvent, record_events
+from .events import MessageAdded, NewEvent, message_columns, record_events
 from .group_commit import GroupCommit
 from .replay import ORDER_LOCK, lock_company_order
 from .transaction import Action, action, committed
@@ -152,18 +152,24 @@ class _Thread:
     change: EventKind | None = None
 
 
-async def _installed_members(channel_ids: list[int]) -> dict[int, tuple[int, ...]]:
+async def _installed_members(channel_ids: list[int]) -> tuple[dict[int, tuple[int, ...]], int]:
     """The members of each channel still installed: a channel uninstalled since its webhook
-    or token was checked (by another process, say) is missing."""
+    or token was checked (by another process, say) is missing. And the largest message id
+    committed so far: taken under the companies' order locks, every message of these
+    companies written before the batch is at or below it, and none will be between it and
+    the batch's (the message events' `follows`)."""
     channels, params = sql.in_list(channel_ids)
     members: dict[int, list[int]] = {}
+    last_message = 0
     for row in await sql.fetch(
-            "SELECT c.id AS channel_id, m.user_id FROM channel c LEFT JOIN channel_member m ON m.channel_id = c.id"
+            "SELECT c.id AS channel_id, m.user_id, (SELECT MAX(id) FROM message) AS last_message"
+            " FROM channel c LEFT JOIN channel_member m ON m.channel_id = c.id"
             f" WHERE c.id IN {channels} AND c.uninstalled_at IS NULL ORDER BY m.id", *params):
         users = members.setdefault(row["channel_id"], [])
         if row["user_id"] is not None:
             users.append(row["user_id"])
-    return {channel_id: tuple(users) for channel_id, users in members.items()}
+        last_message = row["last_message"] or 0
+    return {channel_id: tuple(users) for channel_id, users in members.items()}, last_message
 
 
 async def _stored_ids(batch: list[_Checked]) -> dict[tuple[int, str], int]:
@@ -251,7 +257,7 @@ async def _write_batch(batch: list[_Checked], now: datetime, act: Action) -> lis
     outcomes: list[Received | Exception | None] = [None] * len(batch)
     for company_id in sorted({item.channel.company_id for item in batch}):
         await lock_company_order(company_id)
-    members = await _installed_members(sorted({item.channel.id for item in batch}))
+    members, last_message = await _installed_members(sorted({item.channel.id for item in batch}))
     # Checked under the lock only: a redelivery is rare, a new message is the hot path.
     stored = await _stored_ids(batch)
     firsts: dict[tuple[int, str], int] = {}  # a message id's first new delivery in the batch
@@ -267,7 +273,7 @@ async def _write_batch(batch: list[_Checked], now: datetime, act: Action) -> lis
             firsts[key] = index
             new.append(index)
     if new:
-        messages = await _store_new([batch[index] for index in new], members, now, act)
+        messages = await _store_new([batch[index] for index in new], members, last_message, now, act)
         for index, received in zip(new, messages):
             outcomes[index] = received
     for index, first in again.items():
@@ -282,8 +288,8 @@ async def _write_batch(batch: list[_Checked], now: datetime, act: Action) -> lis
     return outcomes
 
 
-async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]], now: datetime,
-                     act: Action) -> list[Received]:
+async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]], last_message: int,
+                     now: datetime, act: Action) -> list[Received]:
     threads = await _threads(items, now)
     for item in items:
         media.keep(item.attachments)  # their ids go into the stored JSON
@@ -333,11 +339,20 @@ async def _store_new(items: list[_Checked], members: dict[int, tuple[int, ...]],
         events.append(NewEvent(item.channel.company_id, item.channel.id, thread.conversation_id,
                                EventKind.MESSAGE_ADDED, audience, message.id))
     broadcasts = iter(await record_events(events, now))
+    # Each message's company's previous message: the batch's one before it, else one at or
+    # below `last_message`.
+    follows: dict[int, int] = {}
+    previous: dict[int, int] = {}
+    by_id = {message.id: message for message in messages}
+    for message in sorted(messages, key=lambda message: message.id):
+        follows[message.id] = previous.get(message.company_id, last_message)
+        previous[message.company_id] = message.id
     for event, broadcast in zip(events, broadcasts):
         if event.kind is EventKind.MESSAGE_ADDED:
             act.emit(MessageAdded(company_id=event.company_id, channel_id=event.channel_id,
                                   conversation_id=event.conversation_id, audience=event.audience,
-                                  message_id=event.message_id))
+                                  message_id=event.message_id, message=message_columns(by_id[event.message_id]),
+                                  follows=follows[event.message_id]))
         act.emit(broadcast)
     await notifications.on_inbound_messages(act, [
         notifications.Arrival(item.channel.company_id, item.channel.id, thread.conversation_id, thread.assignee_id,

@@ -14,7 +14,8 @@ from typing import Awaitable, Callable, Iterable, Sequence, TypeVar
 from tortoise import connections, fields
 from tortoise.transactions import in_transaction
 
-from borrowed.aiosqlite import in_transaction_already, transaction_on_connection_thread
+from borrowed.aiosqlite import (connection_at_once, execute_at_once, in_transaction_already,
+                               transaction_on_connection_thread)
 from borrowed.tortoise import meta, row_instance
 
 T = TypeVar("T")
@@ -30,7 +31,8 @@ def _connection():
 
 
 def is_postgres() -> bool:
-    return _connection().capabilities.dialect == "postgres"
+    # A transaction at once is SQLite's (and answers without looking the connection up).
+    return connection_at_once() is None and _connection().capabilities.dialect == "postgres"
 
 
 def _dialect_sql(sql: str, connection=None) -> str:
@@ -84,12 +86,18 @@ async def fetch(sql: str, *params, **named_params) -> list[dict]:
         if params:
             raise TypeError("either `?` or `:name` placeholders, not both")
         sql, params = named(sql, named_params)
+    at_once = connection_at_once()
+    if at_once is not None:
+        return execute_at_once(at_once, sql, list(params))[1]
     connection = _connection()
     return await connection.execute_query_dict(_dialect_sql(sql, connection), list(params))
 
 
 async def execute(sql: str, *params) -> int:
     """Runs a statement written with `?` placeholders; returns the number of rows it changed."""
+    at_once = connection_at_once()
+    if at_once is not None:
+        return execute_at_once(at_once, sql, list(params))[0]
     connection = _connection()
     changed, _ = await connection.execute_query(_dialect_sql(sql, connection), list(params))
     return changed

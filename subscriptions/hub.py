@@ -357,9 +357,11 @@ class Hub:
         if client is not None:
             await self._quietly(client.aclose())
 
-    async def publish(self, topic: str, payload: dict) -> bool:
+    async def publish(self, topic: str, payload: dict | list[dict]) -> bool:
         """False when the event did not reach the backend; never raises for backend failures
-        (a payload that is not JSON-serialisable is a bug and raises TypeError)."""
+        (a payload that is not JSON-serialisable is a bug and raises TypeError). A list is
+        several events in one message of the backend, fanned out in its order: one
+        serialisation, one round trip and one wake-up of each process's pump for all."""
         message = json.dumps(payload)
         broadcast = self._broadcast
         if broadcast is None:
@@ -480,27 +482,17 @@ class Hub:
                 while True:
                     event = await upstream.get()
                     try:
-                        payload = json.loads(event.message)
+                        message = json.loads(event.message)
                     except ValueError:
                         log.warning("dropping a non-JSON message on %s", topic)
                         continue
-                    if isinstance(payload, dict):
-                        self.seq += 1
-                        payload["_seq"] = self.seq
-                    if isinstance(payload, dict) and payload.get(_GAP):
-                        for sub in list(state.subscribers):
-                            sub._end(BackendLost, f"a process failed to publish to {topic!r}: events may be missing")
-                            state.subscribers.discard(sub)
-                    for sub in list(state.subscribers):
-                        if not sub._offer(payload):
-                            state.subscribers.discard(sub)
-                    if not state.subscribers and self._topics.get(topic) is state:
-                        self._release(state)
-                        continue
-                    # A turn for the readers between events: a burst that piled up upstream
-                    # while this process was busy would otherwise be fanned out whole
-                    # before any of them runs, and overflow the brisk ones too.
-                    await asyncio.sleep(0)
+                    for payload in message if isinstance(message, list) else (message,):
+                        if not self._fan_out(state, payload):
+                            break
+                        # A turn for the readers between events: a burst that piled up upstream
+                        # while this process was busy would otherwise be fanned out whole
+                        # before any of them runs, and overflow the brisk ones too.
+                        await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -513,6 +505,25 @@ class Hub:
                 reason += f" after {_describe(cause)}"
             _settle(state.ready, reason)
             self._lose(broadcast, reason)
+
+    def _fan_out(self, state: _Topic, payload: Any) -> bool:
+        """Offers one event to the topic's local subscribers; False once none is left (the
+        topic is released)."""
+        topic = state.name
+        if isinstance(payload, dict):
+            self.seq += 1
+            payload["_seq"] = self.seq
+        if isinstance(payload, dict) and payload.get(_GAP):
+            for sub in list(state.subscribers):
+                sub._end(BackendLost, f"a process failed to publish to {topic!r}: events may be missing")
+                state.subscribers.discard(sub)
+        for sub in list(state.subscribers):
+            if not sub._offer(payload):
+                state.subscribers.discard(sub)
+        if not state.subscribers and self._topics.get(topic) is state:
+            self._release(state)
+            return False
+        return True
 
     # -- backend lifecycle -------------------------------------------------------------
 

@@ -11,7 +11,10 @@ viewer may see, read from the database in id order; later events at or below its
 id are done already.
 
 The reads are shared: per process and company, one window of the latest messages,
-extended by one query per new event, serves every local subscriber of the company."""
+extended per new event, serves every local subscriber of the company. An event that
+carries its message and says nothing of the company lies between `follows` and it (an
+inbound message's, inbox/messages.py) extends a window that holds everything up to
+`follows` without a query; any other extends it by one query."""
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +24,7 @@ import weakref
 import models
 from inbox import sections
 
-from inbox.events import MessageAdded
+from inbox.events import MessageAdded, message_of
 
 # Messages a window keeps: a subscriber further behind than that reads its own.
 WINDOW = 100
@@ -86,10 +89,12 @@ class CompanyMessages:
     async def _read_through(self, after: int, through: int, event: MessageAdded) -> None:
         if self._through is None or after > self._through:
             # Nothing read yet, or nothing read is needed any more: start from here.
-            self._window = await self._read(after, through, event)
+            carried = _carried(after, event)
+            self._window = carried if carried is not None else await self._read(after, through, event)
             self._floor, self._through = after, through
         elif self._floor <= after:
-            self._window += await self._read(self._through, through, event)
+            carried = _carried(self._through, event)
+            self._window += carried if carried is not None else await self._read(self._through, through, event)
             self._through = through
 
     async def _read(self, after: int, through: int, event: MessageAdded) -> list[_Read]:
@@ -113,6 +118,15 @@ class CompanyMessages:
         if excess > 0:
             self._floor = self._window[excess - 1][0].id
             del self._window[:excess]
+
+
+def _carried(after: int, event: MessageAdded) -> list[_Read] | None:
+    """The company's messages in (after, event's message] without a read, when the event
+    says that its own message is the only one: it carries the message, and its writer
+    knew every message of the company up to `follows` (inbox/messages.py). Else None."""
+    if event.message is None or event.follows is None or event.follows > after:
+        return None
+    return [(message_of(event.message), event.audience)]
 
 
 _companies: weakref.WeakValueDictionary[int, CompanyMessages] = weakref.WeakValueDictionary()

@@ -24,5 +24,10 @@ async def publish(events: list[_Event]) -> None:
     event are ended by the hub so that they resume with `after`."""
     if _hub is None:
         return
+    # One message per topic for the whole action, its events in their order: an inbound
+    # message makes a dozen (messageAdded, conversationChanged, a notification per member).
+    topics: dict[str, list[dict]] = {}
     for event in events:
-        await _hub.publish(company_topic(event.company_id), event.to_payload())
+        topics.setdefault(company_topic(event.company_id), []).append(event.to_payload())
+    for topic, payloads in topics.items():
+        await _hub.publish(topic, payloads[0] if len(payloads) == 1 else payloads)

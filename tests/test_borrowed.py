@@ -134,6 +134,27 @@ def test_tortoise_meta_names_a_models_table_and_columns():
     assert {"id", "status", "created_at"} <= set(description.db_fields)
 
 
+def test_aiosqlite_statements_at_once_answer_as_tortoises_sqlite_client(caplog):
+    import logging
+    import sqlite3
+
+    from tortoise.exceptions import IntegrityError
+
+    from borrowed.aiosqlite import execute_at_once
+
+    connection = sqlite3.connect(":memory:")
+    connection.row_factory = sqlite3.Row  # as tortoise's client sets it
+    connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+    with caplog.at_level(logging.DEBUG, logger="tortoise.db_client"):
+        changed, rows = execute_at_once(connection, "INSERT INTO t (name) VALUES (?), (?) RETURNING id, name",
+                                        ["a", "b\x00c"])
+    assert changed == 2 and rows == [{"id": 1, "name": "a"}, {"id": 2, "name": "b\x00c"}]
+    # Each statement is logged where tortoise logs it: tests and bench/ count them there.
+    assert len([r for r in caplog.records if r.name == "tortoise.db_client"]) == 1
+    with pytest.raises(IntegrityError):
+        execute_at_once(connection, "INSERT INTO t (name) VALUES (?)", ["a"])
+
+
 def test_strawberry_websocket_adapter_keeps_starlettes_socket_as_ws():
     import inspect
 

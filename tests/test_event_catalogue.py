@@ -26,8 +26,10 @@ class CapturingHub:
     def __init__(self) -> None:
         self.published: list[tuple[str, dict]] = []
 
-    async def publish(self, topic: str, payload: dict) -> bool:
-        self.published.append((topic, json.loads(json.dumps(payload))))
+    async def publish(self, topic: str, payload: dict | list[dict]) -> bool:
+        # A list is several events in one message (an action's, in order).
+        for one in payload if isinstance(payload, list) else [payload]:
+            self.published.append((topic, json.loads(json.dumps(one))))
         return True
 
 

@@ -122,6 +122,17 @@ async def test_a_published_payload_reaches_every_local_subscriber_of_its_topic_o
         assert await get(elsewhere) == {"marker": True}
 
 
+async def test_events_published_together_arrive_one_by_one_in_their_order(hub, topic):
+    async with hub.subscribe(topic) as sub:
+        assert await hub.publish(topic, [{"n": 1}, {"n": 2}, {"n": 3}]) is True
+        await hub.publish(topic, {"n": 4})
+
+        stamped = [await get_shared(sub) for _ in range(4)]
+        assert [payload["n"] for payload in stamped] == [1, 2, 3, 4]
+        # Each is stamped as an event of its own (direct delivery hands subscribers over by it).
+        assert [payload["_seq"] for payload in stamped] == sorted({payload["_seq"] for payload in stamped})
+
+
 async def test_an_event_published_right_after_entering_is_received(hub, topic):
     for n in range(5):
         async with hub.subscribe(f"{topic}.{n}") as sub:

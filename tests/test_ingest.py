@@ -139,6 +139,8 @@ def _on_sqlite() -> bool:
 
 
 async def test_a_batch_is_one_hand_off_to_sqlites_thread(company, monkeypatch):
+    import asyncio
+
     import aiosqlite
 
     from inbox import messages
@@ -152,7 +154,9 @@ async def test_a_batch_is_one_hand_off_to_sqlites_thread(company, monkeypatch):
     real = aiosqlite.Connection._execute
 
     def counted(self, fn, *args, **kwargs):
-        hand_offs.append(fn)
+        # The batch's own: a background worker of the app may hand a statement off meanwhile.
+        if asyncio.current_task().get_name() == "group-commit":
+            hand_offs.append(fn)
         return real(self, fn, *args, **kwargs)
 
     monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
