@@ -317,7 +317,9 @@ def create_app(settings: Settings | None = None, *, on_start=None, migrate: bool
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
     app.state.pending_sockets = view.pending_sockets
+    # The hot requests past starlette's middleware and router: GraphQL, then webhooks.
+    first = GraphQLFirst(webhooks.WebhooksFirst(app, webhooks.routes), graphql.http, graphql)
     # CORS outermost, so that every answer a browser app can get (a 401, a 413) is readable to it.
-    return with_cors(BodyLimit(GraphQLFirst(app, graphql.http, graphql), settings.max_body_bytes,
-                               settings.body_timeout_seconds, larger={"/media": settings.media_max_bytes}),
+    return with_cors(BodyLimit(first, settings.max_body_bytes, settings.body_timeout_seconds,
+                               larger={"/media": settings.media_max_bytes}),
                      settings.allowed_origins)
