@@ -60,6 +60,13 @@ class _OneWriteCycle(RequestResponseCycle):
             transport.flush()  # a body that wrote nothing (HEAD, empty body)
 
 
+def body_arrived(receive) -> bool:
+    """Whether `receive` is a request cycle's of this protocol (its `more_body`, set by
+    uvicorn's parser, is internal) whose whole body has arrived: receiving it does not wait."""
+    cycle = getattr(receive, "__self__", None)
+    return type(cycle) is _OneWriteCycle and cycle.more_body is False
+
+
 class OneWriteHttpToolsProtocol(HttpToolsProtocol):
     """`uvicorn.run(http=OneWriteHttpToolsProtocol)`: every request's cycle writes its head
     with its body."""
