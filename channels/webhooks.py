@@ -19,7 +19,7 @@ routes = [route for app in providers() for route in app.routes()]
 
 class WebhooksFirst:
     """Webhook POSTs straight to their endpoints, past starlette's middleware and router
-    (a quarter of the server's time per webhook): the answers starlette gives, the 500
+    (a tenth of a webhook's server CPU, measured): the answers starlette gives, the 500
     of an exception included. Everything else, and every webhook when the app has
     middleware or exception handlers of its own, goes to the app. A route is served
     here only when no other route of the app could take a path it matches (a POST that
