@@ -6,7 +6,11 @@ end (each one persisted and published before its 200).
     .venv/bin/python bench/ingest.py --database postgres://postgres@127.0.0.1:5432/inbox_bench \\
         --broadcast redis://127.0.0.1:6379/0
 
-Bounded: --count webhooks (default 5000) with --concurrency in flight (default 32).
+Bounded: --count webhooks (default 5000) with --concurrency in flight (default 32), from
+--contacts senders (default 500: each one's first message makes a contact whose profile the
+server fetches from the fake Graph API, about half of its CPU at --count 2000; with
+--contacts 50 the 50 warm-up webhooks have made every sender known, so the figure is the
+message alone).
 The webhooks go out on plain keep-alive HTTP/1.1 connections (`post`, about 80 µs of
 client CPU each): with httpx (about 3 ms each) the client, not the server, set the
 pace on a 2-core machine.
@@ -79,10 +83,10 @@ def bootstrap(env: dict) -> str:
     return json.loads(done.stdout)["token"]
 
 
-def webhook(page_id: str, index: int) -> bytes:
+def webhook(page_id: str, index: int, contacts: int = 500) -> bytes:
     now = int(time.time() * 1000)
     return json.dumps({"object": "page", "entry": [{"id": page_id, "time": now, "messaging": [{
-        "sender": {"id": f"psid-{index % 500}"}, "recipient": {"id": page_id}, "timestamp": now,
+        "sender": {"id": f"psid-{index % contacts}"}, "recipient": {"id": page_id}, "timestamp": now,
         "message": {"mid": f"m_bench_{index}", "text": f"benchmark message {index}"}}]}]}).encode()
 
 
@@ -137,7 +141,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def run(base: str, token: str, count: int, concurrency: int, pid: int,
-              profile: pathlib.Path | None = None) -> dict:
+              profile: pathlib.Path | None = None, contacts: int = 500) -> dict:
     async with httpx.AsyncClient(base_url=base, timeout=30,
                                  limits=httpx.Limits(max_connections=concurrency)) as http:
         installed = (await http.post("/graphql", headers={"Authorization": f"Bearer {token}"}, json={
@@ -146,7 +150,7 @@ async def run(base: str, token: str, count: int, concurrency: int, pid: int,
                 "pageId": "bench-page", "appSecret": APP_SECRET, "verifyToken": "v",
                 "pageAccessToken": "bench-token"}}}})).json()
         path = installed["data"]["installChannel"]["webhookPath"]
-        bodies = [webhook("bench-page", i) for i in range(count)]
+        bodies = [webhook("bench-page", i, contacts) for i in range(count)]
         queue: asyncio.Queue = asyncio.Queue()
         for body in bodies:
             queue.put_nowait(body)
@@ -173,7 +177,7 @@ async def run(base: str, token: str, count: int, concurrency: int, pid: int,
 
         # Warm-up, not counted.
         for i in range(50):
-            body = webhook("bench-page", count + i)
+            body = webhook("bench-page", count + i, contacts)
             signature = hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
             await http.post(path, content=body, headers={"X-Hub-Signature-256": f"sha256={signature}"})
         cpu_before = cpu_seconds(pid)
@@ -187,7 +191,7 @@ async def run(base: str, token: str, count: int, concurrency: int, pid: int,
             import pyspy
 
             for i in range(count // 2):
-                queue.put_nowait(webhook("bench-page", count + 50 + i))
+                queue.put_nowait(webhook("bench-page", count + 50 + i, contacts))
             recorder = pyspy.Recorder(pid, profile)
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             profiled = pyspy.summarise(profile) if recorder.stop() else {"samples": 0}
@@ -202,7 +206,7 @@ async def run(base: str, token: str, count: int, concurrency: int, pid: int,
 
 
 def measure(count: int = 5000, concurrency: int = 32, database: str | None = None,
-            broadcast: str = "memory://", profile: pathlib.Path | None = None) -> dict:
+            broadcast: str = "memory://", profile: pathlib.Path | None = None, contacts: int = 500) -> dict:
     """One ingestion run on a fresh database (a fresh SQLite file, or `database`'s
     PostgreSQL schema dropped and recreated); bench/run.py calls this too."""
     tmp = tempfile.mkdtemp(prefix="inbox-bench-")
@@ -216,7 +220,7 @@ def measure(count: int = 5000, concurrency: int = 32, database: str | None = Non
     token = bootstrap(env)
     try:
         with inbox_server(env) as (base, process):
-            result = asyncio.run(run(base, token, count, concurrency, process.pid, profile))
+            result = asyncio.run(run(base, token, count, concurrency, process.pid, profile, contacts))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     backend = "postgres" if database.startswith("postgres") else "sqlite"
@@ -227,10 +231,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--contacts", type=int, default=500, help="distinct senders (default 500)")
     parser.add_argument("--database", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--broadcast", default="memory://")
     args = parser.parse_args()
-    print(json.dumps(measure(args.count, args.concurrency, args.database, args.broadcast)))
+    print(json.dumps(measure(args.count, args.concurrency, args.database, args.broadcast, contacts=args.contacts)))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,9 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("project resolvers + types (schema/, resolvers/)", ("/schema/", "/resolvers/")),
     ("project domain (inbox/, server/, channels/)", ("/inbox/", "/server/", "/channels/")),
     ("websocket frames + transport (websockets, uvicorn ws)", ("uvicorn/protocols/websockets", "/websockets/")),
+    # The server's own calls to the apps' APIs (a new Messenger contact's profile...): else
+    # their frames fall through to the event loop's category.
+    ("HTTP client (httpx, httpcore, anyio)", ("httpx/", "httpcore/", "anyio/")),
     ("HTTP protocol (uvicorn, httptools, h11)", ("uvicorn/protocols/http", "httptools", "/h11/")),
     ("starlette", ("starlette/",)),
     ("uvicorn other", ("uvicorn/",)),

@@ -18,7 +18,8 @@ fails when an installed version differs, so that an upgrade re-reads this packag
   listener task, for the hub's own Redis backend, failure detection and closing.
 - uvicorn_ws: uvicorn's websocket protocol behind an ASGI `send` (its flow control, its
   transport), for direct delivery's frames written to the socket (hand-built, measured).
-- uvicorn_http: uvicorn's httptools request cycle, one socket write per HTTP response.
+- uvicorn_http: uvicorn's httptools request cycle, one socket write per HTTP response, and
+  whether a request's whole body has arrived (no body deadline to arm).
 
 Nothing outside this package reads a private attribute of a library object or imports a
 private module (tests/test_borrowed.py scans for it)."""

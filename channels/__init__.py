@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 from typing import Any, ClassVar
 
 from inbox.apps import MessagingApp
@@ -99,6 +100,14 @@ def without_nul(value):
     if isinstance(value, dict):
         return {key: without_nul(item) for key, item in value.items()}
     return value
+
+
+def json_without_nul(body: bytes):
+    """A webhook's JSON body decoded (ValueError when it is not JSON), NUL taken out as
+    `without_nul` does. JSON in UTF-8 writes NUL only escaped, and in UTF-16 or UTF-32
+    every character has a NUL byte: a body with neither has no NUL to look for."""
+    value = json.loads(body)
+    return without_nul(value) if b"\\u0000" in body or b"\x00" in body else value
 
 
 def inbound_body(text: str | None, attachments: list[tuple[str, str | None]]) -> str | None:

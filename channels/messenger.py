@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -27,7 +26,7 @@ from inbox.messages import Inbound, receive_all
 from inbox.sending import update_statuses_up_to
 from models import Channel, ChannelKind, DeliveryStatus
 
-from . import Malformed, Provider, inbound_body, web, without_nul
+from . import Malformed, Provider, inbound_body, json_without_nul, web
 from .outbound import check, field, send_parts
 
 # This app, as models/kinds.py reads it (literals, read without importing this module):
@@ -177,10 +176,10 @@ def parse(body: bytes) -> list[Event]:
     """Every event of a webhook, checked whole before anything is stored. Events the
     inbox has no use for (reactions, opt-ins, standby...) are left out."""
     try:
-        payload = json.loads(body)
+        payload = json_without_nul(body)
     except (ValueError, UnicodeDecodeError):
         raise Malformed("the body is not JSON") from None
-    payload = _dict(without_nul(payload), "the body")
+    payload = _dict(payload, "the body")
     if payload.get("object") != "page":
         raise Malformed('"object" must be "page"')
     entries = payload.get("entry")

@@ -10,7 +10,6 @@ delivery or read receipts: a reply the Bot API took is SENT, and stays so."""
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 import secrets
@@ -29,7 +28,7 @@ from inbox.messages import Inbound, receive
 from inbox.queue import Rejected
 from models import Channel, ChannelKind
 
-from . import Malformed, Provider, web, without_nul
+from . import Malformed, Provider, json_without_nul, web
 from .outbound import Answer, check, send_parts
 
 # This app, as models/kinds.py reads it (literals, read without importing this module):
@@ -102,7 +101,7 @@ def parse(body: bytes) -> Update | None:
     """The update's new message, or None for updates the inbox has no use for (edits,
     channel posts, callbacks...) and messages with nothing to show (a sticker, a poll)."""
     try:
-        update = without_nul(json.loads(body))
+        update = json_without_nul(body)
     except (ValueError, UnicodeDecodeError):
         raise Malformed("the body is not JSON") from None
     if not isinstance(update, dict):

@@ -39,6 +39,8 @@ class GroupCommit(Generic[Item, Result]):
         self._queue.extend(zip(items, futures))
         if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._write(), name="group-commit")
+        if len(futures) == 1:  # the common case (a message per webhook): no gathering future
+            return [await futures[0]]
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):

@@ -524,3 +524,14 @@ async def test_a_message_with_a_nul_character_is_stored_without_it(page):
     await page.deliver(text_message(psid, page.page_id, "Hi\x00 there"))
     [message] = await page.messages()
     assert message["body"] == "Hi there"
+
+
+async def test_a_nul_character_in_a_utf16_body_is_taken_out_too(page):
+    # given a webhook in UTF-16 (JSON may be; its NUL is not written as an escape there)
+    body = json.dumps(webhook(page.page_id, text_message(unique("psid"), page.page_id, "Hi\x00 there")),
+                      ensure_ascii=False).encode("utf-16")
+    # when Meta posts it, then it is taken, and stored without the NUL
+    response = await page.post(body)
+    assert response.status_code == 200, response.text
+    [message] = await page.messages()
+    assert message["body"] == "Hi there"
