@@ -750,7 +750,11 @@ def run_parts(args, cfg: dict, parts: set, database: Database, results: dict, ou
             log("HTTP: inbox on postgres")
             results["http"]["postgres"] = http_inbox(cfg, Database(args.also_postgres), args.broadcast, "postgres")
     if "ingest" in parts:
-        log(f"webhook ingestion: {cfg['ingest']} signed Messenger webhooks")
+        # From senders the server knows (the warm-up's 50), and from 500 senders: a new sender's
+        # first message also has its profile fetched from the Graph API and its picture kept.
+        log(f"webhook ingestion: {cfg['ingest']} signed Messenger webhooks from 50 known senders")
+        results["ingest_known"] = ingest.measure(cfg["ingest"], 32, args.database, args.broadcast, contacts=50)
+        log(f"webhook ingestion: {cfg['ingest']} signed Messenger webhooks from 500 senders")
         results["ingest"] = ingest.measure(cfg["ingest"], 32, args.database, args.broadcast,
                                            OUT / "profile-ingest.txt" if cfg["profiles"] else None)
     if "hostile" in parts:
