@@ -554,36 +554,34 @@ async def _body(sink: Sink, root: Any, bodies: dict[tuple, Any]) -> bytes:
     """The JSON of the sink's result for one root: executed once per group, or, for an
     operation whose result depends on its viewer, once per group and viewer."""
     template, key = sink.template, sink.key
-    if key is not None and fanout.is_own(template):
-        group = (key, id(root))
-        body = bodies.get(group)
-        if type(body) is bytes:
-            fanout.stats["reused"] += 1
-            return body
+    if key is None:
+        fanout.stats["own"] += 1
+        return _encode(await _execute(template, root, sink.context))
+    group = (key, id(root))
+    body = bodies.get(group)
+    if type(body) is bytes:
+        fanout.stats["reused"] += 1
+        return body
+    if fanout.is_own(template):
+        # `bodies` is the viewer's own here (`_viewer_bodies`): kept for its next sink.
         fanout.stats["own"] += 1
         result = await _execute(template, root, sink.context)
         body = _encode(result)
         if not result.errors:
             bodies[group] = body
         return body
-    if key is not None:
-        group = (key, id(root))
-        body = bodies.get(group)
-        if type(body) is bytes:
-            fanout.stats["reused"] += 1
+    if body is None:
+        watch = fanout.Watch()
+        result = await _execute(template, root, fanout.WatchedContext(sink.context, watch))
+        if watch.dependent:
+            bodies[group] = _DEPENDENT
+            fanout.mark_own(template)
+        elif not result.errors:
+            bodies[group] = body = _encode(result)
+            fanout.stats["shared"] += 1
             return body
-        if body is None:
-            watch = fanout.Watch()
-            result = await _execute(template, root, fanout.WatchedContext(sink.context, watch))
-            if watch.dependent:
-                bodies[group] = _DEPENDENT
-                fanout.mark_own(template)
-            elif not result.errors:
-                bodies[group] = body = _encode(result)
-                fanout.stats["shared"] += 1
-                return body
-            fanout.stats["own"] += 1
-            return _encode(result)
+        fanout.stats["own"] += 1
+        return _encode(result)
     fanout.stats["own"] += 1
     return _encode(await _execute(template, root, sink.context))
 
