@@ -9,12 +9,15 @@ whole term (`strpos`, which no index serves): the same rows, since a text contai
 term contains each piece of it.
 
 The sample is what ANALYZE keeps of the indexed expression (pg_stats of the expression
-index: about a hundred texts), read at most every SAMPLE_SECONDS per process. With no
-sample yet (a new database) or no word rarer than COMMON_SHARE of it, the whole term is
+index: about a hundred texts), read at most every SAMPLE_SECONDS per process and counted
+by trigram then, so that a search costs a lookup per trigram of its term. With no sample
+yet (a new database) or no trigram rarer than COMMON_SHARE of it, the whole term is
 looked up, as before."""
 from __future__ import annotations
 
 import time
+from collections import Counter
+from dataclasses import dataclass
 
 from tortoise.filters import escape_like
 
@@ -24,11 +27,31 @@ SAMPLE_SECONDS = 300.0
 # A trigram in this share of the sampled texts or more is no better than the whole term's.
 COMMON_SHARE = 0.2
 
-_samples: dict[str, tuple[float, tuple[str, ...]]] = {}
+
+@dataclass(frozen=True)
+class Sample:
+    """A sample of an indexed column's texts: how many, and in how many of them each
+    trigram of letters and digits is found."""
+
+    size: int
+    trigrams: Counter
+
+    @classmethod
+    def of(cls, texts) -> "Sample":
+        counts: Counter = Counter()
+        for text in texts:
+            counts.update({text[i:i + 3] for i in range(len(text) - 2) if text[i:i + 3].isalnum()})
+        return cls(len(texts), counts)
+
+    def __len__(self) -> int:
+        return self.size
 
 
-async def sample(index: str) -> tuple[str, ...]:
-    """Upper-cased texts ANALYZE sampled for the expression index `index` (cached)."""
+_samples: dict[str, tuple[float, Sample]] = {}
+
+
+async def sample(index: str) -> Sample:
+    """What ANALYZE sampled of the expression index `index` (upper-cased texts), counted (cached)."""
     now = time.monotonic()
     kept = _samples.get(index)
     if kept is not None and now - kept[0] < SAMPLE_SECONDS:
@@ -36,9 +59,9 @@ async def sample(index: str) -> tuple[str, ...]:
     rows = await sql.fetch(
         """SELECT histogram_bounds::text::text[] AS bounds, most_common_vals::text::text[] AS common
            FROM pg_stats WHERE schemaname = current_schema() AND tablename = :index""", index=index)
-    texts = tuple(text for row in rows for key in ("bounds", "common") for text in row[key] or ())
-    _samples[index] = (now, texts)
-    return texts
+    counted = Sample.of([text for row in rows for key in ("bounds", "common") for text in row[key] or ()])
+    _samples[index] = (now, counted)
+    return counted
 
 
 def _runs(term: str) -> list[tuple[int, int]]:
@@ -54,18 +77,18 @@ def _runs(term: str) -> list[tuple[int, int]]:
     return found
 
 
-def rarest(term: str, texts: tuple[str, ...]) -> str:
+def rarest(term: str, sampled: Sample) -> str:
     """The piece of `term` to look up in the index: the longest run of its trigrams (within
     a word) that are each found in the fewest sampled texts, or the whole term when even
     those are common (or there is no sample to tell)."""
     upper = term.upper()
-    if not texts or len(upper) != len(term):
+    if not sampled.size or len(upper) != len(term):
         return term
     hits = {}  # trigram start -> sampled texts holding it
     for start, end in _runs(upper):
         for i in range(start, end - 2):
-            hits[i] = sum(upper[i:i + 3] in text for text in texts)
-    if not hits or min(hits.values()) >= COMMON_SHARE * len(texts):
+            hits[i] = sampled.trigrams[upper[i:i + 3]]
+    if not hits or min(hits.values()) >= COMMON_SHARE * sampled.size:
         return term
     fewest = min(hits.values())
     best = run = None

@@ -192,7 +192,7 @@ _MATCHES_SQLITE = """
     FROM (SELECT conversation_id FROM message_search WHERE message_search MATCH :phrase LIMIT :k) ms
     UNION ALL SELECT sv.id FROM (SELECT rowid AS id FROM contact_search WHERE contact_search MATCH :phrase
                                  LIMIT :k) cs JOIN conversation sv ON sv.contact_id = cs.id"""
-# PostgreSQL: the index is asked for the term's rarest word (`:body_piece`, `:name_piece`:
+# PostgreSQL: the index is asked for the term's rarest piece (`:body_piece`, `:name_piece`:
 # inbox/search_piece.py), each row it gives checked for the whole term by `strpos`.
 _MATCHES_POSTGRES = r"""
     SELECT ms.id FROM (SELECT sm.conversation_id AS id FROM message sm WHERE sm.company_id = :company

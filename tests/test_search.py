@@ -189,16 +189,16 @@ SAMPLE = ("SEEDED MESSAGE 1 OF CONVERSATION 12", "SEEDED MESSAGE 2 OF CONVERSATI
     ("straße 77", "straße 77"),             # upper-casing changes its length: the whole term
 ])
 def test_the_index_is_asked_for_the_run_of_the_rarest_trigrams_of_one_word(term, piece):
-    from inbox.search_piece import rarest
+    from inbox.search_piece import Sample, rarest
 
-    assert rarest(term, SAMPLE) == piece
+    assert rarest(term, Sample.of(SAMPLE)) == piece
     assert piece in term
 
 
 def test_without_a_sample_the_whole_term_is_looked_up():
-    from inbox.search_piece import rarest
+    from inbox.search_piece import Sample, rarest
 
-    assert rarest("conversation 424247", ()) == "conversation 424247"
+    assert rarest("conversation 424247", Sample.of(())) == "conversation 424247"
 
 
 async def test_a_term_looked_up_by_its_rarest_piece_finds_exactly_its_matches(company: Company, monkeypatch):
