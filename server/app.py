@@ -185,17 +185,15 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             await self._refuse(scope, receive, send, 413, "request body too large", bound)
             return
-        if body_arrived(receive):
-            # Nothing to wait for (a webhook's body comes with its head): no deadline, which
-            # costs a timer per request.
-            body = await self._body(receive, max_bytes)
-        else:
-            try:
-                async with asyncio.timeout(self.body_seconds):
-                    body = await self._body(receive, max_bytes)
-            except TimeoutError:
-                await self._refuse(scope, receive, send, 408, "request body too slow", "http_body_seconds")
-                return
+        # A body that has all arrived (a webhook's comes with its head) has nothing to wait
+        # for: no deadline, which costs a timer per request.
+        deadline = contextlib.nullcontext() if body_arrived(receive) else asyncio.timeout(self.body_seconds)
+        try:
+            async with deadline:
+                body = await self._body(receive, max_bytes)
+        except TimeoutError:
+            await self._refuse(scope, receive, send, 408, "request body too slow", "http_body_seconds")
+            return
         if body is _TOO_LARGE:
             await self._refuse(scope, receive, send, 413, "request body too large", bound)
         elif body is not None:  # None: the client left
