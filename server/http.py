@@ -150,7 +150,8 @@ COST_BYTES = 64 * 1024
 
 
 def _cost(content_length: bytes | str | None) -> int:
-    """The Content-Length header's value, as sent (bytes) or as starlette decodes it."""
+    """A request's share of its owner's pace, from its Content-Length header (as sent, or as
+    starlette decodes it; None when it has none)."""
     return 1 + int(content_length) // COST_BYTES if content_length is not None and content_length.isdigit() else 1
 
 
